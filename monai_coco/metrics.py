@@ -1,0 +1,1 @@
+"""Confusion-matrix segmentation metrics (placeholder until the metrics module lands)."""

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Make or reuse the virtual environment .venv in the repo root and install monai_coco into it.
+# torch==2.13.0 (a CPU build kept on disk here) is installed only when no torch is importable, since a
+# plain `pip install torch` pulls several GB of CUDA libraries.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating virtual environment .venv"
+    "$PY" -m venv .venv
+fi
+VPY="$ROOT/.venv/bin/python"
+if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
+    echo "[setup] no torch importable: installing torch==2.13.0"
+    "$VPY" -m pip install --quiet "torch==2.13.0"
+fi
+if ! "$VPY" -c "import monai_coco, pytest, jsonschema, openslide" >/dev/null 2>&1 \
+    || [ pyproject.toml -nt .venv/.monai_coco_installed ]; then
+    echo "[setup] installing monai_coco and its dependencies into .venv"
+    "$VPY" -m pip install --quiet -e ".[test,openslide]"
+    touch .venv/.monai_coco_installed
+fi

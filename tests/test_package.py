@@ -4,8 +4,9 @@ import monai_coco
 
 
 def test_version_matches_pyproject():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert monai_coco.__version__ == meta["project"]["version"] == "0.1.0"

@@ -1,1 +1,18 @@
-"""monai_coco.engines"""
+"""monai_coco.engines: MONAI trainers for the paraphraser and distillation stages, and checkpoint files."""
+
+from .checkpoints import load_checkpoint, load_module_state, save_checkpoint
+from .distillation import TEACHER_PRED, DistillationTerm, DistillationTrainer
+from .multi_term import TERMS, MultiTermTrainer
+from .paraphraser import ParaphraserTrainer
+
+__all__ = [
+    "TEACHER_PRED",
+    "TERMS",
+    "DistillationTerm",
+    "DistillationTrainer",
+    "MultiTermTrainer",
+    "ParaphraserTrainer",
+    "load_checkpoint",
+    "load_module_state",
+    "save_checkpoint",
+]

@@ -1,0 +1,191 @@
+"""Knowledge distillation from a frozen teacher into a student, as a MONAI trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Union
+
+import torch
+from monai.utils.enums import CommonKeys as Keys
+from torch.optim import Optimizer
+
+from monai_coco.engines.multi_term import MultiTermTrainer
+from monai_coco.networks import FeatureTaps
+
+__all__ = ["DistillationTerm", "DistillationTrainer", "TEACHER_PRED", "feature_taps"]
+
+TEACHER_PRED = "teacher_pred"
+"""Key of the teacher's logits ``(B, K, H, W)`` in the trainer's output."""
+
+TermInputs = Union[str, Sequence[int]]
+
+
+def feature_taps(network: torch.nn.Module, layers: Sequence[str] | None) -> FeatureTaps:
+    """``FeatureTaps`` on ``layers``, or on the network's ``default_taps`` when ``layers`` is None.
+
+    Layer names are those of the bare network, also when it is wrapped in ``DistributedDataParallel`` or
+    ``DataParallel`` (as a multi-GPU config does).
+    """
+    wrapped = isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
+    bare = network.module if wrapped else network
+    if layers is None:
+        layers = getattr(bare, "default_taps", None)
+        if layers is None:
+            raise ValueError(f"{type(bare).__name__} has no default_taps: name the layers to tap.")
+    return FeatureTaps(network, [f"module.{name}" if wrapped else name for name in layers])
+
+
+class DistillationTerm:
+    """One weighted distillation loss and the student/teacher tensors it compares.
+
+    Args:
+        loss: a loss module, e.g. ``CoCoDistillationLoss()`` or a baseline of ``monai_coco.losses``.
+        weight: its weight in the student's loss (METHOD §6: λ_coco = 1; the useful range is wide).
+        inputs: which tensors the loss gets:
+
+            - ``"logits"``: ``loss(student_logits, teacher_logits)``, both ``(B, K, H, W)``;
+            - ``"taps"``: every tap, students' first: ``loss(s_0, …, s_n, t_0, …, t_n)``;
+            - a sequence of tap indices, e.g. ``(0, 1)`` -> ``loss(s_0, s_1, t_0, t_1)``, ``(1,)`` ->
+              ``loss(s_1, t_1)``. Student features are ``(B, C_s, h, w)``; teacher features are the
+              frozen paraphrasers' factors when the trainer has paraphrasers, else the raw tap features.
+    """
+
+    def __init__(self, loss: Callable[..., torch.Tensor], weight: float = 1.0, inputs: TermInputs = "taps"):
+        if not callable(loss):
+            raise ValueError(f"loss must be a callable loss module, got {type(loss).__name__}.")
+        weight = float(weight)
+        if not weight >= 0.0 or weight == float("inf"):
+            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}.")
+        if isinstance(inputs, str):
+            if inputs not in ("logits", "taps"):
+                raise ValueError(f"inputs must be 'logits', 'taps' or tap indices, got {inputs!r}.")
+        else:
+            inputs = tuple(inputs)
+            if not inputs or not all(isinstance(i, int) and i >= 0 for i in inputs):
+                raise ValueError(f"inputs must be a non-empty sequence of tap indices >= 0, got {inputs!r}.")
+        self.loss = loss
+        self.weight = weight
+        self.inputs = inputs
+
+    def __call__(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        student_features: Sequence[torch.Tensor],
+        teacher_features: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """The weighted loss, a scalar tensor."""
+        if self.inputs == "logits":
+            return self.weight * self.loss(student_logits, teacher_logits)
+        taps = range(len(student_features)) if self.inputs == "taps" else self.inputs
+        args = [student_features[i] for i in taps] + [teacher_features[i] for i in taps]
+        return self.weight * self.loss(*args)
+
+    def __repr__(self) -> str:
+        return f"DistillationTerm({self.loss!r}, weight={self.weight}, inputs={self.inputs!r})"
+
+
+class DistillationTrainer(MultiTermTrainer):
+    """MONAI ``SupervisedTrainer`` that distils a frozen teacher into the student ``network``.
+
+    Each iteration (events and ``amp`` / ``accumulation_steps`` / ``optim_set_to_none`` as in
+    ``SupervisedTrainer``, see :class:`~monai_coco.engines.multi_term.MultiTermTrainer`):
+
+    - the student runs in ``train()`` and its tap features are kept;
+    - the teacher runs in ``eval()`` under ``torch.no_grad()`` (its parameters have
+      ``requires_grad=False``), and its tap features pass through the frozen paraphraser encoders;
+    - ``FORWARD_COMPLETED`` fires (the ``AdversarialDistillationHandler`` adds ``adv`` here);
+    - loss = ``loss_function(student_logits, labels)`` (named ``loss_name``) + Σ each term;
+    - after the step ``engine.state.output`` holds ``IMAGE``, ``LABEL``, ``PRED`` (student logits
+      ``(B, K, H, W)``), ``LOSS``, ``"teacher_pred"`` (teacher logits) and every term's weighted value
+      as a float (``ce``, ``coco``, ``adv``, ...), so ``LOSS`` equals their sum.
+
+    Args:
+        device, max_epochs, train_data_loader, network, optimizer, loss_function: as in
+            ``SupervisedTrainer``; ``network`` is the student, ``optimizer`` holds its parameters only.
+        teacher: the trained teacher network; frozen here.
+        terms: ``{name: DistillationTerm}``, e.g. ``{"coco": DistillationTerm(CoCoDistillationLoss(),
+            1.0, (0, 1))}``.
+        student_taps: names of the student layers whose outputs are the features, ordered as the
+            teacher's; default ``network.default_taps``.
+        teacher_taps: the same for the teacher; default ``teacher.default_taps``.
+        paraphrasers: one frozen ``Paraphraser`` per teacher tap (e.g. an ``nn.ModuleList``), whose
+            ``encode`` turns a teacher feature into its factor; None uses the raw teacher features.
+        loss_name: the name of the supervised term in the output.
+        kwargs: any other ``SupervisedTrainer`` argument (``epoch_length``, ``train_handlers``, ``amp``,
+            ``accumulation_steps``, ``optim_set_to_none``, ``key_train_metric``, ...).
+    """
+
+    reserved_keys = MultiTermTrainer.reserved_keys | {TEACHER_PRED}
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        loss_function: Callable,
+        teacher: torch.nn.Module,
+        terms: Mapping[str, DistillationTerm],
+        student_taps: Sequence[str] | None = None,
+        teacher_taps: Sequence[str] | None = None,
+        paraphrasers: Sequence[torch.nn.Module] | None = None,
+        loss_name: str = "ce",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(device, max_epochs, train_data_loader, network, optimizer, loss_function, **kwargs)
+        self.student_taps = feature_taps(network, student_taps)
+        self.teacher_taps = feature_taps(teacher, teacher_taps)
+        n_taps = len(self.teacher_taps.layers)
+        if len(self.student_taps.layers) != n_taps:
+            raise ValueError(
+                f"student_taps {list(self.student_taps.layers)} and teacher_taps "
+                f"{list(self.teacher_taps.layers)} must pair up one to one."
+            )
+        for name, term in terms.items():
+            if not isinstance(term, DistillationTerm):
+                raise ValueError(f"terms['{name}'] must be a DistillationTerm, got {type(term).__name__}.")
+            if not isinstance(term.inputs, str) and max(term.inputs) >= n_taps:
+                raise ValueError(f"terms['{name}'] uses tap {max(term.inputs)} but there are {n_taps} taps.")
+        names = [loss_name, *terms]
+        if len(set(names)) != len(names) or self.reserved_keys.intersection(names):
+            raise ValueError(
+                f"term names {names} must be distinct and differ from {sorted(self.reserved_keys)}."
+            )
+        if paraphrasers is not None and len(paraphrasers) != n_taps:
+            raise ValueError(f"give one paraphraser per teacher tap ({n_taps}), got {len(paraphrasers)}.")
+        self.teacher = teacher.requires_grad_(False).eval()
+        self.paraphrasers = None
+        if paraphrasers is not None:
+            self.paraphrasers = torch.nn.ModuleList(paraphrasers).requires_grad_(False).eval()
+        self.terms = dict(terms)
+        self.loss_name = loss_name
+
+    def forward(
+        self, inputs: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Student and teacher forward passes; returns ``(student_features, teacher_features)``."""
+        output = self.state.output
+        output[Keys.PRED], student = self.student_taps(inputs)
+        self.teacher.eval()
+        with torch.no_grad():
+            output[TEACHER_PRED], teacher = self.teacher_taps(inputs)
+            teacher_features = [teacher[name] for name in self.teacher_taps.layers]
+            if self.paraphrasers is not None:
+                self.paraphrasers.eval()
+                teacher_features = [p.encode(f) for p, f in zip(self.paraphrasers, teacher_features)]
+        return [student[name] for name in self.student_taps.layers], teacher_features
+
+    def loss_terms(
+        self, context: tuple[list[torch.Tensor], list[torch.Tensor]], targets: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """The supervised term and every distillation term, in float32."""
+        student_features = [f.float() for f in context[0]]
+        teacher_features = [f.float() for f in context[1]]
+        student_logits = self.state.output[Keys.PRED].float()
+        teacher_logits = self.state.output[TEACHER_PRED].float()
+        terms = {self.loss_name: self.loss_function(student_logits, targets).mean()}
+        for name, term in self.terms.items():
+            terms[name] = term(student_logits, teacher_logits, student_features, teacher_features)
+        return terms

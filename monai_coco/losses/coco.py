@@ -1,0 +1,318 @@
+"""CoCo: the cross-layer correlation distillation loss of CoCo DistillNet (METHOD.md §3).
+
+For one network take a shallow map ``F1`` and a deep map ``F2`` on one ``(H, W)`` grid, L2-normalise
+every pixel's channel vector and flatten to ``X1, X2`` of shape ``(B, C, N)``, ``N = H·W``. The
+cross-layer similarity ``A = X1ᵀ X2`` is ``(B, N, N)``; the loss compares the student's ``A_S`` with
+the teacher's ``A_T``: ``Σ (A_T − A_S)² / (N²·B)``.
+
+``A`` is never built. Per image, with ``P1, P2`` the teacher's normalised maps::
+
+    ‖A_S − A_T‖²_F = ⟨X1X1ᵀ, X2X2ᵀ⟩ + ⟨P1P1ᵀ, P2P2ᵀ⟩ − 2 ⟨X1P1ᵀ, X2P2ᵀ⟩
+
+Every product is a channel-by-channel matrix: O(N·C²) time and O(C²) memory instead of O(N²·C) and
+O(N²) (at 128×128 taps one ``A`` is 1 GiB per image in float32). The three terms are large and can
+cancel, so the small matrices are computed and summed in float64 whatever the input dtype (autocast is
+switched off inside) and the difference is clamped at 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.utils import LossReduction
+from torch.nn.modules.loss import _Loss
+
+__all__ = [
+    "CoCoDistillationLoss",
+    "MultiPairCoCoDistillationLoss",
+    "PerImageLoss",
+    "align_feature_pairs",
+    "check_same_grid",
+    "correlation_gap",
+    "max_pool_by_fraction",
+    "reduce_per_image",
+    "validate_pool_scale",
+]
+
+
+def reduce_per_image(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce per-image values ``(B,)``: ``"mean"``/``"sum"`` over the batch; ``"none"`` keeps ``(B,)``."""
+    if reduction == LossReduction.MEAN.value:
+        return values.mean()
+    if reduction == LossReduction.SUM.value:
+        return values.sum()
+    return values
+
+
+def _shapes(shown: dict[str, torch.Size]) -> str:
+    return ", ".join(f"{name} {tuple(shape)}" for name, shape in shown.items())
+
+
+def _require_4d(loss_name: str, maps: dict[str, torch.Tensor], shown: dict[str, torch.Size]) -> None:
+    if any(m.ndim != 4 for m in maps.values()):
+        raise ValueError(f"{loss_name} expects (B, C, H, W) maps; got {_shapes(shown)}.")
+
+
+def check_same_grid(
+    loss_name: str, maps: dict[str, torch.Tensor], shown: dict[str, torch.Size] | None = None
+) -> None:
+    """Raise ``ValueError`` unless every map in ``maps`` is ``(B, C, H, W)`` with one ``(B, H, W)``.
+
+    Args:
+        loss_name: the loss named in the message.
+        maps: the maps to check, by argument name.
+        shown: the shapes to print, by argument name (default: those of ``maps``).
+    """
+    shown = {name: m.shape for name, m in maps.items()} if shown is None else shown
+    _require_4d(loss_name, maps, shown)
+    if len({(m.shape[0], *m.shape[2:]) for m in maps.values()}) > 1:
+        raise ValueError(
+            f"{loss_name}: all maps must share (B, H, W) (each deep map is first resized to its shallow "
+            f"map); got {_shapes(shown)}."
+        )
+
+
+def align_feature_pairs(
+    loss_name: str,
+    student_shallow: torch.Tensor,
+    student_deep: torch.Tensor,
+    teacher_shallow: torch.Tensor,
+    teacher_deep: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Resize each network's deep map to its shallow map (bilinear) and check one ``(B, H, W)`` grid.
+
+    Args:
+        loss_name: the loss named in a ``ValueError``.
+        student_shallow, student_deep: ``(B, C_s, H, W)`` and ``(B, C_s', h, w)``.
+        teacher_shallow, teacher_deep: ``(B, C_t, H, W)`` and ``(B, C_t', h', w')``.
+
+    Returns:
+        The four maps on the ``(H, W)`` grid, shallow maps unchanged.
+
+    Raises:
+        ValueError: a map is not 4-D, or after resizing the four maps do not share ``(B, H, W)``;
+            the message lists the four input shapes.
+    """
+    names = ("student_shallow", "student_deep", "teacher_shallow", "teacher_deep")
+    given = dict(zip(names, (student_shallow, student_deep, teacher_shallow, teacher_deep)))
+    shown = {name: m.shape for name, m in given.items()}
+    _require_4d(loss_name, given, shown)
+    aligned = (
+        student_shallow,
+        _resize_to(student_deep, student_shallow),
+        teacher_shallow,
+        _resize_to(teacher_deep, teacher_shallow),
+    )
+    check_same_grid(loss_name, dict(zip(names, aligned)), shown)
+    return aligned
+
+
+def _resize_to(deep: torch.Tensor, shallow: torch.Tensor) -> torch.Tensor:
+    """``deep`` ``(B, C, h, w)`` resized bilinearly to ``shallow``'s ``(H, W)`` when they differ."""
+    if deep.shape[-2:] == shallow.shape[-2:]:
+        return deep
+    return F.interpolate(deep, size=tuple(shallow.shape[-2:]), mode="bilinear", align_corners=False)
+
+
+def validate_pool_scale(pool_scale: float | None) -> float | None:
+    """Return ``pool_scale`` if it is ``None`` or in ``(0, 1]``, else raise ``ValueError``."""
+    if pool_scale is not None and not 0.0 < float(pool_scale) <= 1.0:
+        raise ValueError(
+            f"pool_scale must be None (no pooling) or in (0, 1] (the fraction of the map's side that one "
+            f"max-pooling window covers, as in SKD; 0.5 gives a 2x2 grid), got {pool_scale}."
+        )
+    return pool_scale
+
+
+def max_pool_by_fraction(x: torch.Tensor, pool_scale: float | None) -> torch.Tensor:
+    """Max-pool ``x`` ``(B, C, H, W)`` as SKD does (Liu et al., CVPR 2019).
+
+    The window and stride are ``(max(1, int(H·s)), max(1, int(W·s)))`` with ``s = pool_scale``, with
+    ``ceil_mode``: ``s = 0.5`` gives a 2×2 grid, ``s = 1/8`` an 8×8 grid. ``None`` returns ``x``.
+    """
+    if pool_scale is None:
+        return x
+    kernel = (max(1, int(x.shape[-2] * pool_scale)), max(1, int(x.shape[-1] * pool_scale)))
+    return F.max_pool2d(x, kernel_size=kernel, stride=kernel, ceil_mode=True)
+
+
+def _normalised_columns(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, N)`` float64, every pixel's channel vector divided by ``(‖·‖₂ + eps)``."""
+    x = x.to(torch.float64).flatten(2)
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + eps)
+
+
+def _gram_inner(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    """Per image ``⟨a1 b1ᵀ, a2 b2ᵀ⟩`` for ``(B, C, N)`` inputs: two ``(B, C, C')`` products, ``(B,)``."""
+    return (torch.bmm(a1, b1.transpose(1, 2)) * torch.bmm(a2, b2.transpose(1, 2))).sum(dim=(1, 2))
+
+
+def correlation_gap(
+    student_shallow: torch.Tensor,
+    student_deep: torch.Tensor,
+    teacher_shallow: torch.Tensor,
+    teacher_deep: torch.Tensor,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """``‖A_S − A_T‖²_F / N²`` per image, exactly, without any ``N × N`` tensor.
+
+    Args:
+        student_shallow, student_deep: ``(B, C_s, H, W)`` each.
+        teacher_shallow, teacher_deep: ``(B, C_t, H, W)`` each; all four on one
+            ``(B, H, W)`` grid (see :func:`align_feature_pairs`).
+        eps: added to each pixel's channel norm before dividing.
+
+    Returns:
+        ``(B,)`` float64, ``≥ 0``. With ``A = X1ᵀX2`` from the per-pixel L2-normalised maps flattened to
+        ``(B, C, N)``: ``Σ_ij (A_S − A_T)²_ij / N²``, from the Gram identity in the module docstring.
+    """
+    xs1, xs2, xt1, xt2 = (
+        _normalised_columns(m, eps) for m in (student_shallow, student_deep, teacher_shallow, teacher_deep)
+    )
+    n = xs1.shape[-1]
+    student = _gram_inner(xs1, xs1, xs2, xs2)
+    teacher = _gram_inner(xt1, xt1, xt2, xt2)
+    cross = _gram_inner(xs1, xt1, xs2, xt2)
+    return (student + teacher - 2.0 * cross).clamp_min(0.0) / float(n) ** 2
+
+
+def _output_dtype(x: torch.Tensor) -> torch.dtype:
+    """float32 for half/bfloat16/float32 inputs, float64 for float64 inputs."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+class PerImageLoss(_Loss):
+    """Base of the distillation losses: a per-image value ``(B,)`` reduced by ``reduction``.
+
+    :meth:`reduced` switches autocast off, casts half/bfloat16 inputs to float32 (float64 stays), calls the
+    subclass's per-image function and reduces: ``"mean"``/``"sum"`` over the batch, ``"none"`` -> ``(B,)``.
+    The result is float32 (float64 for float64 inputs).
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__(reduction=LossReduction(reduction).value)
+
+    def reduced(self, per_image: Callable[..., torch.Tensor], *maps: torch.Tensor) -> torch.Tensor:
+        """``reduce(per_image(*maps))``, computed in float32 or better outside autocast."""
+        with torch.autocast(device_type=maps[0].device.type, enabled=False):
+            values = per_image(*(m.to(_output_dtype(m)) for m in maps))
+        return reduce_per_image(values, self.reduction).to(_output_dtype(maps[0]))
+
+
+class CoCoDistillationLoss(PerImageLoss):
+    """Cross-layer correlation (CoCo) loss, Zou & Sun, "CoCo DistillNet", IEEE BIBM 2021 (METHOD.md §3).
+
+    ``L = Σ_b Σ_ij (A_T − A_S)²_ij / (N²·B)`` with ``A = X̂1ᵀ X̂2`` ``(B, N, N)``, the cosine similarity
+    of every shallow pixel with every deep pixel of one network; computed exactly through ``C × C``
+    Gram matrices in float64 (module docstring), never through ``A``. Autocast is disabled inside; the
+    result is float32 (float64 for float64 inputs).
+
+    Args:
+        eps: added to each pixel's channel norm (``f / (‖f‖₂ + eps)``). Default 1e-8.
+        pool_scale: ``None`` (default, full resolution) or the SKD max-pooling fraction in ``(0, 1]``
+            applied to all four maps after resizing (see :func:`max_pool_by_fraction`).
+        reduction: ``"mean"`` (default, over the batch: METHOD.md §3 exactly), ``"sum"`` over the batch,
+            or ``"none"``: per image, ``(B,)``.
+
+    Raises:
+        ValueError: ``pool_scale`` outside ``(0, 1]``, an unknown ``reduction``, or (in ``forward``) maps
+            that do not share ``(B, H, W)`` after resizing, or a network whose two maps have different
+            channel counts.
+    """
+
+    def __init__(self, eps: float = 1e-8, pool_scale: float | None = None, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}.")
+        self.eps = float(eps)
+        self.pool_scale = validate_pool_scale(pool_scale)
+
+    def forward(
+        self,
+        student_shallow: torch.Tensor,
+        student_deep: torch.Tensor,
+        teacher_shallow: torch.Tensor,
+        teacher_deep: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        Args:
+            student_shallow: ``(B, C_s, H, W)``; student_deep: ``(B, C_s, h, w)``, resized to ``(H, W)``.
+            teacher_shallow: ``(B, C_t, H, W)`` (the paraphraser factor in CoCo DistillNet);
+            teacher_deep: ``(B, C_t, h', w')``, resized to ``(H, W)``. ``C_s`` and ``C_t`` may differ.
+
+        Returns:
+            A scalar, or ``(B,)`` with ``reduction="none"``.
+        """
+        return self.reduced(self._per_image, student_shallow, student_deep, teacher_shallow, teacher_deep)
+
+    def _per_image(self, *maps: torch.Tensor) -> torch.Tensor:
+        s1, s2, t1, t2 = align_feature_pairs(type(self).__name__, *(m.to(torch.float64) for m in maps))
+        if s1.shape[1] != s2.shape[1] or t1.shape[1] != t2.shape[1]:
+            raise ValueError(
+                f"{type(self).__name__}: a network's shallow and deep maps need one channel count (A = X1ᵀX2 "
+                f"pairs their channel vectors); got student {s1.shape[1]}/{s2.shape[1]}, teacher "
+                f"{t1.shape[1]}/{t2.shape[1]} (shallow/deep)."
+            )
+        maps = (s1, s2, t1, t2)
+        return correlation_gap(*(max_pool_by_fraction(m, self.pool_scale) for m in maps), eps=self.eps)
+
+
+class MultiPairCoCoDistillationLoss(PerImageLoss):
+    """Weighted sum of CoCo losses over several (shallow, deep) tap pairs (METHOD.md §3, last line).
+
+    ``forward(*maps)`` takes the ``n`` student maps followed by the ``n`` teacher maps, in the same tap
+    order (the calling convention of ``DistillationTerm`` with a sequence of taps); each pair ``(i, j)``
+    compares the cross-layer similarity between maps ``i`` (shallow) and ``j`` (deep) of both networks.
+
+    Args:
+        pairs: ``(shallow index, deep index)`` per pair, e.g. ``((0, 1), (1, 2))``.
+        weights: one weight per pair; default all 1.
+        eps, pool_scale, reduction: as in :class:`CoCoDistillationLoss` (``"none"`` gives ``(B,)``).
+
+    Raises:
+        ValueError: empty or malformed ``pairs``, or ``weights`` of another length; in ``forward``, an odd
+            number of maps or a pair index beyond ``n``.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Sequence[int]],
+        weights: Sequence[float] | None = None,
+        eps: float = 1e-8,
+        pool_scale: float | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(reduction=reduction)
+        pairs = [tuple(int(i) for i in pair) for pair in pairs]
+        if not pairs or any(len(pair) != 2 or min(pair) < 0 for pair in pairs):
+            raise ValueError(f"pairs must be a non-empty list of (shallow, deep) indices >= 0; got {pairs}.")
+        weights = [1.0] * len(pairs) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(pairs):
+            raise ValueError(f"weights must give one weight per pair ({len(pairs)}), got {len(weights)}.")
+        self.pairs = pairs
+        self.weights = weights
+        self.coco = CoCoDistillationLoss(eps=eps, pool_scale=pool_scale, reduction="none")
+
+    def forward(self, *maps: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            maps: ``s_0, …, s_{n-1}, t_0, …, t_{n-1}``, each ``(B, C, H_i, W_i)``.
+
+        Returns:
+            ``Σ_k w_k · CoCo(s_i, s_j, t_i, t_j)`` over the pairs ``(i, j)``, reduced over the batch.
+        """
+        n, odd = divmod(len(maps), 2)
+        needed = 1 + max(max(pair) for pair in self.pairs)
+        if odd or n < needed:
+            raise ValueError(
+                f"{type(self).__name__} expects the n student maps then the n teacher maps, n >= "
+                f"{needed} (pairs {self.pairs}); got {len(maps)} maps."
+            )
+        students, teachers = maps[:n], maps[n:]
+        total = sum(
+            w * self.coco(students[i], students[j], teachers[i], teachers[j])
+            for (i, j), w in zip(self.pairs, self.weights)
+        )
+        return reduce_per_image(total, self.reduction)

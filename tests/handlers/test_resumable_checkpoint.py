@@ -1,0 +1,170 @@
+"""ResumableCheckpoint: a SIGKILLed distillation run, rerun with the same command, resumes and finishes
+exactly as an uninterrupted run does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+
+from monai_coco.engines import load_checkpoint, save_checkpoint
+from monai_coco.handlers import ResumableCheckpoint
+
+TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import logging, os, sys, time
+    import torch
+    from ignite.engine import Events
+    from monai.handlers import LrScheduleHandler
+    from monai.networks.nets import BasicUNet
+    from monai_coco.engines import DistillationTerm, DistillationTrainer, save_checkpoint
+    from monai_coco.handlers import AdversarialDistillationHandler, ResumableCheckpoint
+    from monai_coco.losses import CoCoDistillationLoss
+    from monai_coco.networks import LogitCritic
+
+    workdir = sys.argv[1]
+    torch.set_num_threads(1)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+    torch.manual_seed(0)
+    teacher = BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(4, 4, 8, 8, 8, 4))
+    student = BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(2, 2, 4, 4, 4, 2))
+    critic = LogitCritic(in_channels=2, channels=(8, 16))
+    images = [torch.rand(2, 3, 32, 32) for _ in range(3)]
+    data = [{"image": x, "label": (x.mean(1) > 0.5).long()} for x in images]
+
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    adversarial = AdversarialDistillationHandler(critic, torch.optim.Adam(critic.parameters(), lr=1e-3))
+    resume = ResumableCheckpoint(
+        os.path.join(workdir, "state.pt"),
+        {"model": student, "optimizer": optimizer, "lr": scheduler, "adversarial": adversarial},
+    )
+    trainer = DistillationTrainer(
+        device="cpu", max_epochs=4, train_data_loader=data, network=student, optimizer=optimizer,
+        loss_function=torch.nn.CrossEntropyLoss(), teacher=teacher,
+        terms={"coco": DistillationTerm(CoCoDistillationLoss(), inputs=(0, 1))},
+        student_taps=("down_2", "upcat_3"), teacher_taps=("down_2", "upcat_3"),
+        train_handlers=[LrScheduleHandler(scheduler, print_lr=False), adversarial, resume],
+    )
+    # per-epoch seeds (the gradient penalty draws random interpolations): resumed == uninterrupted
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: torch.manual_seed(e.state.epoch))
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED,
+        lambda e: print(f"ran epoch {e.state.epoch} iteration {e.state.iteration}", flush=True),
+    )
+    pause = os.environ.get("PAUSE_AT_ITERATION")
+    if pause:
+        def hang(engine):  # stand still mid-epoch until the test kills the process
+            if engine.state.iteration == int(pause):
+                open(os.path.join(workdir, "paused"), "w").close()
+                time.sleep(600)
+        trainer.add_event_handler(Events.ITERATION_STARTED, hang)
+    trainer.run()
+    save_checkpoint(os.path.join(workdir, "final.pt"), {"model": student, "critic": critic})
+    """
+)
+
+
+def start(script: Path, workdir: Path, pause: int | None = None) -> subprocess.Popen:
+    workdir.mkdir(exist_ok=True)
+    env = dict(os.environ, PAUSE_AT_ITERATION=str(pause or ""))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return out
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_from_the_last_epoch_and_ends_as_an_uninterrupted_run(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+    # 3 iterations per epoch: iteration 5 is the middle of epoch 2, after epoch 1 was saved
+    proc = start(script, killed, pause=5)
+    uninterrupted = start(script, reference)  # runs alongside
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / "paused").exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the run never reached iteration 5"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        first_out, _ = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert "ran epoch 2 iteration 4" in first_out and "iteration 5" not in first_out
+    state = killed / "state.pt"
+    assert state.is_file() and not (killed / "final.pt").exists()
+
+    second_out = finish(start(script, killed))  # the same command again
+    assert f"resuming from {state} at epoch 1" in second_out
+    ran = [line for line in second_out.splitlines() if line.startswith("ran epoch")]
+    assert ran[0] == "ran epoch 2 iteration 4" and ran[-1] == "ran epoch 4 iteration 12" and len(ran) == 9
+
+    assert f"no training state at {reference / 'state.pt'}: starting from epoch 0" in finish(uninterrupted)
+    resumed = torch.load(killed / "final.pt", weights_only=True)
+    straight = torch.load(reference / "final.pt", weights_only=True)
+    for part in ("model", "critic"):
+        assert resumed[part].keys() == straight[part].keys()
+        for key in resumed[part]:
+            torch.testing.assert_close(resumed[part][key], straight[part][key], rtol=0, atol=0, msg=key)
+    assert torch.load(state, weights_only=True)["trainer"]["iteration"] == 12
+
+
+def engine_at(epochs: int, max_epochs: int) -> Engine:
+    engine = Engine(lambda e, b: None)
+    engine.run([0, 1], max_epochs=epochs)
+    engine.state.max_epochs = max_epochs
+    return engine
+
+
+def test_resume_keeps_the_new_max_epochs_and_refuses_a_checkpoint_beyond_it(tmp_path, caplog):
+    net = torch.nn.Linear(2, 2)
+    path = save_checkpoint(tmp_path / "state.pt", {"model": net, "trainer": engine_at(3, 3)})
+
+    longer = Engine(lambda e, b: None)
+    handler = ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}, name="resume-test")
+    handler.attach(longer)
+    seen = []
+    longer.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(e.state.epoch))
+    with caplog.at_level("INFO", logger="resume-test"):
+        longer.run([0, 1], max_epochs=5)
+    assert f"resuming from {path} at epoch 3" in caplog.text
+    assert seen == [4, 5] and longer.state.iteration == 10
+    saved = load_checkpoint(path, {"model": torch.nn.Linear(2, 2)})
+    assert saved["trainer"]["epoch_length"] == 2 and saved["trainer"]["iteration"] == 10
+
+    shorter = Engine(lambda e, b: None)
+    ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}).attach(shorter)
+    with pytest.raises(ValueError, match=r"saved at epoch 5, beyond max_epochs=2"):
+        shorter.run([0, 1], max_epochs=2)
+
+
+def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):
+    net = torch.nn.Linear(2, 2)
+    engine = Engine(lambda e, b: None)
+    ResumableCheckpoint(tmp_path / "new" / "state.pt", {"model": net}, save_interval=2).attach(engine)
+    engine.run([0, 1], max_epochs=3)
+    saved = load_checkpoint(tmp_path / "new" / "state.pt", {"model": torch.nn.Linear(2, 2)})
+    assert saved["trainer"]["iteration"] == 4  # saved after epoch 2 only
+    with pytest.raises(ValueError, match="save_interval"):
+        ResumableCheckpoint(tmp_path / "x.pt", {"model": net}, save_interval=0)
+    with pytest.raises(ValueError, match="'trainer'"):
+        ResumableCheckpoint(tmp_path / "x.pt", {"trainer": net})

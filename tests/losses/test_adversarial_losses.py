@@ -1,0 +1,111 @@
+"""WGAN-GP terms, checked by hand on a linear critic and on a small LogitCritic."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from monai_coco.losses.adversarial import critic_loss, generator_loss, gradient_penalty
+from monai_coco.networks import LogitCritic
+
+B, K, H, W = 2, 2, 2, 3
+WEIGHT = (3.0, -4.0)  # ‖w‖ = 5
+BIAS = 0.5
+
+
+def linear_critic() -> torch.nn.Conv2d:
+    """D(x) = w·x + b at every pixel: a (B, 1, H, W) score map whose input gradient is known."""
+    critic = torch.nn.Conv2d(K, 1, kernel_size=1).double()
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor(WEIGHT, dtype=torch.float64).view(1, K, 1, 1))
+        critic.bias.fill_(BIAS)
+    return critic
+
+
+def image_scores_by_hand(x: torch.Tensor) -> torch.Tensor:
+    """D̄(x) per image: the mean over pixels of w·x + b."""
+    return (WEIGHT[0] * x[:, 0] + WEIGHT[1] * x[:, 1]).mean(dim=(1, 2)) + BIAS
+
+
+def logits(seed: int) -> torch.Tensor:
+    return torch.randn(B, K, H, W, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_gradient_penalty_of_a_linear_critic_by_hand():
+    # ∇_x D̄ = w / (H·W) at every pixel: ‖∇‖ = ‖w‖ / √(H·W) = 5 / √6, whatever the interpolation
+    critic = linear_critic()
+    expected = (5 / math.sqrt(H * W) - 1) ** 2
+    penalty = gradient_penalty(critic, logits(0), logits(1))
+    assert penalty.item() == pytest.approx(expected, rel=1e-9)
+    # d/dw (‖w‖/s − 1)² = 2 (‖w‖/s − 1) · w / (‖w‖ s): the penalty trains the critic (create_graph)
+    s = math.sqrt(H * W)
+    grad_w, grad_b = torch.autograd.grad(penalty, (critic.weight, critic.bias), allow_unused=True)
+    expected_w = [2 * (5 / s - 1) * w / (5 * s) for w in WEIGHT]
+    torch.testing.assert_close(grad_w.flatten(), torch.tensor(expected_w, dtype=torch.float64))
+    assert grad_b is None  # the input gradient does not depend on the bias
+
+
+def test_critic_loss_by_hand_and_it_trains_only_the_critic():
+    real, fake = logits(0), logits(1).requires_grad_(True)
+    critic = linear_critic()
+    loss = critic_loss(critic, real, fake, gp_weight=10.0)
+    expected = image_scores_by_hand(fake).mean() - image_scores_by_hand(real).mean()
+    expected = expected.item() + 10.0 * (5 / math.sqrt(H * W) - 1) ** 2
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+    loss.backward()
+    assert fake.grad is None
+    assert critic.weight.grad.abs().sum() > 0
+    no_penalty = critic_loss(critic, real, fake, gp_weight=0.0)
+    assert no_penalty.item() == pytest.approx(expected - 10.0 * (5 / math.sqrt(H * W) - 1) ** 2, rel=1e-9)
+
+
+def test_generator_term_reaches_the_student_logits_and_not_the_critic():
+    critic = linear_critic()
+    fake = logits(1).requires_grad_(True)
+    loss = generator_loss(critic, fake)
+    assert loss.item() == pytest.approx(-image_scores_by_hand(fake.detach()).mean().item(), rel=1e-12)
+    loss.backward()
+    # d(−mean_b mean_pixels w·x)/dx = −w / (B·H·W)
+    expected = -torch.tensor(WEIGHT, dtype=torch.float64).view(1, K, 1, 1) / (B * H * W)
+    torch.testing.assert_close(fake.grad, expected.expand(B, K, H, W))
+    assert critic.weight.grad is None and critic.bias.grad is None
+
+
+def small_critic() -> LogitCritic:
+    torch.manual_seed(0)
+    critic = LogitCritic(in_channels=2, channels=(4, 8, 8, 16))
+    with torch.no_grad():  # switch the attention blocks on (γ starts at 0)
+        for block in critic.modules():
+            if hasattr(block, "gamma"):
+                block.gamma.fill_(0.5)
+    return critic
+
+
+def test_generator_term_through_a_spectral_norm_critic_leaves_its_gradients_empty():
+    critic = small_critic()
+    fake = torch.randn(1, 2, 64, 64, requires_grad=True)
+    generator_loss(critic, fake).backward()
+    assert torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in critic.parameters())
+
+
+def test_critic_loss_double_backward_through_spectral_norm_and_attention():
+    critic = small_critic()
+    real, fake = torch.randn(2, 2, 64, 64), torch.randn(2, 2, 64, 64)
+    loss = critic_loss(critic, real, fake)
+    loss.backward()
+    grads = {name: p.grad for name, p in critic.named_parameters()}
+    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    # the final bias cancels in D̄(fake) − D̄(real) and does not change ∇_x D̄; every other parameter learns
+    assert grads.pop("head.bias").abs().item() < 1e-6
+    assert all(g.abs().sum() > 0 for g in grads.values())
+
+
+def test_invalid_arguments_raise():
+    critic = linear_critic()
+    with pytest.raises(ValueError, match="gp_weight"):
+        critic_loss(critic, logits(0), logits(1), gp_weight=-1.0)
+    with pytest.raises(ValueError, match=r"\(2, 2, 2, 3\) and \(2, 2, 2, 2\)"):
+        gradient_penalty(critic, logits(0), logits(1)[..., :2])

@@ -1,0 +1,195 @@
+"""CoCoDistillationLoss and MultiPairCoCoDistillationLoss against the literal N×N formula (naive_coco.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from naive_coco import naive_coco_loss
+
+from monai_coco.losses import CoCoDistillationLoss, MultiPairCoCoDistillationLoss
+
+
+def random_maps(
+    batch: int,
+    c_student: int,
+    c_teacher: int,
+    shallow_hw: tuple[int, int],
+    student_deep_hw: tuple[int, int],
+    teacher_deep_hw: tuple[int, int],
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    shapes = [
+        (batch, c_student, *shallow_hw),
+        (batch, c_student, *student_deep_hw),
+        (batch, c_teacher, *shallow_hw),
+        (batch, c_teacher, *teacher_deep_hw),
+    ]
+    return [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
+
+
+@pytest.mark.parametrize(
+    "student_deep_hw, teacher_deep_hw, pool_scale",
+    [
+        ((6, 10), (6, 10), None),  # one grid
+        ((3, 5), (12, 20), None),  # deep maps resized: up for the student, down for the teacher
+        ((6, 10), (6, 10), 0.5),  # SKD pooling: 3×5 windows, a 2×2 grid
+        ((3, 5), (6, 10), 0.34),  # resize, then 2×3 windows with ceil_mode: a 3×4 grid
+    ],
+)
+def test_equals_the_naive_formula(student_deep_hw, teacher_deep_hw, pool_scale):
+    maps = random_maps(2, 3, 5, (6, 10), student_deep_hw, teacher_deep_hw)
+    exact = CoCoDistillationLoss(pool_scale=pool_scale, reduction="none")(*maps)
+    reference = naive_coco_loss(*maps, pool_scale=pool_scale, reduction="none")
+    assert exact.shape == (2,) and exact.dtype == torch.float64
+    assert (reference > 1e-3).all()
+    torch.testing.assert_close(exact, reference, rtol=1e-5, atol=0.0)
+
+
+def test_float32_inputs_match_the_float64_formula_even_when_the_terms_cancel():
+    """Non-negative (post-ReLU-like) features make every Gram term large; a student close to the teacher
+    makes the loss tiny: the float64 Gram identity still matches the literal formula."""
+    g = torch.Generator().manual_seed(1)
+    teacher = [torch.rand(2, 16, 32, 32, generator=g), torch.rand(2, 16, 32, 32, generator=g)]
+    far = [torch.rand(2, 8, 32, 32, generator=g), torch.rand(2, 8, 32, 32, generator=g)]
+    near = [t + 1e-3 * torch.rand(t.shape, generator=g) for t in teacher]
+    loss = CoCoDistillationLoss(reduction="none")
+    for student in (far, near):
+        exact = loss(*student, *teacher)
+        reference = naive_coco_loss(*(m.double() for m in (*student, *teacher)), reduction="none")
+        assert exact.dtype == torch.float32
+        torch.testing.assert_close(exact.double(), reference, rtol=1e-5, atol=0.0)
+    assert reference.max() < 1e-5  # the "near" case really is a cancellation of large terms
+
+
+def test_zero_when_the_student_is_the_teacher_times_a_positive_per_pixel_scale():
+    g = torch.Generator().manual_seed(2)
+    teacher = [torch.randn(2, 4, 5, 7, generator=g, dtype=torch.float64) for _ in range(2)]
+    scales = [torch.rand(2, 1, 5, 7, generator=g, dtype=torch.float64) * 3 + 0.5 for _ in range(2)]
+    student = [t * s for t, s in zip(teacher, scales)]
+    loss = CoCoDistillationLoss(reduction="none")
+    assert loss(*student, *teacher).max() < 1e-12
+    assert loss(*student[::-1], *teacher).min() > 1e-3  # swapping the student's layers is not the same
+
+
+def test_invariant_to_a_permutation_of_the_student_channels():
+    maps = random_maps(2, 4, 6, (5, 5), (5, 5), (5, 5))
+    order = torch.tensor([2, 0, 3, 1])  # one permutation for both student maps: A_S is unchanged
+    permuted = [maps[0][:, order], maps[1][:, order], *maps[2:]]
+    loss = CoCoDistillationLoss()
+    torch.testing.assert_close(loss(*permuted), loss(*maps), rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("pool_scale, fast_mode", [(None, False), (0.5, True)])
+def test_gradcheck_in_float64(pool_scale, fast_mode):
+    """Full Jacobians without pooling; with pooling, gradcheck's fast mode (random projections), as
+    max-pooling calls are slow on a busy 2-core machine."""
+    maps = [m.requires_grad_(True) for m in random_maps(2, 2, 3, (3, 4), (2, 2), (3, 4), seed=3)]
+    loss = CoCoDistillationLoss(pool_scale=pool_scale)
+    assert torch.autograd.gradcheck(lambda *m: loss(*m), maps, fast_mode=fast_mode)
+
+
+def test_bfloat16_autocast_is_finite_and_close_to_float32():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 3, 16, 16, generator=g)
+    torch.manual_seed(4)
+    convs = [torch.nn.Conv2d(3, c, 3, padding=1) for c in (8, 8, 16, 16)]
+    loss = CoCoDistillationLoss()
+    reference = loss(*(conv(x) for conv in convs))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = [conv(x) for conv in convs]
+        assert features[0].dtype == torch.bfloat16
+        value = loss(*features)
+        same_inputs = loss(*(f.float() for f in features))
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    torch.testing.assert_close(value, reference, rtol=5e-2, atol=0.0)
+    # autocast is off inside: float32 inputs give the float32 result exactly
+    torch.testing.assert_close(same_inputs, loss(*(f.float() for f in features)), rtol=1e-6, atol=0.0)
+    value.backward()
+    assert all(torch.isfinite(c.weight.grad).all() and c.weight.grad.abs().sum() > 0 for c in convs)
+
+
+def test_never_builds_the_n_by_n_matrix():
+    """256×256 maps: A would be 65536² entries, 16 GiB per image in float32; the exact loss needs MiBs."""
+    g = torch.Generator().manual_seed(5)
+    teacher = [torch.rand(1, 2, 256, 256, generator=g) for _ in range(2)]
+    student = [t.clone().requires_grad_(True) for t in teacher]
+    loss = CoCoDistillationLoss()
+    value = loss(*student, *teacher)
+    assert value.abs() < 1e-9
+    value = loss(student[1], student[0], *teacher)
+    value.backward()
+    assert value > 1e-3 and all(torch.isfinite(s.grad).all() for s in student)
+
+
+def test_reductions():
+    maps = random_maps(3, 2, 4, (4, 6), (4, 6), (2, 3))
+    per_image = CoCoDistillationLoss(reduction="none")(*maps)
+    assert per_image.shape == (3,)
+    torch.testing.assert_close(CoCoDistillationLoss()(*maps), per_image.mean())
+    torch.testing.assert_close(CoCoDistillationLoss(reduction="sum")(*maps), per_image.sum())
+    torch.testing.assert_close(CoCoDistillationLoss()(*maps), naive_coco_loss(*maps))
+
+
+def test_the_gradient_reaches_the_student_only():
+    maps = random_maps(2, 3, 5, (6, 10), (3, 5), (6, 10))
+    student = [m.requires_grad_(True) for m in maps[:2]]
+    CoCoDistillationLoss()(*student, *maps[2:]).backward()
+    assert all(s.grad.abs().sum() > 0 for s in student)
+    assert all(t.grad is None for t in maps[2:])
+
+
+def test_mismatched_grids_raise_with_the_four_shapes():
+    maps = random_maps(2, 3, 5, (6, 10), (6, 10), (6, 10))
+    loss = CoCoDistillationLoss()
+    wrong_batch = [maps[0], maps[1], maps[2][:1], maps[3][:1]]
+    expected = (
+        r"student_shallow \(2, 3, 6, 10\), student_deep \(2, 3, 6, 10\), "
+        r"teacher_shallow \(1, 5, 6, 10\), teacher_deep \(1, 5, 6, 10\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        loss(*wrong_batch)
+    with pytest.raises(ValueError, match=r"teacher_shallow \(2, 5, 3, 5\)"):
+        loss(maps[0], maps[1], maps[2][..., :3, :5], maps[3])
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        loss(maps[0][0], *maps[1:])
+    with pytest.raises(ValueError, match="got student 3/2, teacher 5/5"):
+        loss(maps[0], maps[1][:, :2], *maps[2:])
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"pool_scale": 0.0}, {"pool_scale": 1.5}, {"reduction": "avg"}, {"eps": -1.0}]
+)
+def test_invalid_settings_raise(kwargs):
+    with pytest.raises(ValueError):
+        CoCoDistillationLoss(**kwargs)
+
+
+def test_multi_pair_is_the_weighted_sum_of_single_pairs():
+    g = torch.Generator().manual_seed(6)
+    students = [torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3)]
+    teachers = [torch.randn(2, 6, 8, 8, generator=g, dtype=torch.float64) for _ in range(3)]
+    students[2] = students[2][..., ::2, ::2]  # a coarser deepest tap, resized to its shallow partner
+    teachers[2] = teachers[2][..., ::2, ::2]
+    single = CoCoDistillationLoss(reduction="none")
+    expected = 1.0 * single(students[0], students[1], teachers[0], teachers[1]) + 0.25 * single(
+        students[1], students[2], teachers[1], teachers[2]
+    )
+    multi = MultiPairCoCoDistillationLoss(pairs=((0, 1), (1, 2)), weights=(1.0, 0.25), reduction="none")
+    torch.testing.assert_close(multi(*students, *teachers), expected)
+    mean = MultiPairCoCoDistillationLoss(pairs=((0, 1), (1, 2)), weights=(1.0, 0.25))
+    torch.testing.assert_close(mean(*students, *teachers), expected.mean())
+
+
+def test_multi_pair_errors():
+    maps = random_maps(1, 2, 2, (4, 4), (4, 4), (4, 4))
+    with pytest.raises(ValueError, match="n >= 3"):
+        MultiPairCoCoDistillationLoss(pairs=((0, 2),))(*maps)
+    with pytest.raises(ValueError, match="got 3 maps"):
+        MultiPairCoCoDistillationLoss(pairs=((0, 1),))(*maps[:3])
+    with pytest.raises(ValueError, match="one weight per pair"):
+        MultiPairCoCoDistillationLoss(pairs=((0, 1),), weights=(1.0, 2.0))
+    for pairs in ((), ((0, 1, 2),), ((-1, 0),)):
+        with pytest.raises(ValueError, match="pairs"):
+            MultiPairCoCoDistillationLoss(pairs=pairs)

@@ -1,0 +1,83 @@
+"""One-line errors for bad bundle settings and missing prerequisites.
+
+MONAI's bundle runner wraps every exception raised while it resolves a config in several screens of
+traceback. The checks here raise ``SystemExit("monai_coco: ...")`` instead: ``SystemExit`` is not an
+``Exception``, so it passes MONAI's wrappers, and Python prints only its message on stderr and exits
+with status 1. Each message names the setting (or file) and what was expected, and for a missing
+prerequisite the command that makes it. Each check returns its (checked) value, so that a config
+expression can use it in place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from monai_coco.engines.checkpoints import load_checkpoint
+
+__all__ = ["fail", "check_choice", "check_path", "check_roi_size", "exit_on_error", "load_prerequisite"]
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the run with the one-line message ``monai_coco: <message>`` on stderr (exit status 1)."""
+    raise SystemExit(f"monai_coco: {' '.join(str(message).split())}")
+
+
+def check_choice(setting: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else stop naming ``setting`` and the choices."""
+    choices = list(choices)
+    if value not in choices:
+        fail(f"{setting}={value!r} is not one of {', '.join(map(repr, choices))}.")
+    return value
+
+
+def check_path(setting: str, path: str | os.PathLike, expected: str = "a folder or a file") -> str:
+    """``path`` as a string if it exists, else stop naming ``setting`` and what was expected."""
+    if not Path(path).exists():
+        fail(f"{setting}={str(path)!r} does not exist; expected {expected}.")
+    return str(path)
+
+
+def check_roi_size(roi_size: Sequence[int], networks: Sequence[torch.nn.Module]) -> list[int]:
+    """``roi_size`` as a list if it is two positive integers divisible by every network's ``size_divisor``."""
+    roi = list(roi_size) if isinstance(roi_size, Sequence) and not isinstance(roi_size, str) else [roi_size]
+    divisor = 1
+    for network in networks:
+        divisor = max(divisor, int(getattr(network, "size_divisor", 1)))
+    if len(roi) != 2 or not all(isinstance(r, int) and r > 0 and r % divisor == 0 for r in roi):
+        fail(f"roi_size={roi_size!r} must be two positive integers [H, W], multiples of {divisor}.")
+    return roi
+
+
+def load_prerequisite(
+    network: torch.nn.Module, path: str | os.PathLike, made_by: str, setting: str = "network"
+) -> torch.nn.Module:
+    """Load the checkpoint ``path`` (a bare state dict or ``{"model": ...}``) into ``network``; return it.
+
+    Args:
+        network: the module to load into.
+        path: the checkpoint an earlier stage wrote, e.g. ``models/teacher.pt``.
+        made_by: the command that makes the checkpoint, given in the message when it is missing.
+        setting: the config id of the network's definition, named when the checkpoint does not fit it.
+    """
+    if not Path(path).is_file():
+        fail(f"{path} not found; make it first with: {made_by}")
+    try:
+        load_checkpoint(path, {"model": network})
+    except ValueError as exc:
+        fail(f"{exc} (was {path} made with other {setting} settings? rerun: {made_by})")
+    return network
+
+
+
+def exit_on_error(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)``; a ``ValueError`` or ``FileNotFoundError`` (the package's errors at the
+    edge, which name the offending file or setting) stops the run with its message on one line."""
+    try:
+        return function(*args, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))

@@ -1,0 +1,119 @@
+"""The MONAI bundle's data: the built-in synthetic data set, generated once, and datalists whose problems
+stop the run with one line naming the ``dataset_dir`` setting.
+
+The synthetic data set is a folder::
+
+    <folder>/train/gastric_0000.jpg + gastric_0000.png, ...   (the authors' layout, masks in {0, 1})
+    <folder>/val/...
+    <folder>/test/...
+    <folder>/slide/gastric_slide.tif + gastric_slide_mask.tif  (a pyramidal slide and its mask pyramid)
+    <folder>/synthetic.json                                      (the settings it was made with)
+
+written by :mod:`monai_coco.data.synthetic`. It is made when missing, remade when asked for with other
+settings, and otherwise reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from monai_coco.config_checks import fail
+
+from .gastric import load_paired_datalist
+from .synthetic import write_synthetic_dataset, write_synthetic_slide
+
+__all__ = ["SYNTHETIC_SPLITS", "bundle_datalist", "synthetic_dataset"]
+
+SYNTHETIC_SPLITS = ("train", "val", "test")
+_MANIFEST = "synthetic.json"
+_SLIDE = Path("slide") / "gastric_slide.tif"
+logger = logging.getLogger(__name__)
+
+
+def synthetic_dataset(
+    folder: str | os.PathLike,
+    n_train: int = 48,
+    n_val: int = 12,
+    n_test: int = 12,
+    size: int = 256,
+    mpp: float = 2.0,
+    seed: int = 0,
+    slide_size: int = 2048,
+    slide_mpp: float = 0.5,
+) -> str:
+    """The synthetic data set folder, written first if it is missing or was made with other settings.
+
+    Args:
+        folder: where the data set lives (e.g. ``<bundle_root>/data/synthetic``).
+        n_train, n_val, n_test: tiles per split; each split is its own set of worlds (seeds ``seed``,
+            ``seed + 1``, ``seed + 2``).
+        size: tile side in pixels (the bundle makes it ``roi_size``, so tiles need no resizing).
+        mpp: micrometres per pixel of the tiles; 2.0 is the paper's scale (1024-pixel windows at about
+            0.5 µm/px resized to 256).
+        seed: the data set's seed; the same settings write the same bytes.
+        slide_size: side of the pyramidal slide in level-0 pixels; 0 writes no slide.
+        slide_mpp: micrometres per pixel of the slide's level 0 (level 2 is then at 4 x ``slide_mpp``).
+
+    Returns:
+        ``folder`` as a string.
+    """
+    settings = {
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "n_test": int(n_test),
+        "size": int(size),
+        "mpp": float(mpp),
+        "seed": int(seed),
+        "slide_size": int(slide_size),
+        "slide_mpp": float(slide_mpp),
+    }
+    root = Path(folder)
+    manifest = root / _MANIFEST
+    if manifest.is_file() and _read_json(manifest) == settings:
+        return str(root)
+    logger.info(f"writing the synthetic data set to {root} ({settings})")
+    manifest.unlink(missing_ok=True)  # written last: a half-written data set is remade next time
+    for offset, (split, n) in enumerate(zip(SYNTHETIC_SPLITS, (n_train, n_val, n_test))):
+        shutil.rmtree(root / split, ignore_errors=True)
+        write_synthetic_dataset(root / split, int(n), int(size), seed=int(seed) + offset, mpp=float(mpp))
+    shutil.rmtree(root / _SLIDE.parent, ignore_errors=True)
+    if slide_size > 0:
+        write_synthetic_slide(root / _SLIDE, int(slide_size), int(seed), float(slide_mpp))
+    manifest.write_text(json.dumps(settings, indent=2) + "\n")
+    return str(root)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def bundle_datalist(
+    dataset_dir: str | os.PathLike, split: str, setting: str = "dataset_dir", **kwargs: Any
+) -> list[dict[str, str]]:
+    """:func:`~monai_coco.data.gastric.load_paired_datalist` of ``split``, stopping the run with one line
+    naming ``setting`` (and the problem file) when the data cannot be used.
+
+    Args:
+        dataset_dir: a data folder in any layout ``load_paired_datalist`` takes, or a JSON datalist.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        setting: the config id named in the message.
+        kwargs: passed to ``load_paired_datalist`` (``val_fraction``, ``seed``, ``label_map``, ...).
+    """
+    if not Path(dataset_dir).exists():
+        fail(
+            f"{setting}={str(dataset_dir)!r} does not exist; expected a folder of tiles with same-stem masks "
+            "(or a JSON datalist), or leave it unset for the built-in synthetic data."
+        )
+    try:
+        return load_paired_datalist(dataset_dir, split=split, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(f"{setting}={str(dataset_dir)!r}: {exc}")
+

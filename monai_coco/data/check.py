@@ -1,0 +1,63 @@
+"""``python -m monai_coco.data.check DIR``: list every problem of a paired tile/mask data set at once.
+
+Prints one line per problem (``path: what is wrong; what was expected``), then a summary, and exits with
+status 1 if there is any problem, 0 otherwise. ``DIR`` may be any layout that
+:func:`monai_coco.data.load_paired_datalist` accepts, or a MONAI JSON datalist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .gastric import IMAGE_SUFFIXES, check_dataset
+
+__all__ = ["main"]
+
+
+def _label_map(text: str) -> dict[int, int]:
+    """``"0:0,255:1"`` -> ``{0: 0, 255: 1}``."""
+    try:
+        pairs = (item.split(":") for item in text.split(",") if item.strip())
+        return {int(raw): int(cls) for raw, cls in pairs}
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"expected RAW:CLASS[,RAW:CLASS...] (e.g. 0:0,255:1), got {text!r}"
+        ) from e
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_coco.data.check", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("root", help="data folder or MONAI JSON datalist")
+    parser.add_argument("--mask-suffix", default=".png", help="ending of mask names after the id")
+    parser.add_argument(
+        "--image-suffixes", default=",".join(IMAGE_SUFFIXES), help="comma-separated image suffixes"
+    )
+    parser.add_argument(
+        "--label-map", type=_label_map, default=None, help="allowed raw mask values, e.g. 0:0,255:1"
+    )
+    parser.add_argument("--headers-only", action="store_true", help="read image headers, do not decode them")
+    args = parser.parse_args(argv)
+    found, problems = check_dataset(
+        args.root,
+        mask_suffix=args.mask_suffix,
+        image_suffixes=tuple(s.strip() for s in args.image_suffixes.split(",") if s.strip()),
+        label_map=args.label_map,
+        decode_images=not args.headers_only,
+    )
+    for problem in problems:
+        print(problem)
+    counts = ", ".join(f"{split}: {len(pairs)}" for split, pairs in found.items())
+    total = sum(len(pairs) for pairs in found.values())
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.root} ({total} pairs found; {counts})", file=sys.stderr)
+        return 1
+    print(f"OK: {total} pairs in {args.root} ({counts})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

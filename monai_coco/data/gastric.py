@@ -1,0 +1,589 @@
+"""Datalists of paired gastric H&E tiles and masks, validated once at the edge.
+
+Accepted layouts under ``root`` (``<id>`` is any file stem, the mask suffix is configurable):
+
+- the authors' flat folder: ``<id>.jpg`` (or .jpeg/.png/.tif/.tiff) with the mask ``<id>.png`` beside it,
+  or ``<id>_mask.png``; with PNG tiles the mask must be ``<id>_mask.png``;
+- ``images/`` with ``masks/`` (or ``labels/``), masks named ``<id>.png`` or ``<id>_mask.png``;
+- ``train/``, ``val/`` (``valid/``, ``validation/``) and ``test/`` subfolders holding either of the above;
+- a MONAI JSON datalist (``root`` is the ``.json`` file; sections ``training``, ``validation``, ``test``;
+  relative paths are relative to the file's folder), read with ``monai.data.load_decathlon_datalist``.
+
+Where the data has no validation split, ``split="train"`` / ``split="val"`` cut a seeded one
+(``val_fraction``, ``seed``) out of the training pairs; both calls with the same arguments partition them.
+
+Every problem is a :class:`DataProblem` naming the offending file and what was expected;
+:func:`load_paired_datalist` raises the first one (``FileNotFoundError`` for a missing file or partner,
+``ValueError`` otherwise) and :func:`check_dataset` returns them all
+(``python -m monai_coco.data.check DIR``).
+Headers are read once per file and masks decoded once per file: results are cached by path, modification
+time and size, so building the datalists of several splits, or rebuilding them each run, costs one pass.
+
+Masks hold {0, 1} or {0, 255} unless ``label_map`` lists the raw values; to map them to classes while
+training use MONAI's ``MapLabelValued(keys="label", orig_labels=[0, 1, 255], target_labels=[0, 1, 1])``
+(or the keys and values of ``label_map``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from monai.data import load_decathlon_datalist
+from PIL import Image
+
+__all__ = ["IMAGE_SUFFIXES", "DataProblem", "check_dataset", "load_paired_datalist"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+_SPLIT_FOLDERS = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+_SPLIT_ALIASES = {alias: split for split, names in _SPLIT_FOLDERS.items() for alias in names}
+_JSON_KEYS = {"train": "training", "val": "validation", "test": "test"}
+_MASK_FOLDERS = ("masks", "labels")
+_DEFAULT_VALUE_SETS = (frozenset({0, 1}), frozenset({0, 255}))
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """One problem of a data set: the offending file (or folder) and what was expected."""
+
+    path: str
+    message: str
+    missing: bool = False  # a missing file or partner (FileNotFoundError) rather than a bad one (ValueError)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+    def error(self) -> Exception:
+        return (FileNotFoundError if self.missing else ValueError)(str(self))
+
+
+@dataclass(frozen=True)
+class _FileInfo:
+    """What one read of a file told: size (W, H), colour ("gray", "rgb", "rgba", "palette" or the format's
+    own model name), channel count, mask values (masks only), or the decoding error."""
+
+    size: tuple[int, int] = (0, 0)
+    colour: str = ""
+    channels: int = 0
+    values: frozenset[int] | None = None
+    error: str | None = None
+
+
+_PIL_COLOURS = {
+    "1": "gray",
+    "L": "gray",
+    "I": "gray",
+    "I;16": "gray",
+    "I;16B": "gray",
+    "I;16L": "gray",
+    "F": "gray",
+    "RGB": "rgb",
+    "RGBA": "rgba",
+    "P": "palette",
+}
+
+
+def _tiff_colour(photometric: str, samples: int) -> str:
+    if samples == 1 and photometric in ("MINISBLACK", "MINISWHITE"):
+        return "gray"
+    if samples == 1 and photometric == "PALETTE":
+        return "palette"
+    if photometric in ("RGB", "YCBCR") and samples in (3, 4):
+        return "rgb" if samples == 3 else "rgba"
+    return photometric
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _read_info(path: str, role: str) -> _FileInfo:
+    """Read a header (``role="image"``), decode a whole image (``"image-full"``) or a mask (``"mask"``)."""
+    array = None
+    try:
+        if path.lower().endswith(_TIFF_SUFFIXES):
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                size, channels = (page.imagewidth, page.imagelength), page.samplesperpixel
+                colour = _tiff_colour(page.photometric.name, channels)
+                if role != "image":
+                    array = page.asarray()
+        else:
+            with Image.open(path) as im:
+                size, channels = im.size, len(im.getbands())
+                colour = _PIL_COLOURS.get(im.mode, im.mode)
+                if role != "image":
+                    im.load()
+                    array = np.asarray(im) if role == "mask" else None
+    except Exception as e:  # any decoder failure is reported, not raised from deep inside a library
+        return _FileInfo(error=f"cannot be decoded ({type(e).__name__}: {e})")
+    values = None
+    if role == "mask" and array is not None:
+        flat = np.asarray(array).ravel()
+        small = flat.dtype in (np.uint8, np.bool_)
+        values = frozenset((np.flatnonzero(np.bincount(flat)) if small else np.unique(flat)).tolist())
+    return _FileInfo((int(size[0]), int(size[1])), colour, int(channels), values)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_info(path: str, mtime_ns: int, nbytes: int, role: str) -> _FileInfo:
+    return _read_info(path, role)
+
+
+def _info(path: str, role: str) -> _FileInfo:
+    st = Path(path).stat()
+    return _cached_info(path, st.st_mtime_ns, st.st_size, role)
+
+
+def _check_pair(
+    image: str, label: str, label_map: Mapping[int, int] | None, decode_images: bool
+) -> list[DataProblem]:
+    problems = []
+    img = _info(image, "image-full" if decode_images else "image")
+    msk = _info(label, "mask")
+    if img.error:
+        problems.append(DataProblem(image, f"image {img.error}; expected a JPEG, PNG or TIFF image"))
+    elif img.colour not in ("gray", "rgb", "rgba"):
+        problems.append(
+            DataProblem(
+                image,
+                f"image colour model is {img.colour} ({img.channels} channel(s)); "
+                "expected gray (1 channel), RGB (3) or RGBA (4)",
+            )
+        )
+    if msk.error:
+        problems.append(DataProblem(label, f"mask {msk.error}; expected a single-channel PNG or TIFF mask"))
+        return problems
+    if msk.colour not in ("gray", "palette"):
+        problems.append(
+            DataProblem(
+                label,
+                f"mask colour model is {msk.colour} ({msk.channels} channels); "
+                "expected a single-channel (gray or palette) mask",
+            )
+        )
+    if not img.error and msk.size != img.size:
+        problems.append(
+            DataProblem(
+                label,
+                f"mask size {msk.size[0]}x{msk.size[1]} differs from the size "
+                f"{img.size[0]}x{img.size[1]} (WxH) of its image {image}; expected equal",
+            )
+        )
+    if msk.values is not None:
+        if label_map is None:
+            if not any(msk.values <= allowed for allowed in _DEFAULT_VALUE_SETS):
+                problems.append(
+                    DataProblem(
+                        label,
+                        f"mask values {sorted(msk.values)} are not within {{0, 1}} "
+                        "nor within {0, 255}; expected one of them (or give a label_map)",
+                    )
+                )
+        elif not msk.values <= set(label_map):
+            bad = sorted(msk.values - set(label_map))
+            problems.append(
+                DataProblem(
+                    label,
+                    f"mask values {bad} are not in the label map; expected values in {sorted(label_map)}",
+                )
+            )
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------- discovery
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _mask_id(name: str, mask_suffix: str) -> tuple[str, bool] | None:
+    """``(id, explicit)`` if ``name`` is a mask name ``<id>_mask<suffix>`` (explicit) or ``<id><suffix>``."""
+    low, ms = name.lower(), mask_suffix.lower()
+    if low.endswith("_mask" + ms):
+        return name[: -len("_mask" + ms)], True
+    if low.endswith(ms):
+        return name[: -len(ms)], False
+    return None
+
+
+def _expected_mask(folder: Path, key: str, mask_suffix: str, image: Path | None = None) -> str:
+    names = [key + mask_suffix, key + "_mask" + mask_suffix]
+    return " or ".join(str(folder / n) for n in names if image is None or n != image.name)
+
+
+def _expected_image(folder: Path, key: str, suffixes: Sequence[str]) -> str:
+    return f"{folder / key}{{{','.join(suffixes)}}}"
+
+
+def _pair_flat(
+    folder: Path, mask_suffix: str, suffixes: Sequence[str]
+) -> tuple[list[dict], list[DataProblem]]:
+    """Pairs of a flat folder. ``<id>_mask<suffix>`` is always a mask; ``<id><suffix>`` is a mask unless
+    it is an image file with no other image of that id beside it (PNG tiles need ``<id>_mask.png``)."""
+    files = _files(folder)
+    explicit = {m[0]: f for f in files if (m := _mask_id(f.name, mask_suffix)) and m[1]}
+    plain = {f: m[0] for f in files if (m := _mask_id(f.name, mask_suffix)) and not m[1]}
+    stems = defaultdict(set)
+    for f in files:
+        if f.suffix.lower() in suffixes and f not in explicit.values():
+            stems[f.stem].add(f)
+    masks = dict(explicit)
+    for f, key in plain.items():
+        is_image = f.suffix.lower() in suffixes
+        if key not in explicit and (not is_image or stems.get(key, set()) - {f}):
+            masks[key] = f
+    images: dict[str, list[Path]] = defaultdict(list)
+    for f in files:
+        if f.suffix.lower() in suffixes and f not in masks.values():
+            images[f.stem].append(f)
+    pairs, problems = [], []
+    for key in sorted(set(images) | set(masks)):
+        mask, candidates = masks.get(key), images.get(key, [])
+        if mask is None:
+            image = candidates[0]
+            hint = ""
+            if image in plain:
+                wanted = _expected_image(folder, plain[image], suffixes)
+                hint = f" (if {image.name} is a mask, its image {wanted} is missing)"
+            problems.append(
+                DataProblem(
+                    str(image),
+                    "image without mask: expected " + _expected_mask(folder, key, mask_suffix, image) + hint,
+                    missing=True,
+                )
+            )
+        elif not candidates:
+            problems.append(
+                DataProblem(
+                    str(mask),
+                    f"mask without image: expected an image {_expected_image(folder, key, suffixes)}",
+                    missing=True,
+                )
+            )
+        elif len(candidates) > 1:
+            names = ", ".join(c.name for c in candidates)
+            problems.append(
+                DataProblem(str(mask), f"several images share this mask ({names}); expected exactly one")
+            )
+        else:
+            pairs.append({"image": str(candidates[0]), "label": str(mask)})
+    return pairs, problems
+
+
+def _pair_folders(
+    images_dir: Path, masks_dir: Path, mask_suffix: str, suffixes: Sequence[str]
+) -> tuple[list[dict], list[DataProblem]]:
+    """Pairs of ``images/`` + ``masks/``: same id, mask named ``<id><suffix>`` or ``<id>_mask<suffix>``."""
+    problems = []
+    images: dict[str, list[Path]] = defaultdict(list)
+    for f in _files(images_dir):
+        if f.suffix.lower() in suffixes:
+            images[f.stem].append(f)
+    masks: dict[str, list[Path]] = defaultdict(list)
+    for f in _files(masks_dir):
+        as_mask = _mask_id(f.name, mask_suffix)
+        if as_mask:
+            masks[as_mask[0]].append(f)
+    pairs = []
+    for key in sorted(set(images) | set(masks)):
+        imgs, msks = images.get(key, []), masks.get(key, [])
+        if not msks:
+            problems.append(
+                DataProblem(
+                    str(imgs[0]),
+                    "image without mask: expected " + _expected_mask(masks_dir, key, mask_suffix),
+                    missing=True,
+                )
+            )
+        elif not imgs:
+            problems.append(
+                DataProblem(
+                    str(msks[0]),
+                    f"mask without image: expected an image {_expected_image(images_dir, key, suffixes)}",
+                    missing=True,
+                )
+            )
+        elif len(imgs) > 1 or len(msks) > 1:
+            names = ", ".join(str(p) for p in imgs + msks)
+            problems.append(
+                DataProblem(str(imgs[0]), f"ambiguous id {key!r} ({names}); expected one image and one mask")
+            )
+        else:
+            pairs.append({"image": str(imgs[0]), "label": str(msks[0])})
+    return pairs, problems
+
+
+def _scan(folder: Path, mask_suffix: str, suffixes: Sequence[str]) -> tuple[list[dict], list[DataProblem]]:
+    """Pairs of one folder in the flat or the images/ + masks/ layout; an empty folder is a problem."""
+    images_dir = folder / "images"
+    if images_dir.is_dir():
+        masks_dir = next((folder / m for m in _MASK_FOLDERS if (folder / m).is_dir()), None)
+        if masks_dir is None:
+            return [], [
+                DataProblem(
+                    str(images_dir),
+                    "images/ folder without masks: expected a masks/ or labels/ folder beside it",
+                    missing=True,
+                )
+            ]
+        pairs, problems = _pair_folders(images_dir, masks_dir, mask_suffix, suffixes)
+    else:
+        pairs, problems = _pair_flat(folder, mask_suffix, suffixes)
+    if not pairs and not problems:
+        problems.append(
+            DataProblem(
+                str(folder),
+                f"empty folder: no image files ({', '.join(suffixes)}); expected "
+                f"<id>.jpg + <id>{mask_suffix} pairs, images/ + masks/, or train/ val/ test/",
+            )
+        )
+    return pairs, problems
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    found = {}
+    for child in sorted(root.iterdir()):
+        split = _SPLIT_ALIASES.get(child.name.lower())
+        if child.is_dir() and split is not None:
+            found.setdefault(split, child)
+    return found
+
+
+@dataclass
+class _Scan:
+    """Pairs per split found in the data (``"all"`` when it has none) and problems per split ("" = root)."""
+
+    pairs: dict[str, list[dict]]
+    problems: dict[str, list[DataProblem]]
+
+    def all_problems(self) -> list[DataProblem]:
+        return [p for ps in self.problems.values() for p in ps]
+
+
+def _scan_root(root: Path, mask_suffix: str, suffixes: Sequence[str]) -> _Scan:
+    if root.suffix.lower() == ".json" and root.is_file():
+        return _scan_json(root)
+    if not root.is_dir():
+        return _Scan(
+            {},
+            {
+                "": [
+                    DataProblem(
+                        str(root),
+                        "not found: expected a folder of images and masks or a JSON datalist",
+                        missing=True,
+                    )
+                ]
+            },
+        )
+    splits = _split_folders(root)
+    if not splits:
+        pairs, problems = _scan(root, mask_suffix, suffixes)
+        return _Scan({"all": pairs}, {"all": problems})
+    scan = _Scan({}, {"": []})
+    loose = [f for f in _files(root) if f.suffix.lower() in suffixes]
+    if loose:
+        scan.problems[""].append(
+            DataProblem(
+                str(loose[0]),
+                f"{len(loose)} image file(s) beside the split folders "
+                f"{', '.join(p.name for p in splits.values())}; expected every image "
+                "inside one of them",
+            )
+        )
+    for split, folder in splits.items():
+        scan.pairs[split], scan.problems[split] = _scan(folder, mask_suffix, suffixes)
+    return scan
+
+
+def _scan_json(path: Path) -> _Scan:
+    try:
+        sections = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return _Scan(
+            {}, {"": [DataProblem(str(path), f"cannot be read as JSON ({e}); expected a MONAI datalist")]}
+        )
+    scan = _Scan({}, {"": []})
+    for split, key in _JSON_KEYS.items():
+        if not isinstance(sections, dict) or key not in sections:
+            continue
+        items = load_decathlon_datalist(path, is_segmentation=True, data_list_key=key, base_dir=path.parent)
+        scan.pairs[split], scan.problems[split] = [], []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "image" not in item or "label" not in item:
+                scan.problems[split].append(
+                    DataProblem(
+                        str(path),
+                        f'entry {i} of {key!r} is {item!r}; expected {{"image": path, "label": path}}',
+                    )
+                )
+                continue
+            for role in ("image", "label"):
+                if not Path(item[role]).is_file():
+                    scan.problems[split].append(
+                        DataProblem(
+                            str(item[role]),
+                            f"{role} listed in {path} ({key!r} entry {i}) not found",
+                            missing=True,
+                        )
+                    )
+            scan.pairs[split].append(
+                {"image": str(Path(item["image"]).resolve()), "label": str(Path(item["label"]).resolve())}
+            )
+    if not any(scan.pairs.values()) and not any(scan.problems.values()):
+        scan.problems[""].append(
+            DataProblem(
+                str(path),
+                "no pairs: expected a non-empty 'training', 'validation' or "
+                '\'test\' list of {"image": path, "label": path}',
+            )
+        )
+    return scan
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def _label_map(label_map: Mapping[int, int] | None) -> dict[int, int] | None:
+    if label_map is None:
+        return None
+    try:
+        return {int(k): int(v) for k, v in dict(label_map).items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"label_map must map raw mask values to class indices, e.g. {{0: 0, 255: 1}}; got {label_map!r}"
+        ) from e
+
+
+def _validate(
+    pairs: Sequence[dict], label_map: dict[int, int] | None, decode_images: bool
+) -> list[DataProblem]:
+    """Problems of the files of ``pairs`` (pairs with a missing file are already reported by the scan)."""
+    problems = []
+    for pair in pairs:
+        if Path(pair["image"]).is_file() and Path(pair["label"]).is_file():
+            problems += _check_pair(pair["image"], pair["label"], label_map, decode_images)
+    return problems
+
+
+def check_dataset(
+    root: str | Path,
+    mask_suffix: str = ".png",
+    image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
+    label_map: Mapping[int, int] | None = None,
+    decode_images: bool = True,
+) -> tuple[dict[str, list[dict[str, str]]], list[DataProblem]]:
+    """Find every pair under ``root`` (every split) and every problem of the data set at once.
+
+    Args:
+        root: a data folder (any layout of the module docstring) or a MONAI JSON datalist.
+        mask_suffix: ending of mask file names after the id.
+        image_suffixes: accepted image suffixes (case-insensitive).
+        label_map: raw mask value -> class index; ``None`` accepts masks within {0, 1} or within {0, 255}.
+        decode_images: decode whole images (finds truncated files) rather than read their headers only.
+
+    Returns:
+        ``(pairs per split, problems)``: split keys are ``"train"``, ``"val"``, ``"test"`` as found in the
+        data, or ``"all"`` when it has no split; the pairs hold absolute paths.
+    """
+    suffixes = tuple(s.lower() for s in image_suffixes)
+    scan = _scan_root(Path(root).expanduser().resolve(), mask_suffix, suffixes)
+    problems = scan.all_problems()
+    labels = _label_map(label_map)
+    for pairs in scan.pairs.values():
+        problems += _validate(pairs, labels, decode_images)
+    return scan.pairs, problems
+
+
+def _seeded_split(pairs: list[dict], split: str, val_fraction: float, seed: int, root: Path) -> list[dict]:
+    n = len(pairs)
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0:
+        if n < 2:
+            raise ValueError(
+                f"{root}: {n} pair(s) cannot be split into train and val; expected at least 2 "
+                "(or val_fraction=0)"
+            )
+        n_val = min(max(n_val, 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    chosen = set((order[:n_val] if split == "val" else order[n_val:]).tolist())
+    return [p for i, p in enumerate(pairs) if i in chosen]
+
+
+def load_paired_datalist(
+    root: str | Path,
+    split: str | None = None,
+    mask_suffix: str = ".png",
+    image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
+    label_map: Mapping[int, int] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    validate: bool = True,
+) -> list[dict[str, str]]:
+    """Datalist ``[{"image": path, "label": path}, ...]`` (absolute paths, sorted) of paired tiles and masks.
+
+    Args:
+        root: a data folder in any layout of the module docstring, or a MONAI JSON datalist file.
+        split: ``None`` for every pair; ``"train"``, ``"val"`` or ``"test"`` (aliases ``training``, ``valid``,
+            ``validation``, ``testing``) for one split. ``"val"`` without a validation split in the data takes
+            a seeded ``val_fraction`` of the training pairs (or of all pairs) and ``"train"`` the rest.
+        mask_suffix: ending of mask file names after the id (default ``.png``; ``<id>_mask.png`` also works).
+        image_suffixes: accepted image suffixes (case-insensitive).
+        label_map: raw mask value -> class index, e.g. ``{0: 0, 128: 1, 255: 2}``; masks may hold only its
+            keys. ``None``: masks must lie within {0, 1} or within {0, 255}.
+        val_fraction: fraction of pairs for ``"val"`` when the data has no validation split, in [0, 1).
+        seed: seed of that split.
+        validate: check every returned pair (decodable, gray/RGB/RGBA image, single-channel mask of the
+            image's size with allowed values); headers and masks are read once per file and cached.
+
+    Raises:
+        FileNotFoundError: ``root``, a requested split, a listed file or the partner of a file is missing.
+        ValueError: any other problem (empty folder, bad file, bad setting); the message names the file and
+            what was expected, and says how many more problems ``python -m monai_coco.data.check`` would list.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+    if split is not None and split.lower() not in _SPLIT_ALIASES:
+        raise ValueError(f"split must be None or one of {sorted(_SPLIT_ALIASES)}, got {split!r}.")
+    labels = _label_map(label_map)
+    path = Path(root).expanduser().resolve()
+    scan = _scan_root(path, mask_suffix, tuple(s.lower() for s in image_suffixes))
+    wanted = _SPLIT_ALIASES[split.lower()] if split is not None else None
+    problems = list(scan.problems.get("", []))
+    seeded = wanted in ("train", "val") and "val" not in scan.pairs and {"train", "all"} & set(scan.pairs)
+    if wanted is None:
+        pairs = [p for ps in scan.pairs.values() for p in ps]
+        problems = scan.all_problems()
+    elif seeded:
+        source = "train" if "train" in scan.pairs else "all"
+        problems += scan.problems.get(source, [])
+        pairs = sorted(scan.pairs[source], key=lambda p: p["image"])
+        pairs = _seeded_split(pairs, wanted, val_fraction, seed, path)
+    elif wanted in scan.pairs:
+        pairs = scan.pairs[wanted]
+        problems += scan.problems.get(wanted, [])
+    elif problems:
+        raise problems[0].error()
+    else:
+        json_list = path.suffix.lower() == ".json"
+        expected = f"a {_JSON_KEYS[wanted]!r} list" if json_list else f"a {_SPLIT_FOLDERS[wanted][0]}/ folder"
+        raise FileNotFoundError(
+            f"{path}: no {wanted!r} split: expected {expected}; found {sorted(scan.pairs)}."
+        )
+    if validate:
+        problems += _validate(pairs, labels, decode_images=False)
+    if problems:
+        error = problems[0].error()
+        if len(problems) > 1:
+            error = type(error)(
+                f"{error} (and {len(problems) - 1} more problem(s); "
+                f"`python -m monai_coco.data.check {path}` lists them all)"
+            )
+        raise error
+    return sorted(pairs, key=lambda p: p["image"])

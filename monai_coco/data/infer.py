@@ -1,0 +1,106 @@
+"""Command line: segment tiles, slides or folders of them with a checkpointed network.
+
+    python -m monai_coco.data.infer INPUT OUTPUT_DIR --network MobileUNet --checkpoint models/model.pt
+
+Writes ``<stem>_mask.png`` (tiles) or ``<stem>_mask.tif`` (pyramidal slides) and ``<stem>_overlay.png``
+per image, see :mod:`monai_coco.data.slides`. The network is a class name (built with ``in_channels`` and
+``out_channels``) or a MONAI config JSON such as ``{"_target_": "MobileUNet", "width_mult": 0.5}``; its
+weights come from a checkpoint entry (``--checkpoint-key``, default ``model``), loaded with
+:func:`monai_coco.engines.checkpoints.load_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+from monai.bundle import ConfigParser
+
+from monai_coco.data.slide_io import SLIDE_BACKENDS
+from monai_coco.data.slides import BLEND_MODES, SlideInferenceConfig, infer_path
+from monai_coco.engines.checkpoints import load_checkpoint
+
+__all__ = ["main"]
+
+
+def _build_network(spec: str, in_channels: int, num_classes: int) -> torch.nn.Module:
+    """A network from a class name (``MobileUNet``) or a MONAI config JSON (``{"_target_": ...}``)."""
+    if spec.lstrip().startswith("{"):
+        try:
+            config = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--network is not valid JSON: {exc}") from exc
+    else:
+        config = {"_target_": spec, "in_channels": in_channels, "out_channels": num_classes}
+    try:
+        return ConfigParser({"network": config}).get_parsed_content("network")
+    except Exception as exc:
+        raise ValueError(f"cannot build the network from --network {spec!r}: {exc}") from exc
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: segment a tile, a slide or a folder of them with a checkpointed network."""
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_coco.data.infer",
+        description="Segment tiles (JPEG/PNG/TIFF) and pyramidal slides (TIFF/SVS) with a trained network; "
+        "writes <stem>_mask.png (tiles) or <stem>_mask.tif (slides) and <stem>_overlay.png.",
+    )
+    parser.add_argument("input", help="an image file or a folder of images")
+    parser.add_argument("output", help="output folder")
+    parser.add_argument("--checkpoint", required=True, help="network weights (e.g. models/model.pt)")
+    parser.add_argument("--checkpoint-key", default="model", help="entry of the checkpoint (default: model)")
+    parser.add_argument(
+        "--network",
+        default="MobileUNet",
+        help='class name (built with in_channels, out_channels) or MONAI config JSON {"_target_": ...}',
+    )
+    defaults = SlideInferenceConfig()
+    parser.add_argument("--reader", default=defaults.reader, choices=SLIDE_BACKENDS)
+    parser.add_argument("--level", type=int, default=defaults.level)
+    parser.add_argument("--roi", type=int, nargs=2, default=list(defaults.roi_size), metavar=("H", "W"))
+    parser.add_argument("--overlap", type=float, default=defaults.overlap)
+    parser.add_argument("--sw-batch-size", type=int, default=defaults.sw_batch_size)
+    parser.add_argument("--blend-mode", default=defaults.blend_mode, choices=BLEND_MODES)
+    parser.add_argument("--num-classes", type=int, default=defaults.num_classes)
+    parser.add_argument("--chunk-size", type=int, default=defaults.chunk_size)
+    parser.add_argument("--min-tissue", type=float, default=defaults.min_tissue_fraction)
+    parser.add_argument("--tissue-threshold", type=float, default=None)
+    parser.add_argument("--thumbnail-size", type=int, default=defaults.thumbnail_size)
+    parser.add_argument("--grayscale", action="store_true", help="feed the luma channel (in_channels=1)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument("--suffix", action="append", help="image suffix to take from a folder (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        config = SlideInferenceConfig(
+            reader=args.reader,
+            level=args.level,
+            roi_size=tuple(args.roi),
+            overlap=args.overlap,
+            sw_batch_size=args.sw_batch_size,
+            blend_mode=args.blend_mode,
+            num_classes=args.num_classes,
+            chunk_size=args.chunk_size,
+            min_tissue_fraction=args.min_tissue,
+            tissue_threshold=args.tissue_threshold,
+            thumbnail_size=args.thumbnail_size,
+            grayscale=args.grayscale,
+            device=args.device,
+            amp=not args.no_amp,
+        )
+        network = _build_network(args.network, 1 if args.grayscale else 3, args.num_classes)
+        load_checkpoint(args.checkpoint, {args.checkpoint_key: network})
+        results = infer_path(network, args.input, args.output, config, suffixes=args.suffix)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    for r in results:
+        print(f"{r.image}: {r.mask} {r.overlay} (windows run {r.windows_run}, skipped {r.windows_skipped})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from monai_coco.data import slide_io
+from monai_coco.data.infer import main
+from monai_coco.data.slide_io import Slide, is_slide, read_image, read_tiff_region, write_mask_pyramid
+from monai_coco.data.slides import SlideInferenceConfig, infer_file, infer_path, segment_image
+from monai_coco.data.synthetic import write_synthetic_slide
+from monai_coco.data.tissue import TissueMap, detect_tissue
+
+WHITE, PINK, PURPLE = (240, 240, 240), (200, 100, 180), (90, 40, 160)  # glass, benign tissue, "cancer"
+
+
+def _scene(height=256, width=384):
+    """Level-0 RGB (H, W, 3) and its expected mask (purple = class 1); block edges on multiples of 32."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:] = WHITE
+    img[32:160, 32:224] = PINK
+    img[64:128, 96:160] = PURPLE
+    img[160:224, 256:352] = PURPLE
+    return img, (img == PURPLE).all(-1).astype(np.uint8)
+
+
+def _write_slide(path, img, levels=2, tile=64, mpp=0.5):
+    """Pyramidal TIFF: level 0 then reduced pages (subfiletype=1), JPEG tiles, resolution in px/cm."""
+    with tifffile.TiffWriter(path) as tw:
+        for level in range(levels):
+            data = img[:: 2**level, :: 2**level]
+            tw.write(
+                data,
+                tile=(tile, tile),
+                compression="jpeg",
+                compressionargs={"level": 95},
+                photometric="rgb",
+                subfiletype=1 if level else 0,
+                resolution=(1e4 / (mpp * 2**level),) * 2,
+                resolutionunit="CENTIMETER",
+                metadata=None,
+            )
+    return path
+
+
+class ColourNet(torch.nn.Module):
+    """Fixed 1x1 conv: logit(class 1) = 20 * (blue - red) + bias, logit(class 0) = 0; counts windows.
+
+    bias < 0: purple -> 1; pink and white -> 0.  bias > 0: white also -> 1 (to show skipped windows).
+    """
+
+    def __init__(self, bias=-0.5):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[1, 2], self.conv.weight[1, 0], self.conv.bias[1] = 20.0, -20.0, bias
+        self.windows = 0
+
+    def forward(self, x):
+        self.windows += x.shape[0]
+        return self.conv(x)
+
+
+def _config(**kw):
+    return SlideInferenceConfig(**{"roi_size": 32, "chunk_size": 96, "device": "cpu", **kw})
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory):
+    img, expected = _scene()
+    return _write_slide(tmp_path_factory.mktemp("slide") / "case.tif", img), expected
+
+
+def _mask_levels(path):
+    with tifffile.TiffFile(path) as tif:
+        pages = list(tif.pages)
+        assert [p.subfiletype for p in pages] == [0] + [1] * (len(pages) - 1)
+        assert all(p.is_tiled and p.compression == tifffile.COMPRESSION.ADOBE_DEFLATE for p in pages)
+        return [p.asarray() for p in pages], [p.get_resolution() for p in pages]
+
+
+def _mismatch(mask, expected):
+    return float((mask != expected).mean())
+
+
+@pytest.mark.parametrize("reader", ["tifffile", "openslide"])
+def test_slide_round_trip_mask_aligned_at_level_0_and_1(slide, tmp_path, reader):
+    path, expected = slide
+    result = infer_file(ColourNet(), path, tmp_path / "out", _config(reader=reader, level=0))
+    assert result.mask == tmp_path / "out" / "case_mask.tif"
+    levels, resolution = _mask_levels(result.mask)
+    assert [m.shape for m in levels] == [(256, 384), (128, 192)]  # the slide's level sizes
+    assert _mismatch(levels[0], expected) < 0.005  # JPEG edges only
+    assert (levels[0][70:122, 102:154] == 1).all() and (levels[0][:30] == 0).all()
+    assert _mismatch(levels[1], expected[1::2, 1::2]) < 0.01
+    assert resolution[0] == pytest.approx((2e4, 2e4)) and resolution[1] == pytest.approx((1e4, 1e4))
+
+    at_level_1 = infer_file(ColourNet(), path, tmp_path / "l1", _config(reader=reader, level=1))
+    levels, _ = _mask_levels(at_level_1.mask)
+    assert [m.shape for m in levels] == [(128, 192)]
+    assert _mismatch(levels[0], expected[::2, ::2]) < 0.01
+    with Image.open(at_level_1.overlay) as overlay:
+        assert overlay.mode == "RGB" and max(overlay.size) <= 1024
+
+
+def test_background_windows_are_skipped_without_running_the_network(slide, tmp_path):
+    path, expected = slide
+    eager = ColourNet(bias=0.5)  # predicts cancer on white glass too
+    everything = infer_file(eager, path, tmp_path / "all", _config(min_tissue_fraction=0.0))
+    assert everything.windows_skipped == 0 and eager.windows == everything.windows_run
+    assert (_mask_levels(everything.mask)[0][0][:24, :] == 1).all()
+
+    skipping = ColourNet(bias=0.5)
+    result = infer_file(skipping, path, tmp_path / "tissue", _config(min_tissue_fraction=0.05))
+    assert skipping.windows == result.windows_run
+    assert 0 < result.windows_run < everything.windows_run and result.windows_skipped > 0
+    mask = _mask_levels(result.mask)[0][0]
+    assert (mask[:16, :] == 0).all() and (mask[:, 360:] == 0).all()  # glass far from tissue: background
+    assert (mask[70:122, 102:154] == 1).all()
+
+
+def test_synthetic_slide_of_the_data_module_gets_a_mask_pyramid_like_its_ground_truth(tmp_path):
+    slide_path, truth_path = write_synthetic_slide(tmp_path / "syn" / "slide.tif", size=(192, 256), tile=64)
+    result = infer_file(ColourNet(bias=0.5), slide_path, tmp_path / "out", _config())
+    with tifffile.TiffFile(truth_path) as truth:
+        truth_shapes = [page.shape for page in truth.pages]
+    levels, _ = _mask_levels(result.mask)
+    assert [m.shape for m in levels] == truth_shapes and len(truth_shapes) > 1
+    assert result.windows_skipped > 0
+    assert levels[0][0, 0] == levels[0][-1, -1] == 0  # glass in the corners: skipped, background
+
+
+def test_chunked_inference_equals_whole_image_inference():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 5, padding=2), torch.nn.Tanh(), torch.nn.Conv2d(4, 2, 5, padding=2)
+    )
+    image = np.random.default_rng(0).integers(0, 256, (3, 100, 150), dtype=np.uint8)
+    whole = segment_image(net, image, _config(chunk_size=512, blend_mode="gaussian"))
+    chunked = segment_image(net, image, _config(chunk_size=32, blend_mode="gaussian"))
+    assert whole.shape == (100, 150) and 0.1 < whole.mean() < 0.9
+    assert (chunked == whole).all()
+
+
+def test_thumbnail_of_a_single_level_slide_is_sampled_in_bands(tmp_path, monkeypatch):
+    monkeypatch.setattr(slide_io, "_THUMBNAIL_BAND_PIXELS", 4096)  # 8-row bands: 32 reads
+    img, _ = _scene()
+    path = _write_slide(tmp_path / "flat.tif", img, levels=1)
+    with Slide(path, "tifffile") as s:
+        thumb = s.thumbnail(max_side=100)
+    assert thumb.shape == (3, 64, 96)  # stride 4
+    assert (thumb == np.moveaxis(tifffile.imread(path)[::4, ::4], -1, 0)).all()
+
+
+def test_tissue_map_fractions():
+    thumb = np.zeros((3, 10, 20), np.uint8)
+    thumb[:] = np.array(WHITE)[:, None, None]
+    thumb[:, 0:5, 0:10] = np.array(PINK)[:, None, None]
+    mask = detect_tissue(thumb)
+    assert mask.sum() == 50 and mask[:5, :10].all()
+    tissue = TissueMap(mask, (100, 200))  # 10 level pixels per mask pixel
+    assert tissue.fraction(0, 0, 50, 100) == 1.0
+    assert tissue.fraction(0, 50, 50, 150) == pytest.approx(0.5)
+    assert tissue.fraction(60, 0, 100, 200) == 0.0
+    assert tissue.count(0, 0, 3, 3) == 1  # a box smaller than a mask pixel still covers one
+
+
+def test_lazy_region_read_equals_full_decode(tmp_path):
+    data = np.random.default_rng(1).integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "t.tif", data, tile=(32, 32), compression="zlib")
+    with tifffile.TiffFile(tmp_path / "t.tif") as tif:
+        assert (read_tiff_region(tif.pages[0], 30, 20, 67, 70) == data[30:97, 20:90]).all()
+
+
+def test_mask_pyramid_streams_bands_of_any_height(tmp_path):
+    labels = (np.arange(70 * 50).reshape(70, 50) % 3).astype(np.uint8)
+    bands = (labels[a:b] for a, b in [(0, 7), (7, 40), (40, 70)])
+    path = write_mask_pyramid(tmp_path / "m.tif", bands, [(70, 50), (35, 25), (18, 13)], tile=16)
+    levels, _ = _mask_levels(path)
+    assert (levels[0] == labels).all()
+    assert (levels[1] == labels[1::2, 1::2]).all()
+    assert levels[2].shape == (18, 13)
+
+
+def test_tile_image_gives_png_mask_of_the_right_size(tmp_path):
+    img, expected = _scene(96, 160)
+    Image.fromarray(img).save(tmp_path / "tile.png")
+    tifffile.imwrite(tmp_path / "strips.tif", img)  # single-level, not tiled: a tile too
+    assert not is_slide(tmp_path / "strips.tif")
+    (tmp_path / "tile_mask.png").write_bytes(b"")  # an output-like name in the folder is ignored
+    results = infer_path(ColourNet(), tmp_path, tmp_path / "out", _config())
+    assert [r.image.name for r in results] == ["strips.tif", "tile.png"]
+    for r in results:
+        assert r.mask.name == f"{r.image.stem}_mask.png"
+        mask = np.asarray(Image.open(r.mask))
+        assert mask.shape == (96, 160) and (mask == expected).all()
+        assert Image.open(r.overlay).size == (160, 96)
+
+
+def test_grayscale_input_and_custom_preprocess():
+    image = np.moveaxis(_scene(64, 64)[0], -1, 0)
+    gray_net = torch.nn.Conv2d(1, 2, 1)
+    assert segment_image(gray_net, image, _config(grayscale=True)).shape == (64, 64)
+    seen = []
+
+    def preprocess(region):
+        seen.append(region.dtype)
+        return region.float() / 127.5 - 1
+
+    segment_image(torch.nn.Conv2d(3, 2, 1), image, _config(preprocess=preprocess))
+    assert seen and set(seen) == {torch.uint8}
+
+
+def test_errors_name_the_file_or_setting(tmp_path, slide):
+    path, _ = slide
+    net = ColourNet()
+    with pytest.raises(FileNotFoundError, match="missing.tif"):
+        infer_file(net, tmp_path / "missing.tif", tmp_path / "out")
+    (tmp_path / "scan.bmp").write_bytes(b"BM")
+    with pytest.raises(ValueError, match="scan.bmp"):
+        infer_file(net, tmp_path / "scan.bmp", tmp_path / "out")
+    (tmp_path / "broken.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(ValueError, match="broken.tif"):
+        infer_file(net, tmp_path / "broken.tif", tmp_path / "out")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        read_image(tmp_path / "broken.jpg")
+    with pytest.raises(ValueError, match=r"case.tif has no level 2.*0: 256x384, 1: 128x192"):
+        infer_file(net, path, tmp_path / "out", _config(level=2))
+    with pytest.raises(ValueError, match="openslide"):
+        Slide(tmp_path / "broken.tif", "openslide")
+    with pytest.raises(ValueError, match="output folder"):
+        infer_file(net, path, path.parent, _config())
+    with pytest.raises(ValueError, match="num_classes=3"):
+        infer_file(net, path, tmp_path / "out", _config(num_classes=3))
+    with pytest.raises(ValueError, match="SlideInferenceConfig.overlap"):
+        SlideInferenceConfig(overlap=1.0)
+    with pytest.raises(ValueError, match="SlideInferenceConfig.reader"):
+        SlideInferenceConfig(reader="cucim")
+    with pytest.raises(ValueError, match="roi_size"):
+        SlideInferenceConfig(roi_size=(0, 32))
+
+
+def test_command_line_runs_a_checkpointed_network(tmp_path, slide, capsys):
+    path, expected = slide
+    torch.save({"model": ColourNet().conv.state_dict()}, tmp_path / "model.pt")
+    network = '{"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}'
+    args = [
+        str(path),
+        str(tmp_path / "out"),
+        "--checkpoint",
+        str(tmp_path / "model.pt"),
+        "--network",
+        network,
+    ]
+    assert main([*args, "--roi", "32", "32", "--chunk-size", "96", "--device", "cpu"]) == 0
+    assert "case_mask.tif" in capsys.readouterr().out
+    levels, _ = _mask_levels(tmp_path / "out" / "case_mask.tif")
+    assert _mismatch(levels[0], expected) < 0.005
+    torch.save({"model": torch.nn.Conv2d(3, 3, 1).state_dict()}, tmp_path / "wrong.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                str(path),
+                str(tmp_path / "out"),
+                "--checkpoint",
+                str(tmp_path / "wrong.pt"),
+                "--network",
+                network,
+            ]
+        )
+    assert exit_info.value.code == 2 and "wrong.pt" in capsys.readouterr().err

@@ -9,15 +9,6 @@ from monai.networks.nets import BasicUNet
 from monai_coco.networks import LogitCritic
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than several (and than fighting for shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def teacher() -> BasicUNet:
     torch.manual_seed(1)

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from .sizes import check_spatial_size
+
 __all__ = ["FANet", "SelectiveKernelConv", "SKResidualBlock", "StripPooling"]
 
 _conv_bn = partial(Convolution, 2, norm="batch", bias=False)
@@ -216,13 +218,8 @@ class FANet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # not checked while tracing: the check would not be recorded and only warns there
-        divisor = self.size_divisor
-        if not torch.jit.is_tracing() and (x.shape[-2] % divisor != 0 or x.shape[-1] % divisor != 0):
-            raise ValueError(
-                f"FANet takes H and W that are multiples of {divisor} (three 2x poolings), got "
-                f"H={x.shape[-2]}, W={x.shape[-1]}; pad or crop the image "
-                f"(e.g. monai.transforms.DivisiblePad(k={divisor}))."
-            )
+        if not torch.jit.is_tracing():
+            check_spatial_size(x, self.size_divisor, "FANet", "three 2x poolings")
         skips: list[torch.Tensor] = []
         for i, stage in enumerate(self.encoder):
             x = stage(x if i == 0 else self.pool(x))

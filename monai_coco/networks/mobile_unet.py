@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from .sizes import check_spatial_size
+
 __all__ = ["InvertedResidual", "MobileUNet"]
 
 _conv_bn = partial(Convolution, 2, norm="batch", bias=False)
@@ -152,13 +154,8 @@ class MobileUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # not checked while tracing: the check would not be recorded and only warns there
-        divisor = self.size_divisor
-        if not torch.jit.is_tracing() and (x.shape[-2] % divisor != 0 or x.shape[-1] % divisor != 0):
-            raise ValueError(
-                f"MobileUNet takes H and W that are multiples of {divisor} (five stride-2 stages), got "
-                f"H={x.shape[-2]}, W={x.shape[-1]}; pad or crop the image "
-                f"(e.g. monai.transforms.DivisiblePad(k={divisor}))."
-            )
+        if not torch.jit.is_tracing():
+            check_spatial_size(x, self.size_divisor, "MobileUNet", "five stride-2 stages")
         skips: list[torch.Tensor] = []
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -167,4 +164,3 @@ class MobileUNet(nn.Module):
         for i, stage in enumerate(self.decoder):
             x = stage(x, skips[-1 - i])
         return F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
-

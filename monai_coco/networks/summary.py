@@ -49,8 +49,16 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def _convolution_by_output(
-    x_shape: list[int], w_shape: list[int], _bias, _stride, _padding, _dilation, transposed: bool, *args,
-    out_shape: list[int], **kwargs,
+    x_shape: list[int],
+    w_shape: list[int],
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed: bool,
+    *args,
+    out_shape: list[int],
+    **kwargs,
 ) -> int:
     """FlopCounterMode formula for ``aten.convolution`` that charges transposed convolutions per output
     element, as ``thop`` does (2 FLOPs per multiply-add, like every FlopCounterMode formula)."""

@@ -15,7 +15,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     echo "[setup] no torch importable: installing torch==2.13.0"
     "$VPY" -m pip install --quiet "torch==2.13.0"
 fi
-if ! "$VPY" -c "import monai_coco, pytest, jsonschema, openslide" >/dev/null 2>&1 \
+if ! "$VPY" -c "import monai_coco, pytest, jsonschema, openslide; assert monai_coco.__file__" >/dev/null 2>&1 \
     || [ pyproject.toml -nt .venv/.monai_coco_installed ]; then
     echo "[setup] installing monai_coco and its dependencies into .venv"
     "$VPY" -m pip install --quiet -e ".[test,openslide]"

@@ -1,0 +1,159 @@
+"""Training cost: one student iteration alone vs one full CoCo DistillNet iteration, and where the time goes.
+
+Both run through the real engines on the same in-memory batches: MONAI's ``SupervisedTrainer`` (student,
+cross-entropy) and ``DistillationTrainer`` (teacher forward, paraphraser encoders, CE + CoCo) with the
+``AdversarialDistillationHandler`` (generator term, critic step). Each part's time comes from the engine's
+own events (``IterationEvents``) and from forward hooks on the networks and the CoCo loss:
+
+- forward phase: student forward, teacher forward (no grad), paraphraser encoders, the rest (taps, casts);
+- loss phase: CoCo loss forward, the rest (adversarial generator term: a critic forward; cross-entropy);
+- backward; optimiser step; critic step (WGAN-GP loss with its gradient penalty, backward, Adam step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+from benchmark_accuracy import METHODS, AccuracySettings, method_parts, student_trainer, tap_channels
+from ignite.engine import Events
+from monai.engines.utils import IterationEvents
+
+from monai_coco.networks import FANet, MobileUNet, Paraphraser
+
+# engine phases, each ending at an event; "critic step" runs from MODEL_COMPLETED to the iteration's end
+PHASES = (
+    ("forward", IterationEvents.FORWARD_COMPLETED),
+    ("loss", IterationEvents.LOSS_COMPLETED),
+    ("backward", IterationEvents.BACKWARD_COMPLETED),
+    ("optimiser step", IterationEvents.MODEL_COMPLETED),
+)
+# parts timed by forward hooks, and the phase each belongs to
+PARTS = {
+    "student forward": "forward",
+    "teacher forward": "forward",
+    "paraphraser encoders": "forward",
+    "CoCo loss forward": "loss",
+}
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepTimer:
+    """Times an engine's iterations by phase (between its events) and chosen modules' forward passes.
+
+    Attach it before any other handler, so that its ``MODEL_COMPLETED`` mark comes before the adversarial
+    handler's critic step. The first ``warmup`` iterations are not recorded.
+    """
+
+    def __init__(self, warmup: int = 1) -> None:
+        self.warmup = warmup
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self._current: dict[str, float] = defaultdict(float)
+        self._started: dict[str, float] = {}
+        self._mark = self._begin = 0.0
+        self._handles: list = []
+
+    def time_module(self, name: str, module: torch.nn.Module) -> None:
+        """Add the time of every ``module`` forward pass to part ``name``."""
+
+        def start(module, args) -> None:
+            _sync()
+            self._started[name] = time.perf_counter()
+
+        def stop(module, args, output) -> None:
+            _sync()
+            self._current[name] += time.perf_counter() - self._started.pop(name)
+
+        self._handles += [module.register_forward_pre_hook(start), module.register_forward_hook(stop)]
+
+    def _phase_end(self, name: str):
+        def handler(engine) -> None:
+            _sync()
+            now = time.perf_counter()
+            self._current[name] += now - self._mark
+            self._mark = now
+
+        return handler
+
+    def _iteration_started(self, engine) -> None:
+        self._current = defaultdict(float)
+        _sync()
+        self._mark = self._begin = time.perf_counter()
+
+    def _iteration_completed(self, engine) -> None:
+        self._phase_end("critic step")(engine)
+        self._current["iteration"] = self._mark - self._begin
+        if engine.state.iteration > self.warmup:
+            for key, value in self._current.items():
+                self.samples[key].append(value)
+
+    def attach(self, engine) -> None:
+        engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
+        for name, event in PHASES:
+            engine.add_event_handler(event, self._phase_end(name))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def breakdown(self) -> dict[str, float]:
+        """Median seconds of the iteration and of each part; a phase's hooked parts are taken out of it
+        (its remainder is reported as "<phase> (other)"); hooked parts that never ran are left out, and
+        "critic step" is what follows the optimiser step (≈ 0 without a critic)."""
+        medians = {key: statistics.median(values) for key, values in self.samples.items()}
+        out = {"iteration": medians.pop("iteration")}
+        for phase, _ in (*PHASES, ("critic step", None)):
+            parts = {k: v for k, v in medians.items() if PARTS.get(k) == phase}
+            out.update(parts)
+            rest = medians.get(phase, 0.0) - sum(parts.values())
+            out[f"{phase} (other)" if parts else phase] = rest
+        return out
+
+
+def benchmark_training(
+    settings: AccuracySettings, batches: list[dict], iterations: int = 5, warmup: int = 1
+) -> dict[str, dict[str, float]]:
+    """Median seconds per iteration, and per part, of the student alone (``"student"``) and of a full
+    distillation iteration (``"distillation"``: CoCo on paraphraser factors + adversarial), over
+    ``iterations`` iterations after ``warmup``, on ``batches`` (``{"image": (B, C, S, S), "label": (B, S,
+    S)}``). Networks are freshly initialised: the cost does not depend on the weights."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    teacher = FANet(settings.in_channels, 2, features=settings.teacher_features).to(device).eval()
+    student_channels = tap_channels(
+        MobileUNet(settings.in_channels, 2, width_mult=settings.student_width),
+        settings.in_channels,
+        settings.size,
+    )
+    teacher_channels = tap_channels(teacher, settings.in_channels, settings.size)
+    paraphrasers = torch.nn.ModuleList(
+        Paraphraser(c, k) for c, k in zip(teacher_channels, student_channels)
+    ).to(device)
+    data = [batches[i % len(batches)] for i in range(iterations + warmup)]
+    one_epoch = dataclasses.replace(settings, student_epochs=1)
+    results = {}
+    for name, method in (("student", METHODS["student"]), ("distillation", METHODS["coco_pm_ad"])):
+        student = MobileUNet(settings.in_channels, 2, width_mult=settings.student_width).to(device)
+        terms, factors, adversarial = method_parts(settings, method, paraphrasers, settings.lambda_coco)
+        timer = StepTimer(warmup)
+        timer.time_module("student forward", student)
+        if terms:
+            timer.time_module("teacher forward", teacher)
+            for paraphraser in factors:
+                timer.time_module("paraphraser encoders", paraphraser.encoder)
+            for term in terms.values():
+                timer.time_module("CoCo loss forward", term.loss)
+        trainer = student_trainer(one_epoch, student, data, teacher, terms, factors, adversarial, [timer])
+        trainer.run()
+        timer.close()
+        results[name] = timer.breakdown()
+    return results

@@ -1,0 +1,85 @@
+"""Every stage of the bundle run by ``python -m monai.bundle`` (see conftest.py), checked on its outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from monai_coco.data import Slide
+from monai_coco.engines import load_checkpoint
+from monai_coco.networks import MobileUNet, Paraphraser
+
+pytestmark = pytest.mark.slow  # runs (or reads) the bundle stages through python -m monai.bundle
+
+
+def _student(path) -> MobileUNet:
+    network = MobileUNet()
+    network.load_state_dict(torch.load(path, weights_only=True))  # a bare state dict, as ckpt_export reads it
+    return network.eval()
+
+
+def _predict(network: torch.nn.Module, jpg) -> np.ndarray:
+    """Class map of one RGB tile, preprocessed independently of the bundle (pixels / 255, (1, 3, H, W))."""
+    rgb = np.asarray(Image.open(jpg).convert("RGB"), dtype=np.float32) / 255.0
+    with torch.no_grad():
+        return network(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].argmax(0).numpy()
+
+
+def test_each_training_stage_writes_its_checkpoint_and_resumable_state(trained_bundle):
+    models = trained_bundle.models
+    for name in ("teacher", "paraphraser", "model"):
+        assert (models / f"{name}.pt").is_file(), name
+        assert (models / f"train_state_{name}.pt").is_file(), name
+    _student(models / "model.pt")
+    # teacher features 8..64: both taps have 32 channels; the student's have 24
+    paraphrasers = torch.nn.ModuleList([Paraphraser(32, 24), Paraphraser(32, 24)])
+    load_checkpoint(models / "paraphraser.pt", {"model": paraphrasers})
+    state = torch.load(models / "train_state_model.pt", weights_only=True)
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "adversarial", "trainer"}
+    assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] == 2  # 1 epoch: 4 tiles, batch 2
+    assert set(state["adversarial"]) == {"critic", "optimizer", "scaler"}
+
+
+def test_distillation_logs_each_loss_term(trained_bundle):
+    log = trained_bundle.logs["distill"]
+    for term in ("ce:", "coco:", "adv:", "critic:", "val_miou"):
+        assert term in log, term
+    assert "DistillationTrainer" in log
+
+
+def test_evaluation_scores_equal_an_independent_recount_over_the_test_tiles(trained_bundle):
+    rows = (trained_bundle.root / "eval" / "metrics.csv").read_text().split()
+    scores = {name: float(value) for name, value in (row.split(",") for row in rows)}
+    network = _student(trained_bundle.models / "model.pt")
+    confusion = np.zeros((2, 2), dtype=np.int64)
+    for jpg in sorted((trained_bundle.root / "data" / "synthetic" / "test").glob("*.jpg")):
+        truth = (np.asarray(Image.open(jpg.with_suffix(".png"))) > 0).astype(np.int64)
+        np.add.at(confusion, (truth.ravel(), _predict(network, jpg).ravel()), 1)
+    tp = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    assert abs(scores["accuracy"] - tp.sum() / confusion.sum()) < 1e-6
+    assert abs(scores["miou"] - np.nanmean(np.where(union > 0, tp / np.maximum(union, 1), np.nan))) < 1e-6
+    assert {"dice", "iou", "precision", "recall", "specificity"} <= set(scores)
+
+
+def test_inference_writes_a_mask_of_the_tile_size_equal_to_the_network_output(trained_bundle):
+    outputs = trained_bundle.root / "outputs"
+    tile = trained_bundle.root / "inference_inputs" / "gastric_0000.jpg"
+    mask = np.asarray(Image.open(outputs / "gastric_0000_mask.png"))
+    assert mask.shape == (64, 64)  # one 64² window: the network's own argmax
+    np.testing.assert_array_equal(mask, _predict(_student(trained_bundle.models / "model.pt"), tile))
+    assert (outputs / "gastric_0000_overlay.png").is_file()
+
+
+def test_inference_writes_a_mask_pyramid_of_the_slide_levels_from_the_chosen_level(trained_bundle):
+    with Slide(trained_bundle.slide) as slide:
+        expected = slide.level_shapes[1:]  # --level 1
+    with tifffile.TiffFile(trained_bundle.root / "outputs" / "gastric_slide_mask.tif") as tif:
+        shapes = [page.shape for page in tif.pages]
+        level0 = tif.pages[0].asarray()
+    assert shapes == [tuple(s) for s in expected]
+    assert set(np.unique(level0).tolist()) <= {0, 1}
+    assert (trained_bundle.root / "outputs" / "gastric_slide_overlay.png").is_file()

@@ -42,13 +42,25 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | No
     return "\n".join(lines)
 
 
+def difference(row: Mapping, base: Mapping, key: str = "miou") -> tuple[float, float]:
+    """``(mean of row − mean of base, standard error of that difference)``; the error is NaN with 1 seed."""
+    if row["n"] < 2 or base["n"] < 2:
+        return row[key] - base[key], float("nan")
+    se = math.sqrt(row[f"{key}_std"] ** 2 / row["n"] + base[f"{key}_std"] ** 2 / base["n"])
+    return row[key] - base[key], se
+
+
+def _delta(row: Mapping, base: Mapping) -> str:
+    delta, se = difference(row, base)
+    return f"{delta:+.4f}" + ("" if math.isnan(se) else f" ± {2 * se:.4f}")
+
+
 def verdict(row: Mapping, base: Mapping, key: str = "miou") -> str:
     """ "helps" / "hurts" when the mean differs from the student's by more than twice the standard error of
     the difference (seed spread), else "no clear effect"; "1 seed" when there is no spread to judge by."""
-    if row["n"] < 2 or base["n"] < 2:
+    delta, se = difference(row, base, key)
+    if math.isnan(se):
         return "1 seed: not judged"
-    se = math.sqrt(row[f"{key}_std"] ** 2 / row["n"] + base[f"{key}_std"] ** 2 / base["n"])
-    delta = row[key] - base[key]
     if delta > 2 * se:
         return "helps"
     if delta < -2 * se:
@@ -130,7 +142,8 @@ def _loss_section(rows: Sequence[Mapping], setup: Mapping) -> str:
         "warm-up, each (method, size) in a fresh process (peak memory: growth of the peak resident set on "
         "CPU, `max_memory_allocated` on CUDA). Naive: the literal formula through the (B, N, N) matrices "
         "(`tests/losses/naive_coco.py`); exact: `CoCoDistillationLoss` (Gram identity, O(N·C²) time, "
-        "O(C²) memory). The `loss` column shows the two agree. CPU: the process's CPU time, which a busy "
+        "O(C²) memory; its peak is the normalised and float64 copies of the taps, linear in N). The `loss` "
+        "column shows the two agree. CPU: the process's CPU time, which a busy "
         "machine inflates less than the wall time.",
         "",
         _table(("taps", "N", "method", "time (s)", "CPU (s)", "peak (MiB)", "loss"), table),
@@ -281,21 +294,23 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
             _fmt(teacher["acc"], 4),
             _fmt(teacher["miou"], 4),
             "1",
+            f"{teacher['miou'] - base['miou']:+.4f}" if base else "—",
             "100 %",
             "—",
             _fmt(teacher["train_s"], 0),
         )
     ]
     for r in main:
-        judged = "—" if r is base or base is None else verdict(r, base)
+        compared = r is not base and base is not None
         rows.append(
             (
                 r["label"],
                 _mean_std(r, "acc"),
                 _mean_std(r, "miou"),
                 str(r["n"]),
-                "0 %" if r is base else _percent(r["miou_gap_closed"]),
-                judged,
+                _delta(r, base) if compared else "—",
+                _percent(r["miou_gap_closed"]) if compared else "0 %",
+                verdict(r, base) if compared else "—",
                 _fmt(r["train_s"], 0),
             )
         )
@@ -308,6 +323,7 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
             _mean_std(r, "acc"),
             _mean_std(r, "miou"),
             str(r["n"]),
+            _delta(r, base) if base else "—",
             _percent(r["miou_gap_closed"]),
             verdict(r, base) if base else "—",
         )
@@ -343,12 +359,26 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         f"Teacher–student gap to close: **{_fmt(gap, 4)} mIoU** (teacher {_fmt(teacher['miou'], 4)}, "
         f"student without distillation {_fmt(base['miou'] if base else None, 4)}). "
         '"Gap closed" = (mIoU − mIoU_student) / (mIoU_teacher − mIoU_student) of the means; "effect": '
-        "the mean mIoU differs from the student's by more than twice the standard error of the difference "
-        "over seeds. ACC and mIoU: one confusion matrix over all test pixels "
+        "the mean mIoU differs from the student's by more than twice the standard error (SE) of the "
+        "difference over seeds: with 3 seeds and this seed spread, only differences of a few hundredths "
+        "of mIoU can be told from noise. ACC and mIoU: one confusion matrix over all test pixels "
         "(`monai_coco.metrics.PathologySegmentationMetric`), mean ± sample std over seeds. Train time: "
         "seconds of one run (the teacher's is its own, longer, stage 0).",
         "",
-        _table(("model", "ACC", "mIoU", "seeds", "gap closed", "effect", "train (s)"), rows, "lrrrrlr"),
+        _table(
+            (
+                "model",
+                "ACC",
+                "mIoU",
+                "seeds",
+                "Δ mIoU vs student (± 2 SE)",
+                "gap closed",
+                "effect",
+                "train (s)",
+            ),
+            rows,
+            "lrrrrrlr",
+        ),
         "",
         f"**Finding.** {finding}",
         "",
@@ -358,7 +388,11 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         "",
         f"### λ_coco sweep ({next((r['label'] for r in sweep), setup['swept_method'])})",
         "",
-        _table(("λ_coco", "ACC", "mIoU", "seeds", "gap closed", "effect"), sweep_rows, "rrrrrl")
+        _table(
+            ("λ_coco", "ACC", "mIoU", "seeds", "Δ mIoU (± 2 SE)", "gap closed", "effect"),
+            sweep_rows,
+            "rrrrrrl",
+        )
         if len(sweep_rows) > 1
         else "(no sweep in this mode)",
     ]

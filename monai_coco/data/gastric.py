@@ -564,7 +564,8 @@ def load_paired_datalist(
         source = "train" if "train" in scan.pairs else "all"
         problems += scan.problems.get(source, [])
         pairs = sorted(scan.pairs[source], key=lambda p: p["image"])
-        pairs = _seeded_split(pairs, wanted, val_fraction, seed, path)
+        if not problems:  # a file problem explains a short pair list better than the split would
+            pairs = _seeded_split(pairs, wanted, val_fraction, seed, path)
     elif wanted in scan.pairs:
         pairs = scan.pairs[wanted]
         problems += scan.problems.get(wanted, [])

@@ -158,6 +158,20 @@ def test_image_without_mask(tmp_path):
         load_paired_datalist(tmp_path)
 
 
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_file_problem_is_reported_before_the_seeded_split(tmp_path, split):
+    """Too few pairs to split because a mask is missing: the message names the file, not the split."""
+    _image(tmp_path / "lonely.jpg")
+    with pytest.raises(FileNotFoundError, match=r"lonely\.jpg.*image without mask"):
+        load_paired_datalist(tmp_path, split=split)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_empty_folder_is_reported_as_empty_for_a_seeded_split(tmp_path, split):
+    with pytest.raises(ValueError, match=f"{tmp_path.name}.*empty folder"):
+        load_paired_datalist(tmp_path, split=split)
+
+
 def test_mask_without_image(tmp_path):
     _flat(tmp_path / "images", 0)
     _image(tmp_path / "images" / "a.jpg")

@@ -6,4 +6,4 @@ Importing the package loads every subpackage that holds a public class, so that 
 
 __version__ = "0.1.0"
 
-from . import data, engines, handlers, losses, metrics, networks  # noqa: E402,F401
+from . import checkpoints, data, engines, handlers, inference, losses, metrics, networks  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""One-line errors for bad bundle settings and missing prerequisites.
+"""The bundle glue: one-line errors for bad bundle settings, missing prerequisites and unusable data.
 
 MONAI's bundle runner wraps every exception raised while it resolves a config in several screens of
 traceback. The checks here raise ``SystemExit("monai_coco: ...")`` instead: ``SystemExit`` is not an
@@ -17,9 +17,18 @@ from typing import Any, NoReturn
 
 import torch
 
-from monai_coco.engines.checkpoints import load_checkpoint
+from monai_coco.checkpoints import load_checkpoint
+from monai_coco.data.datalist import load_paired_datalist
 
-__all__ = ["fail", "check_choice", "check_path", "check_roi_size", "exit_on_error", "load_prerequisite"]
+__all__ = [
+    "bundle_datalist",
+    "check_choice",
+    "check_path",
+    "check_roi_size",
+    "exit_on_error",
+    "fail",
+    "load_prerequisite",
+]
 
 
 def fail(message: str) -> NoReturn:
@@ -81,3 +90,27 @@ def exit_on_error(function: Callable[..., Any], *args: Any, **kwargs: Any) -> An
         return function(*args, **kwargs)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+
+
+def bundle_datalist(
+    dataset_dir: str | os.PathLike, split: str, setting: str = "dataset_dir", **kwargs: Any
+) -> list[dict[str, str]]:
+    """:func:`~monai_coco.data.load_paired_datalist` of ``split``, stopping the run with one line
+    naming ``setting`` (and the problem file) when the data cannot be used.
+
+    Args:
+        dataset_dir: a data folder in any layout ``load_paired_datalist`` takes, or a JSON datalist.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        setting: the config id named in the message.
+        kwargs: passed to ``load_paired_datalist`` (``val_fraction``, ``seed``, ``label_map``, ...).
+    """
+    if not Path(dataset_dir).exists():
+        fail(
+            f"{setting}={str(dataset_dir)!r} does not exist; expected a folder of tiles with same-stem masks "
+            "(or a JSON datalist), or leave it unset for the built-in synthetic data."
+        )
+    try:
+        return load_paired_datalist(dataset_dir, split=split, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(f"{setting}={str(dataset_dir)!r}: {exc}")
+

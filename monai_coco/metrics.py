@@ -4,8 +4,8 @@ The scores of the paper — pixel accuracy (ACC), IoU per class and mIoU, Dice/F
 specificity — come from **one** confusion matrix summed over every pixel of the validation or test set,
 not from a mean of per-image scores. :class:`SegmentationConfusionMatrix` is a MONAI
 ``CumulativeIterationMetric`` that keeps one ``(K, K)`` matrix per image and sums them in ``aggregate``;
-:class:`PathologySegmentationMetric` is its Ignite handler, usable as an evaluator's ``key_val_metric``
-(``metric_name="miou"``) or in ``additional_metrics``, with per-image scores in
+:class:`~monai_coco.handlers.PathologySegmentationMetric` is its Ignite handler, usable as an evaluator's
+``key_val_metric`` (``metric_name="miou"``) or in ``additional_metrics``, with per-image scores in
 ``engine.state.metric_details`` for MONAI's ``MetricsSaver``.
 
 Conventions: confusion matrix rows are the true class, columns the predicted class. A score whose
@@ -14,16 +14,15 @@ denominator is zero (e.g. precision of a class never predicted) is NaN, and clas
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Optional
 
 import torch
-from monai.handlers import IgniteMetricHandler
 from monai.metrics import CumulativeIterationMetric
+
+from monai_coco._moved import moved_names
 
 __all__ = [
     "SegmentationConfusionMatrix",
-    "PathologySegmentationMetric",
     "segmentation_scores",
     "METRIC_NAMES",
 ]
@@ -180,42 +179,4 @@ class SegmentationConfusionMatrix(CumulativeIterationMetric):
         return per_class[..., self.foreground]
 
 
-class PathologySegmentationMetric(IgniteMetricHandler):
-    """Ignite handler for :class:`SegmentationConfusionMatrix`, in the shape of MONAI's ``MeanDice``.
-
-    Use one instance per reported score, e.g. in a MONAI bundle config::
-
-        key_val_metric:
-          val_miou: {_target_: PathologySegmentationMetric, metric_name: miou,
-                     output_transform: "$monai.handlers.from_engine(['pred', 'label'])"}
-        additional_metrics:
-          val_acc: {_target_: PathologySegmentationMetric, metric_name: accuracy, output_transform: ...}
-
-    Args:
-        metric_name, num_classes, average, foreground: as in :class:`SegmentationConfusionMatrix`.
-        output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``.
-        save_details: store each image's own score in ``engine.state.metric_details[name]`` (shape
-            ``(N,)`` or ``(N, K)``), which ``MetricsSaver(metric_details=...)`` writes per file.
-    """
-
-    def __init__(
-        self,
-        metric_name: str = "miou",
-        num_classes: int = 2,
-        average: Optional[str] = None,
-        foreground: int = 1,
-        output_transform: Callable = lambda x: x,
-        save_details: bool = True,
-    ) -> None:
-        metric_fn = SegmentationConfusionMatrix(
-            num_classes=num_classes, metric_name=metric_name, average=average, foreground=foreground
-        )
-        self.metric_name = metric_fn.metric_name
-        super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
-
-    def compute(self) -> Any:
-        """The data-set score (float, or a ``(K,)`` tensor for ``average="none"``)."""
-        result = super().compute()
-        if self.save_details:
-            self._engine.state.metric_details[self._name] = self.metric_fn.per_image()  # type: ignore[union-attr]
-        return result
+__getattr__ = moved_names(__name__, {"PathologySegmentationMetric": "monai_coco.handlers.metrics"})

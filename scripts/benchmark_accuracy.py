@@ -25,7 +25,7 @@ from monai.handlers import LrScheduleHandler, from_engine
 from monai.utils import set_determinism
 
 from monai_coco.engines import DistillationTerm, DistillationTrainer, ParaphraserTrainer
-from monai_coco.handlers import AdversarialDistillationHandler
+from monai_coco.handlers import AdversarialDistillationHandler, PathologySegmentationMetric
 from monai_coco.losses import (
     AttentionTransferLoss,
     ChannelWiseDistillationLoss,
@@ -34,7 +34,6 @@ from monai_coco.losses import (
     PairwiseSimilarityLoss,
     PixelwiseKDLoss,
 )
-from monai_coco.metrics import PathologySegmentationMetric
 from monai_coco.networks import FANet, FeatureTaps, LogitCritic, MobileUNet, Paraphraser
 
 

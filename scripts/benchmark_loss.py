@@ -7,7 +7,7 @@ peak resident set during the runs (``ru_maxrss``) over its resident set before t
 ``torch.cuda.max_memory_allocated`` over the memory held before. Inputs: batch ``B``, student maps
 ``(B, C_s, S, S)``, teacher maps ``(B, C_t, S, S)`` (the raw teacher taps, before a paraphraser), float32;
 only the student maps require gradients, as in training. The naive side is the literal formula of the
-tests (``tests/losses/naive_coco.py``), the exact side ``monai_coco.losses.CoCoDistillationLoss``.
+tests (``monai_coco/losses/naive_coco.py``), the exact side ``monai_coco.losses.CoCoDistillationLoss``.
 
 Importable: ``sys.path.insert(0, "scripts"); from benchmark_loss import benchmark_coco_loss``.
 """
@@ -20,23 +20,17 @@ import multiprocessing
 import os
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-NAIVE_REFERENCE = ROOT / "tests" / "losses"
 # naive run: A_S, A_T, their difference, its square and the backward's gradient, float32, per image
 NAIVE_TENSORS_PER_IMAGE = 5
 
 
 def _naive_loss():
-    if str(NAIVE_REFERENCE) not in sys.path:
-        sys.path.insert(0, str(NAIVE_REFERENCE))
-    from naive_coco import naive_coco_loss
+    from monai_coco.losses.naive_coco import naive_coco_loss
 
     return naive_coco_loss
 

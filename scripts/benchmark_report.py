@@ -141,7 +141,7 @@ def _loss_section(rows: Sequence[Mapping], setup: Mapping) -> str:
         f"C_t = {setup['c_teacher']}, float32, {setup['device']}; median of {setup['repeats']} runs after a "
         "warm-up, each (method, size) in a fresh process (peak memory: growth of the peak resident set on "
         "CPU, `max_memory_allocated` on CUDA). Naive: the literal formula through the (B, N, N) matrices "
-        "(`tests/losses/naive_coco.py`); exact: `CoCoDistillationLoss` (Gram identity, O(N·C²) time, "
+        "(`monai_coco/losses/naive_coco.py`); exact: `CoCoDistillationLoss` (Gram identity, O(N·C²) time, "
         "O(C²) memory; its peak is the normalised and float64 copies of the taps, linear in N). The `loss` "
         "column shows the two agree. CPU: the process's CPU time, which a busy "
         "machine inflates less than the wall time.",

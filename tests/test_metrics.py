@@ -9,7 +9,8 @@ from monai.handlers import MetricsSaver, from_engine
 from monai.networks import one_hot
 from monai.transforms import AsDiscreted
 
-from monai_coco.metrics import PathologySegmentationMetric, SegmentationConfusionMatrix, segmentation_scores
+from monai_coco.handlers import PathologySegmentationMetric
+from monai_coco.metrics import SegmentationConfusionMatrix, segmentation_scores
 
 # Three 2x3 images in two batches. Pairs (true, pred) counted by hand:
 #   A: TN 2, FP 1, FN 1, TP 2     B: TP 5, FN 1     C: TN 4, FP 2

@@ -1,10 +1,24 @@
-"""monai_coco.data"""
+"""monai_coco.data: reads and checks data; knows no network, engine, checkpoint or bundle code.
 
-from .bundle_data import bundle_datalist, synthetic_dataset
-from .gastric import IMAGE_SUFFIXES, DataProblem, check_dataset, load_paired_datalist
+Paired datalists (:mod:`.datalist`), the data check (``python -m monai_coco.data.check DIR``), the one
+table of file suffixes (:mod:`.suffixes`), slide I/O (:mod:`.slide_io`), tissue masks (:mod:`.tissue`),
+transforms (:mod:`.transforms`) and the built-in synthetic data set (:mod:`.synthetic`). Tile and
+whole-slide inference moved to :mod:`monai_coco.inference` and ``bundle_datalist`` to
+:mod:`monai_coco.config_checks`; both names still resolve from here.
+"""
+
+from monai_coco._moved import moved_names
+
+from .datalist import DataProblem, check_dataset, load_paired_datalist
 from .slide_io import LazyTiffFileWSIReader, Slide, read_image, write_mask_pyramid
-from .slides import InferenceResult, SlideInferenceConfig, infer_file, infer_path, segment_image
-from .synthetic import SyntheticGastricTissue, synthetic_tile, write_synthetic_dataset, write_synthetic_slide
+from .suffixes import IMAGE_SUFFIXES
+from .synthetic import (
+    SyntheticGastricTissue,
+    synthetic_dataset,
+    synthetic_tile,
+    write_synthetic_dataset,
+    write_synthetic_slide,
+)
 from .tissue import TissueMap, detect_tissue
 from .transforms import ColorChannels, ColorChannelsd
 
@@ -16,6 +30,7 @@ __all__ = [
     "SyntheticGastricTissue",
     "check_dataset",
     "load_paired_datalist",
+    "synthetic_dataset",
     "synthetic_tile",
     "write_synthetic_dataset",
     "write_synthetic_slide",
@@ -23,13 +38,18 @@ __all__ = [
     "Slide",
     "read_image",
     "write_mask_pyramid",
-    "InferenceResult",
-    "SlideInferenceConfig",
-    "infer_file",
-    "infer_path",
-    "segment_image",
     "TissueMap",
     "detect_tissue",
-    "bundle_datalist",
-    "synthetic_dataset",
 ]
+
+__getattr__ = moved_names(
+    __name__,
+    {
+        "InferenceResult": "monai_coco.inference",
+        "SlideInferenceConfig": "monai_coco.inference",
+        "infer_file": "monai_coco.inference",
+        "infer_path": "monai_coco.inference",
+        "segment_image": "monai_coco.inference",
+        "bundle_datalist": "monai_coco.config_checks",
+    },
+)

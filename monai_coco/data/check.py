@@ -11,7 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .gastric import IMAGE_SUFFIXES, check_dataset
+from .datalist import check_dataset
+from .suffixes import IMAGE_SUFFIXES
 
 __all__ = ["main"]
 

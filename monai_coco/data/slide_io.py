@@ -26,6 +26,8 @@ from monai.data import WSIReader
 from monai.data.wsi_reader import TiffFileWSIReader
 from PIL import Image
 
+from .suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
+
 __all__ = [
     "LazyTiffFileWSIReader",
     "Slide",
@@ -34,15 +36,9 @@ __all__ = [
     "write_mask_pyramid",
     "read_tiff_region",
     "SLIDE_BACKENDS",
-    "TILE_SUFFIXES",
-    "TIFF_SUFFIXES",
-    "SLIDE_SUFFIXES",
 ]
 
 SLIDE_BACKENDS = ("tifffile", "openslide")
-TILE_SUFFIXES = (".jpg", ".jpeg", ".png")
-TIFF_SUFFIXES = (".tif", ".tiff")
-SLIDE_SUFFIXES = (".svs",)
 _THUMBNAIL_BAND_PIXELS = 1 << 22  # pixels per band when a thumbnail is sampled from a large level
 
 

@@ -1,6 +1,9 @@
-"""monai_coco.engines: MONAI trainers for the paraphraser and distillation stages, and checkpoint files."""
+"""monai_coco.engines: MONAI trainers for the paraphraser and distillation stages.
 
-from .checkpoints import load_checkpoint, load_module_state, save_checkpoint
+The checkpoint functions live in :mod:`monai_coco.checkpoints` and are re-exported here."""
+
+from monai_coco.checkpoints import load_checkpoint, load_module_state, save_checkpoint
+
 from .distillation import TEACHER_PRED, DistillationTerm, DistillationTrainer
 from .multi_term import TERMS, MultiTermTrainer
 from .paraphraser import ParaphraserTrainer

@@ -10,7 +10,7 @@ from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
 
 from monai_coco.engines.multi_term import MultiTermTrainer
-from monai_coco.networks import FeatureTaps
+from monai_coco.networks.taps import feature_taps
 
 __all__ = ["DistillationTerm", "DistillationTrainer", "TEACHER_PRED", "feature_taps"]
 
@@ -18,21 +18,6 @@ TEACHER_PRED = "teacher_pred"
 """Key of the teacher's logits ``(B, K, H, W)`` in the trainer's output."""
 
 TermInputs = Union[str, Sequence[int]]
-
-
-def feature_taps(network: torch.nn.Module, layers: Sequence[str] | None) -> FeatureTaps:
-    """``FeatureTaps`` on ``layers``, or on the network's ``default_taps`` when ``layers`` is None.
-
-    Layer names are those of the bare network, also when it is wrapped in ``DistributedDataParallel`` or
-    ``DataParallel`` (as a multi-GPU config does).
-    """
-    wrapped = isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
-    bare = network.module if wrapped else network
-    if layers is None:
-        layers = getattr(bare, "default_taps", None)
-        if layers is None:
-            raise ValueError(f"{type(bare).__name__} has no default_taps: name the layers to tap.")
-    return FeatureTaps(network, [f"module.{name}" if wrapped else name for name in layers])
 
 
 class DistillationTerm:

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from monai_coco.engines.distillation import feature_taps
 from monai_coco.engines.multi_term import MultiTermTrainer
+from monai_coco.networks.taps import feature_taps
 
 __all__ = ["ParaphraserTrainer"]
 
@@ -24,7 +24,7 @@ class ParaphraserTrainer(MultiTermTrainer):
 
     The paraphrasers are one ``nn.ModuleList``, the trainer's ``network``: its ``state_dict`` is the
     single ``paraphraser.pt`` that the distillation stage loads (e.g. with MONAI's ``CheckpointSaver``,
-    ``save_dict={"paraphrasers": ...}``, or :func:`~monai_coco.engines.checkpoints.save_checkpoint`).
+    ``save_dict={"paraphrasers": ...}``, or :func:`~monai_coco.checkpoints.save_checkpoint`).
 
     Args:
         device, max_epochs, train_data_loader, optimizer: as in ``SupervisedTrainer``; ``optimizer``

@@ -10,7 +10,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
 
-from monai_coco.engines.checkpoints import load_module_state
+from monai_coco.checkpoints import load_module_state
 from monai_coco.engines.distillation import TEACHER_PRED, DistillationTrainer
 from monai_coco.engines.multi_term import TERMS
 from monai_coco.losses.adversarial import critic_loss, generator_loss

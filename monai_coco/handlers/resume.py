@@ -11,7 +11,7 @@ from typing import Any
 import ignite.distributed as idist
 from ignite.engine import Engine, Events
 
-from monai_coco.engines.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import load_checkpoint, save_checkpoint
 
 __all__ = ["ResumableCheckpoint"]
 
@@ -20,7 +20,7 @@ class ResumableCheckpoint:
     """Save the whole training state to one file every ``save_interval`` epochs; resume from it on start.
 
     Unlike MONAI's ``CheckpointSaver`` (which writes in place and deletes the previous file first), the
-    file is replaced atomically (:func:`~monai_coco.engines.checkpoints.save_checkpoint`), so a run killed
+    file is replaced atomically (:func:`~monai_coco.checkpoints.save_checkpoint`), so a run killed
     at any moment, even with ``SIGKILL``, leaves the last complete checkpoint and loses at most the epochs
     since. Rerunning the same command finds the file on ``STARTED``, loads it and logs
     ``"resuming from <file> at epoch N"``; the engine then continues with epoch N + 1 up to its own

@@ -14,11 +14,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .coco import (
+from .coco import correlation_gap
+from .per_image import (
     PerImageLoss,
     align_feature_pairs,
     check_same_grid,
-    correlation_gap,
     max_pool_by_fraction,
     validate_pool_scale,
 )

@@ -4,7 +4,6 @@ from .critic import LogitCritic
 from .fanet import FANet
 from .mobile_unet import MobileUNet
 from .paraphraser import Paraphraser
-from .probe import tap_channels
-from .taps import FeatureTaps
+from .taps import FeatureTaps, feature_taps, tap_channels
 
-__all__ = ["FANet", "FeatureTaps", "LogitCritic", "MobileUNet", "Paraphraser", "tap_channels"]
+__all__ = ["FANet", "FeatureTaps", "LogitCritic", "MobileUNet", "Paraphraser", "feature_taps", "tap_channels"]

@@ -5,6 +5,8 @@ engines and exporters keep working); :class:`FeatureTaps` returns the logits tog
 of the chosen layers, as torchvision's ``IntermediateLayerGetter`` does but without rebuilding the model.
 """
 
+from __future__ import annotations
+
 import difflib
 from typing import Any, Sequence
 
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["FeatureTaps"]
+__all__ = ["FeatureTaps", "feature_taps", "tap_channels"]
 
 
 class FeatureTaps:
@@ -93,7 +95,7 @@ class FeatureTaps:
             handle.remove()
         self._handles = []
 
-    def __enter__(self) -> "FeatureTaps":
+    def __enter__(self) -> FeatureTaps:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -102,3 +104,57 @@ class FeatureTaps:
     def __repr__(self) -> str:
         state = "open" if self._handles else "closed"
         return f"FeatureTaps({type(self.network).__name__}, layers={self.layers}, {state})"
+
+
+def _default_taps(network: nn.Module) -> Sequence[str]:
+    """``network.default_taps``; ``ValueError`` when the network names none."""
+    layers = getattr(network, "default_taps", None)
+    if layers is None:
+        raise ValueError(f"{type(network).__name__} has no default_taps: name the layers to tap.")
+    return layers
+
+
+def feature_taps(network: nn.Module, layers: Sequence[str] | None) -> FeatureTaps:
+    """``FeatureTaps`` on ``layers``, or on the network's ``default_taps`` when ``layers`` is None.
+
+    Layer names are those of the bare network, also when it is wrapped in ``DistributedDataParallel`` or
+    ``DataParallel`` (as a multi-GPU config does).
+
+    Raises:
+        ValueError: ``layers`` is None and the network has no ``default_taps``.
+    """
+    wrapped = isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+    bare = network.module if wrapped else network
+    if layers is None:
+        layers = _default_taps(bare)
+    return FeatureTaps(network, [f"module.{name}" if wrapped else name for name in layers])
+
+
+def tap_channels(
+    network: nn.Module, in_channels: int, layers: Sequence[str] | None = None, size: int = 64
+) -> list[int]:
+    """Channels ``C`` of the features ``(B, C, h, w)`` at ``layers``, in their order.
+
+    Used to size a paraphraser per teacher tap (its factor channels = the student's tap channels)
+    whatever the networks' widths. The network runs once in ``eval()`` mode without gradients (so batch
+    norm statistics are untouched) on a ``(1, in_channels, size, size)`` zero image on its own device;
+    its training flag is restored.
+
+    Args:
+        network: any network whose ``forward`` takes ``(B, in_channels, H, W)``.
+        in_channels: the image channels it takes.
+        layers: dotted submodule names; default ``network.default_taps``.
+        size: side of the probe image; a multiple of the network's ``size_divisor``.
+    """
+    if layers is None:
+        layers = _default_taps(network)
+    reference = next(iter(network.parameters()), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    was_training = network.training
+    network.eval()
+    try:
+        with FeatureTaps(network, list(layers)) as taps, torch.no_grad():
+            _, features = taps(torch.zeros(1, in_channels, size, size, device=device))
+    finally:
+        network.train(was_training)
+    return [int(features[name].shape[1]) for name in layers]

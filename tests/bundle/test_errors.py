@@ -6,8 +6,8 @@ import pytest
 from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, copy_bundle, run_bundle
 from monai.bundle import ConfigParser
 
+from monai_coco.checkpoints import save_checkpoint
 from monai_coco.data import synthetic_dataset
-from monai_coco.engines import save_checkpoint
 from monai_coco.networks import FANet
 
 

@@ -8,8 +8,8 @@ import tifffile
 import torch
 from PIL import Image
 
+from monai_coco.checkpoints import load_checkpoint
 from monai_coco.data import Slide
-from monai_coco.engines import load_checkpoint
 from monai_coco.networks import MobileUNet, Paraphraser
 
 pytestmark = pytest.mark.slow  # runs (or reads) the bundle stages through python -m monai.bundle

@@ -8,7 +8,7 @@ import torch
 from monai.bundle import ConfigParser
 from tiny_setup import STUDENT_FEATURES, TEACHER_FEATURES, identical, snapshot, tiny_unet
 
-from monai_coco.engines import save_checkpoint
+from monai_coco.checkpoints import save_checkpoint
 
 NETWORKS = {
     "imports": ["$import torch", "$import monai_coco"],

@@ -17,13 +17,8 @@ from tiny_setup import (
     tiny_unet,
 )
 
-from monai_coco.engines import (
-    DistillationTerm,
-    DistillationTrainer,
-    ParaphraserTrainer,
-    load_checkpoint,
-    save_checkpoint,
-)
+from monai_coco.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.engines import DistillationTerm, DistillationTrainer, ParaphraserTrainer
 from monai_coco.losses import CoCoDistillationLoss
 from monai_coco.networks import Paraphraser
 

@@ -11,7 +11,8 @@ from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 
-from monai_coco.engines import DistillationTerm, DistillationTrainer, load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.engines import DistillationTerm, DistillationTrainer
 from monai_coco.handlers import AdversarialDistillationHandler
 from monai_coco.losses import CoCoDistillationLoss
 from monai_coco.networks import LogitCritic

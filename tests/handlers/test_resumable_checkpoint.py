@@ -15,7 +15,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_coco.engines import load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import load_checkpoint, save_checkpoint
 from monai_coco.handlers import ResumableCheckpoint
 
 TRAIN_SCRIPT = textwrap.dedent(
@@ -25,7 +25,8 @@ TRAIN_SCRIPT = textwrap.dedent(
     from ignite.engine import Events
     from monai.handlers import LrScheduleHandler
     from monai.networks.nets import BasicUNet
-    from monai_coco.engines import DistillationTerm, DistillationTrainer, save_checkpoint
+    from monai_coco.checkpoints import save_checkpoint
+    from monai_coco.engines import DistillationTerm, DistillationTrainer
     from monai_coco.handlers import AdversarialDistillationHandler, ResumableCheckpoint
     from monai_coco.losses import CoCoDistillationLoss
     from monai_coco.networks import LogitCritic

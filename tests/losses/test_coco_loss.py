@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from naive_coco import naive_coco_loss
 
 from monai_coco.losses import CoCoDistillationLoss, MultiPairCoCoDistillationLoss
+from monai_coco.losses.naive_coco import naive_coco_loss
 
 
 def random_maps(

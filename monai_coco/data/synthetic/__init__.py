@@ -31,13 +31,16 @@ writes ``DIR/gastric_0000.jpg`` + ``DIR/gastric_0000.png`` (mask in {0, 1}), ...
 (the mask pyramid, deflate). The same arguments give the same bytes.
 """
 
+from .dataset import SYNTHETIC_SPLITS, synthetic_dataset
 from .world import EOSIN_OD, HEMATOXYLIN_OD, SyntheticGastricTissue
 from .writers import synthetic_tile, write_synthetic_dataset, write_synthetic_slide
 
 __all__ = [
     "EOSIN_OD",
     "HEMATOXYLIN_OD",
+    "SYNTHETIC_SPLITS",
     "SyntheticGastricTissue",
+    "synthetic_dataset",
     "synthetic_tile",
     "write_synthetic_dataset",
     "write_synthetic_slide",

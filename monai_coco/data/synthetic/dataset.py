@@ -1,5 +1,4 @@
-"""The MONAI bundle's data: the built-in synthetic data set, generated once, and datalists whose problems
-stop the run with one line naming the ``dataset_dir`` setting.
+"""The built-in synthetic data set of the MONAI bundle, generated once and cached.
 
 The synthetic data set is a folder::
 
@@ -9,7 +8,7 @@ The synthetic data set is a folder::
     <folder>/slide/gastric_slide.tif + gastric_slide_mask.tif  (a pyramidal slide and its mask pyramid)
     <folder>/synthetic.json                                      (the settings it was made with)
 
-written by :mod:`monai_coco.data.synthetic`. It is made when missing, remade when asked for with other
+written by :mod:`monai_coco.data.synthetic.writers`. It is made when missing, remade when asked for with other
 settings, and otherwise reused.
 """
 
@@ -22,12 +21,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from monai_coco.config_checks import fail
+from .writers import write_synthetic_dataset, write_synthetic_slide
 
-from .gastric import load_paired_datalist
-from .synthetic import write_synthetic_dataset, write_synthetic_slide
-
-__all__ = ["SYNTHETIC_SPLITS", "bundle_datalist", "synthetic_dataset"]
+__all__ = ["SYNTHETIC_SPLITS", "synthetic_dataset"]
 
 SYNTHETIC_SPLITS = ("train", "val", "test")
 _MANIFEST = "synthetic.json"
@@ -93,27 +89,3 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def bundle_datalist(
-    dataset_dir: str | os.PathLike, split: str, setting: str = "dataset_dir", **kwargs: Any
-) -> list[dict[str, str]]:
-    """:func:`~monai_coco.data.gastric.load_paired_datalist` of ``split``, stopping the run with one line
-    naming ``setting`` (and the problem file) when the data cannot be used.
-
-    Args:
-        dataset_dir: a data folder in any layout ``load_paired_datalist`` takes, or a JSON datalist.
-        split: ``"train"``, ``"val"`` or ``"test"``.
-        setting: the config id named in the message.
-        kwargs: passed to ``load_paired_datalist`` (``val_fraction``, ``seed``, ``label_map``, ...).
-    """
-    if not Path(dataset_dir).exists():
-        fail(
-            f"{setting}={str(dataset_dir)!r} does not exist; expected a folder of tiles with same-stem masks "
-            "(or a JSON datalist), or leave it unset for the built-in synthetic data."
-        )
-    try:
-        return load_paired_datalist(dataset_dir, split=split, **kwargs)
-    except (ValueError, FileNotFoundError) as exc:
-        fail(f"{setting}={str(dataset_dir)!r}: {exc}")
-

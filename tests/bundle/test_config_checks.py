@@ -9,8 +9,15 @@ import pytest
 import torch
 from monai.networks.nets import BasicUNet
 
-from monai_coco.config_checks import check_choice, check_path, check_roi_size, exit_on_error, fail
-from monai_coco.data import bundle_datalist, synthetic_dataset
+from monai_coco.config_checks import (
+    bundle_datalist,
+    check_choice,
+    check_path,
+    check_roi_size,
+    exit_on_error,
+    fail,
+)
+from monai_coco.data import synthetic_dataset
 from monai_coco.networks import FANet, MobileUNet, tap_channels
 
 

@@ -1,7 +1,8 @@
 """The CoCo loss of METHOD.md §3 computed literally, through the (B, N, N) similarity matrices.
 
-Reference for the tests, and the "naive" side of scripts/benchmark_loss.py. It builds A (1 GiB per
-image in float32 at 128×128 taps): never use it in the package.
+An independent reference for the tests, and the "naive" side of ``scripts/benchmark_loss.py``. It builds
+``A`` (1 GiB per image in float32 at 128×128 taps): never train with it; it is not exported by
+:mod:`monai_coco.losses`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import torch
 from ignite.engine import Engine
 from tiny_setup import STUDENT_FEATURES, TEACHER_FEATURES, identical, snapshot, tiny_unet
 
-from monai_coco.engines import load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_restores_module_optimizer_and_engine(tmp_path):
@@ -115,7 +115,7 @@ def test_sigkill_while_rewriting_never_leaves_a_truncated_checkpoint(tmp_path):
         textwrap.dedent(
             f"""
         import torch
-        from monai_coco.engines import save_checkpoint
+        from monai_coco.checkpoints import save_checkpoint
         net = torch.nn.Linear(1024, 2048)
         step = 0
         while True:

@@ -5,11 +5,11 @@ import torch
 from PIL import Image
 
 from monai_coco.data import slide_io
-from monai_coco.data.infer import main
 from monai_coco.data.slide_io import Slide, is_slide, read_image, read_tiff_region, write_mask_pyramid
-from monai_coco.data.slides import SlideInferenceConfig, infer_file, infer_path, segment_image
 from monai_coco.data.synthetic import write_synthetic_slide
 from monai_coco.data.tissue import TissueMap, detect_tissue
+from monai_coco.inference import SlideInferenceConfig, infer_file, infer_path, segment_image
+from monai_coco.inference.__main__ import main
 
 WHITE, PINK, PURPLE = (240, 240, 240), (200, 100, 180), (90, 40, 160)  # glass, benign tissue, "cancer"
 

@@ -38,9 +38,10 @@ import tifffile
 from monai.data import load_decathlon_datalist
 from PIL import Image
 
+from .suffixes import IMAGE_SUFFIXES, TIFF_SUFFIXES
+
 __all__ = ["IMAGE_SUFFIXES", "DataProblem", "check_dataset", "load_paired_datalist"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 _SPLIT_FOLDERS = {
     "train": ("train", "training"),
     "val": ("val", "valid", "validation"),
@@ -50,7 +51,6 @@ _SPLIT_ALIASES = {alias: split for split, names in _SPLIT_FOLDERS.items() for al
 _JSON_KEYS = {"train": "training", "val": "validation", "test": "test"}
 _MASK_FOLDERS = ("masks", "labels")
 _DEFAULT_VALUE_SETS = (frozenset({0, 1}), frozenset({0, 255}))
-_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _read_info(path: str, role: str) -> _FileInfo:
     """Read a header (``role="image"``), decode a whole image (``"image-full"``) or a mask (``"mask"``)."""
     array = None
     try:
-        if path.lower().endswith(_TIFF_SUFFIXES):
+        if path.lower().endswith(TIFF_SUFFIXES):
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages.first
                 size, channels = (page.imagewidth, page.imagelength), page.samplesperpixel

@@ -1,12 +1,12 @@
 """Command line: segment tiles, slides or folders of them with a checkpointed network.
 
-    python -m monai_coco.data.infer INPUT OUTPUT_DIR --network MobileUNet --checkpoint models/model.pt
+    python -m monai_coco.inference INPUT OUTPUT_DIR --network MobileUNet --checkpoint models/model.pt
 
 Writes ``<stem>_mask.png`` (tiles) or ``<stem>_mask.tif`` (pyramidal slides) and ``<stem>_overlay.png``
-per image, see :mod:`monai_coco.data.slides`. The network is a class name (built with ``in_channels`` and
-``out_channels``) or a MONAI config JSON such as ``{"_target_": "MobileUNet", "width_mult": 0.5}``; its
-weights come from a checkpoint entry (``--checkpoint-key``, default ``model``), loaded with
-:func:`monai_coco.engines.checkpoints.load_checkpoint`.
+per image, see :mod:`monai_coco.inference.whole_slide`. The network is a class name (built with
+``in_channels`` and ``out_channels``) or a MONAI config JSON such as
+``{"_target_": "MobileUNet", "width_mult": 0.5}``; its weights come from a checkpoint entry (``--checkpoint-key``, default ``model``), loaded with
+:func:`monai_coco.checkpoints.load_checkpoint`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Optional
 import torch
 from monai.bundle import ConfigParser
 
+from monai_coco.checkpoints import load_checkpoint
 from monai_coco.data.slide_io import SLIDE_BACKENDS
-from monai_coco.data.slides import BLEND_MODES, SlideInferenceConfig, infer_path
-from monai_coco.engines.checkpoints import load_checkpoint
+from monai_coco.inference.whole_slide import BLEND_MODES, SlideInferenceConfig, infer_path
 
 __all__ = ["main"]
 
@@ -45,7 +45,7 @@ def _build_network(spec: str, in_channels: int, num_classes: int) -> torch.nn.Mo
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: segment a tile, a slide or a folder of them with a checkpointed network."""
     parser = argparse.ArgumentParser(
-        prog="python -m monai_coco.data.infer",
+        prog="python -m monai_coco.inference",
         description="Segment tiles (JPEG/PNG/TIFF) and pyramidal slides (TIFF/SVS) with a trained network; "
         "writes <stem>_mask.png (tiles) or <stem>_mask.tif (slides) and <stem>_overlay.png.",
     )

@@ -15,7 +15,7 @@ Outputs, in ``output_dir``: ``<stem>_mask.png`` for tiles (JPEG/PNG/single-level
 level down, written band by band, see :func:`~monai_coco.data.slide_io.write_mask_pyramid`), and
 ``<stem>_overlay.png``: a thumbnail with the predicted classes drawn over it.
 
-Command line: ``python -m monai_coco.data.infer`` (:mod:`monai_coco.data.infer`).
+Command line: ``python -m monai_coco.inference`` (:mod:`monai_coco.inference.__main__`).
 """
 
 from __future__ import annotations
@@ -32,18 +32,10 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from PIL import Image
 
-from .slide_io import (
-    SLIDE_BACKENDS,
-    SLIDE_SUFFIXES,
-    TIFF_SUFFIXES,
-    TILE_SUFFIXES,
-    Slide,
-    is_slide,
-    read_image,
-    write_mask_pyramid,
-)
-from .tissue import TissueMap, detect_tissue
-from .transforms import ColorChannels
+from monai_coco.data.slide_io import SLIDE_BACKENDS, Slide, is_slide, read_image, write_mask_pyramid
+from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
+from monai_coco.data.tissue import TissueMap, detect_tissue
+from monai_coco.data.transforms import ColorChannels
 
 __all__ = [
     "SlideInferenceConfig",

@@ -1,0 +1,25 @@
+"""monai_coco.inference: tile and whole-slide segmentation with a trained network, writing masks and overlays.
+
+Command line: ``python -m monai_coco.inference INPUT OUTPUT_DIR --network MobileUNet --checkpoint
+models/model.pt`` (:mod:`monai_coco.inference.__main__`).
+"""
+
+from .whole_slide import (
+    BLEND_MODES,
+    InferenceResult,
+    SlideInferenceConfig,
+    infer_file,
+    infer_path,
+    scale_to_unit,
+    segment_image,
+)
+
+__all__ = [
+    "BLEND_MODES",
+    "InferenceResult",
+    "SlideInferenceConfig",
+    "infer_file",
+    "infer_path",
+    "scale_to_unit",
+    "segment_image",
+]

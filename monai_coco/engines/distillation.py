@@ -88,7 +88,8 @@ class DistillationTrainer(MultiTermTrainer):
     Args:
         device, max_epochs, train_data_loader, network, optimizer, loss_function: as in
             ``SupervisedTrainer``; ``network`` is the student, ``optimizer`` holds its parameters only.
-        teacher: the trained teacher network; frozen here.
+        teacher: the trained teacher network; frozen here. None (with no ``terms``) trains the student alone
+            with ``loss_function``, exactly as ``SupervisedTrainer`` does (the bundle's ``distill: none``).
         terms: ``{name: DistillationTerm}``, e.g. ``{"coco": DistillationTerm(CoCoDistillationLoss(),
             1.0, (0, 1))}``.
         student_taps: names of the student layers whose outputs are the features, ordered as the
@@ -111,7 +112,7 @@ class DistillationTrainer(MultiTermTrainer):
         network: torch.nn.Module,
         optimizer: Optimizer,
         loss_function: Callable,
-        teacher: torch.nn.Module,
+        teacher: torch.nn.Module | None,
         terms: Mapping[str, DistillationTerm],
         student_taps: Sequence[str] | None = None,
         teacher_taps: Sequence[str] | None = None,
@@ -120,6 +121,13 @@ class DistillationTrainer(MultiTermTrainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, loss_function, **kwargs)
+        self.terms = dict(terms)
+        self.loss_name = loss_name
+        self.teacher = teacher
+        if teacher is None:
+            if terms:
+                raise ValueError(f"the distillation terms {list(terms)} need a teacher; got teacher=None.")
+            return
         self.student_taps = feature_taps(network, student_taps)
         self.teacher_taps = feature_taps(teacher, teacher_taps)
         n_taps = len(self.teacher_taps.layers)
@@ -144,14 +152,15 @@ class DistillationTrainer(MultiTermTrainer):
         self.paraphrasers = None
         if paraphrasers is not None:
             self.paraphrasers = torch.nn.ModuleList(paraphrasers).requires_grad_(False).eval()
-        self.terms = dict(terms)
-        self.loss_name = loss_name
 
     def forward(
         self, inputs: torch.Tensor, targets: torch.Tensor | None
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Student and teacher forward passes; returns ``(student_features, teacher_features)``."""
         output = self.state.output
+        if self.teacher is None:
+            output[Keys.PRED] = self.network(inputs)
+            return [], []
         output[Keys.PRED], student = self.student_taps(inputs)
         self.teacher.eval()
         with torch.no_grad():
@@ -169,8 +178,10 @@ class DistillationTrainer(MultiTermTrainer):
         student_features = [f.float() for f in context[0]]
         teacher_features = [f.float() for f in context[1]]
         student_logits = self.state.output[Keys.PRED].float()
-        teacher_logits = self.state.output[TEACHER_PRED].float()
         terms = {self.loss_name: self.loss_function(student_logits, targets).mean()}
+        if self.teacher is None:
+            return terms
+        teacher_logits = self.state.output[TEACHER_PRED].float()
         for name, term in self.terms.items():
             terms[name] = term(student_logits, teacher_logits, student_features, teacher_features)
         return terms

@@ -22,7 +22,7 @@ from tiny_setup import (
 )
 
 from monai_coco.engines import DistillationTerm, DistillationTrainer
-from monai_coco.losses import CoCoDistillationLoss
+from monai_coco.losses import CoCoDistillationLoss, PixelwiseKDLoss
 from monai_coco.networks import Paraphraser
 
 
@@ -165,7 +165,7 @@ def test_without_terms_it_matches_supervised_trainer_with_accumulation(set_to_no
     teacher = tiny_unet(TEACHER_FEATURES, 1)
 
     results = []
-    for kind in ("ours", "monai", "ours_no_accumulation"):
+    for kind in ("ours", "monai", "ours_no_accumulation", "no_teacher"):
         student = tiny_unet(STUDENT_FEATURES, 2)
         common = dict(
             device=torch.device("cpu"),
@@ -180,6 +180,8 @@ def test_without_terms_it_matches_supervised_trainer_with_accumulation(set_to_no
         )
         if kind == "monai":
             trainer = SupervisedTrainer(**common)
+        elif kind == "no_teacher":
+            trainer = DistillationTrainer(teacher=None, terms={}, **common)
         else:
             trainer = DistillationTrainer(
                 teacher=teacher, terms={}, student_taps=TAPS, teacher_taps=TAPS, **common
@@ -188,8 +190,9 @@ def test_without_terms_it_matches_supervised_trainer_with_accumulation(set_to_no
         trainer.run()
         results.append((snapshot(student), fired, trainer.state.output["loss"].item()))
 
-    (ours, ours_events, ours_loss), (monai, monai_events, monai_loss), (plain, _, _) = results
-    assert ours_events == monai_events
+    (ours, ours_events, ours_loss), (monai, monai_events, monai_loss), (plain, _, _), alone = results
+    assert ours_events == monai_events == alone[1]
+    assert identical(alone[0], monai)  # teacher=None (distill: none) is SupervisedTrainer, bit for bit
     assert ours_events[:4] == ["FORWARD_COMPLETED", "LOSS_COMPLETED", "BACKWARD_COMPLETED", "MODEL_COMPLETED"]
     assert ours.keys() == monai.keys()
     for key in ours:
@@ -313,3 +316,18 @@ def test_amp_on_cuda_trains_with_finite_terms_and_a_frozen_teacher():
     assert math.isfinite(out["ce"]) and math.isfinite(out["coco"])
     assert identical(snapshot(teacher), before_teacher)
     assert not identical(snapshot(student), before_student)
+
+
+def test_terms_without_a_teacher_are_refused():
+    student = tiny_unet(STUDENT_FEATURES, 2)
+    with pytest.raises(ValueError, match="need a teacher"):
+        DistillationTrainer(
+            device=torch.device("cpu"),
+            max_epochs=1,
+            train_data_loader=make_batches(1),
+            network=student,
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
+            loss_function=torch.nn.CrossEntropyLoss(),
+            teacher=None,
+            terms={"kd": DistillationTerm(PixelwiseKDLoss(), 1.0, "logits")},
+        )

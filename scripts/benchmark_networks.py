@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from monai_coco.data import SlideInferenceConfig, segment_image
+from monai_coco.inference import SlideInferenceConfig, segment_image
 from monai_coco.networks.summary import count_flops, count_parameters
 
 

@@ -5,8 +5,8 @@
 Writes ``<stem>_mask.png`` (tiles) or ``<stem>_mask.tif`` (pyramidal slides) and ``<stem>_overlay.png``
 per image, see :mod:`monai_coco.inference.whole_slide`. The network is a class name (built with
 ``in_channels`` and ``out_channels``) or a MONAI config JSON such as
-``{"_target_": "MobileUNet", "width_mult": 0.5}``; its weights come from a checkpoint entry (``--checkpoint-key``, default ``model``), loaded with
-:func:`monai_coco.checkpoints.load_checkpoint`.
+``{"_target_": "MobileUNet", "width_mult": 0.5}``; its weights come from a checkpoint entry
+(``--checkpoint-key``, default ``model``), loaded with :func:`monai_coco.checkpoints.load_checkpoint`.
 """
 
 from __future__ import annotations

@@ -55,6 +55,10 @@ class TrainedBundle:
     def config(self, name: str) -> str:
         return str(self.configs / name)
 
+    def stage(self, *names: str) -> list[str]:
+        """``base.yaml`` and the overlays ``names`` of this bundle."""
+        return stage_files(self.configs, *names)
+
     @property
     def models(self) -> Path:
         return self.root / "models"
@@ -62,6 +66,16 @@ class TrainedBundle:
     @property
     def slide(self) -> Path:
         return self.root / "data" / "synthetic" / "slide" / "gastric_slide.tif"
+
+
+def stage_files(configs: Path, *names: str) -> list[str]:
+    """The config files of a stage: ``base.yaml`` then the overlays ``names``, as paths in ``configs``."""
+    return [str(configs / name) for name in ("base.yaml", *names)]
+
+
+def config_arg(configs: Path, *names: str) -> str:
+    """``--config_file`` value of a stage, a list as typed on a command line: ``"['.../base.yaml', ...]"``."""
+    return repr(stage_files(configs, *names))
 
 
 def copy_bundle(root: Path) -> Path:

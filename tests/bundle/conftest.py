@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from bundle_runs import CRITIC, DATA, LOADER, TEACHER, TrainedBundle, cli, copy_bundle, run_bundle
+from bundle_runs import CRITIC, DATA, LOADER, TEACHER, TrainedBundle, cli, config_arg, copy_bundle, run_bundle
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def trained_bundle(tmp_path_factory) -> TrainedBundle:
     logs: dict[str, str] = {}
 
     def stage(name: str, config: str, *overrides: str, run_id: str = "training") -> None:
-        result = run_bundle("run", run_id, "--config_file", str(root / "configs" / config),
+        result = run_bundle("run", run_id, "--config_file", config_arg(root / "configs", config),
                             "--bundle_root", str(root), *overrides)  # fmt: skip
         logs[name] = result.stdout + result.stderr
 

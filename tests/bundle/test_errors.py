@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, copy_bundle, run_bundle
+from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, config_arg, copy_bundle, run_bundle, stage_files
 from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import save_checkpoint
@@ -32,7 +32,7 @@ from monai_coco.networks import FANet
 def test_the_user_sees_one_line_on_stderr(tmp_path, config, run_id, override, expected):
     root = copy_bundle(tmp_path)
     result = run_bundle(
-        "run", run_id, "--config_file", str(root / "configs" / config), "--bundle_root", str(root),
+        "run", run_id, "--config_file", config_arg(root / "configs", config), "--bundle_root", str(root),
         *cli(DATA), *override, check=False,
     )  # fmt: skip
     assert result.returncode == 1
@@ -43,7 +43,7 @@ def test_the_user_sees_one_line_on_stderr(tmp_path, config, run_id, override, ex
 def _initialize(bundle_root, config: str = "train.yaml", **overrides) -> str:
     """Run the config's ``initialize`` in-process; return the message it stops with."""
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / config))
+    parser.read_config(stage_files(CONFIGS, config))
     parser.update({"bundle_root": str(bundle_root), **applicable(parser.get(), TINY), **overrides})
     with pytest.raises(SystemExit) as stop:
         parser.get_parsed_content("initialize")
@@ -53,9 +53,10 @@ def _initialize(bundle_root, config: str = "train.yaml", **overrides) -> str:
 
 
 def test_distilling_without_a_teacher_names_the_file_and_the_command_that_makes_it(tmp_path):
+    configs = repr([f"{tmp_path}/configs/base.yaml", f"{tmp_path}/configs/train_teacher.yaml"])
     assert _initialize(tmp_path) == (
         f"monai_coco: {tmp_path}/models/teacher.pt not found; make it first with: python -m monai.bundle run "
-        f"training --config_file {tmp_path}/configs/train_teacher.yaml --bundle_root {tmp_path}"
+        f'training --config_file "{configs}" --bundle_root {tmp_path}'
     )
 
 
@@ -64,10 +65,10 @@ def test_distilling_without_paraphrasers_names_the_paraphraser_stage(tmp_path):
     save_checkpoint(tmp_path / "models" / "teacher.pt", {"model": teacher})
     message = _initialize(tmp_path)
     assert message.startswith(f"monai_coco: {tmp_path}/models/paraphraser.pt not found")
-    assert message.endswith(f"{tmp_path}/configs/train_paraphraser.yaml --bundle_root {tmp_path}")
+    assert message.endswith(f"{tmp_path}/configs/train_paraphraser.yaml']\" --bundle_root {tmp_path}")
     # KD compares logits only: no paraphrasers needed, so the run gets past its prerequisites' checks
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.yaml"))
+    parser.read_config(stage_files(CONFIGS, "train.yaml"))
     parser.update({"bundle_root": str(tmp_path), **TINY, "distill": "kd", "synthetic#slide_size": 0})
     parser.get_parsed_content("initialize")
     assert parser.get_parsed_content("paraphrasers") is None

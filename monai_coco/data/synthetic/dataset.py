@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 
 def synthetic_dataset(
     folder: str | os.PathLike,
-    n_train: int = 48,
-    n_val: int = 12,
-    n_test: int = 12,
+    n_train: int = 160,
+    n_val: int = 32,
+    n_test: int = 32,
     size: int = 256,
     mpp: float = 2.0,
     seed: int = 0,

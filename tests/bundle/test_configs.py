@@ -33,7 +33,7 @@ def _parser(bundle, *configs: str, **overrides) -> ConfigParser:
 def _build_every_id(parser: ConfigParser) -> set[str]:
     """Build every top-level id but the actions; training stages skip ``checkpoint_network`` (the network
     of evaluation and inference, loaded from ``<ckpt_dir>/<model_name>``, which a training stage writes)."""
-    training = "training" in parser.get() and "evaluating" not in parser.get() and "inference" not in parser.get()
+    training = not {"evaluating", "inference"} & set(parser.get())
     built = set()
     for key in parser.get():
         if key not in ACTIONS and key != "_meta_" and not (training and key == "checkpoint_network"):

@@ -1,17 +1,204 @@
+"""The package as users and bundle configs meet it: its version, the short ``_target_`` names a config
+resolves after ``import monai_coco`` alone (checked in a fresh interpreter, where nothing else has been
+imported), and every public name of the release before the floor-plan move still importable from where
+it was. (``python -m monai_coco.data.check DIR`` is run as a command in ``tests/data/test_check.py``.)
+"""
+
+from __future__ import annotations
+
 import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import monai_coco
 
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (the "test" extra)
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Every public class, by the short name a bundle config writes as ``_target_``.
+SHORT_TARGETS = {
+    "monai_coco.networks": ("FANet", "FeatureTaps", "LogitCritic", "MobileUNet", "Paraphraser"),
+    "monai_coco.losses": (
+        "AttentionTransferLoss",
+        "ChannelWiseDistillationLoss",
+        "CoCoDistillationLoss",
+        "FSPLoss",
+        "MultiPairCoCoDistillationLoss",
+        "PairwiseSimilarityLoss",
+        "PixelwiseKDLoss",
+    ),
+    "monai_coco.engines": (
+        "DistillationTerm", "DistillationTrainer", "MultiTermTrainer", "ParaphraserTrainer"
+    ),
+    "monai_coco.handlers": (
+        "AdversarialDistillationHandler",
+        "PathologySegmentationMetric",
+        "ResumableCheckpoint",
+    ),
+    "monai_coco.metrics": ("SegmentationConfusionMatrix",),
+    "monai_coco.data": (
+        "ColorChannels",
+        "ColorChannelsd",
+        "LazyTiffFileWSIReader",
+        "Slide",
+        "SyntheticGastricTissue",
+        "TissueMap",
+    ),
+    "monai_coco.inference": ("InferenceResult", "SlideInferenceConfig"),
+}
+
+# The ``__all__`` of every module of the last release before the floor-plan move (commit 841d065), for
+# each module that still exists; the subpackages re-export what moved up a floor.
+PUBLIC_BEFORE_THE_MOVE = {
+    "monai_coco.config_checks": (
+        "fail", "check_choice", "check_path", "check_roi_size", "exit_on_error", "load_prerequisite"
+    ),
+    "monai_coco.data": (
+        "IMAGE_SUFFIXES", "ColorChannels", "ColorChannelsd", "DataProblem", "SyntheticGastricTissue",
+        "check_dataset", "load_paired_datalist", "synthetic_tile", "write_synthetic_dataset",
+        "write_synthetic_slide", "LazyTiffFileWSIReader", "Slide", "read_image", "write_mask_pyramid",
+        "InferenceResult", "SlideInferenceConfig", "infer_file", "infer_path", "segment_image", "TissueMap",
+        "detect_tissue", "bundle_datalist", "synthetic_dataset",
+    ),
+    "monai_coco.data.check": ("main",),
+    "monai_coco.data.slide_io": (
+        "LazyTiffFileWSIReader", "Slide", "read_image", "is_slide", "write_mask_pyramid", "read_tiff_region",
+        "SLIDE_BACKENDS", "TILE_SUFFIXES", "TIFF_SUFFIXES", "SLIDE_SUFFIXES",
+    ),
+    "monai_coco.data.synthetic": (
+        "EOSIN_OD", "HEMATOXYLIN_OD", "SyntheticGastricTissue", "synthetic_tile", "write_synthetic_dataset",
+        "write_synthetic_slide",
+    ),
+    "monai_coco.data.synthetic.world": (
+        "EOSIN_OD", "HEMATOXYLIN_OD", "SyntheticGastricTissue", "derive_seed"
+    ),
+    "monai_coco.data.synthetic.writers": (
+        "synthetic_tile", "write_synthetic_dataset", "write_synthetic_slide"
+    ),
+    "monai_coco.data.tissue": ("detect_tissue", "TissueMap"),
+    "monai_coco.data.transforms": ("LUMA_WEIGHTS", "ColorChannels", "ColorChannelsd"),
+    "monai_coco.engines": (
+        "TEACHER_PRED", "TERMS", "DistillationTerm", "DistillationTrainer", "MultiTermTrainer",
+        "ParaphraserTrainer", "load_checkpoint", "load_module_state", "save_checkpoint",
+    ),
+    "monai_coco.engines.distillation": (
+        "DistillationTerm", "DistillationTrainer", "TEACHER_PRED", "feature_taps"
+    ),
+    "monai_coco.engines.multi_term": ("MultiTermTrainer", "TERMS"),
+    "monai_coco.engines.paraphraser": ("ParaphraserTrainer",),
+    "monai_coco.handlers": ("AdversarialDistillationHandler", "ResumableCheckpoint"),
+    "monai_coco.handlers.adversarial": ("AdversarialDistillationHandler",),
+    "monai_coco.handlers.resume": ("ResumableCheckpoint",),
+    "monai_coco.losses": (
+        "AttentionTransferLoss", "ChannelWiseDistillationLoss", "CoCoDistillationLoss", "FSPLoss",
+        "MultiPairCoCoDistillationLoss", "PairwiseSimilarityLoss", "PixelwiseKDLoss", "adversarial",
+    ),
+    "monai_coco.losses.adversarial": ("critic_loss", "generator_loss", "gradient_penalty"),
+    "monai_coco.losses.baselines": (
+        "AttentionTransferLoss", "ChannelWiseDistillationLoss", "FSPLoss", "PairwiseSimilarityLoss",
+        "PixelwiseKDLoss",
+    ),
+    "monai_coco.losses.coco": (
+        "CoCoDistillationLoss", "MultiPairCoCoDistillationLoss", "PerImageLoss", "align_feature_pairs",
+        "check_same_grid", "correlation_gap", "max_pool_by_fraction", "reduce_per_image",
+        "validate_pool_scale",
+    ),
+    "monai_coco.metrics": (
+        "SegmentationConfusionMatrix", "PathologySegmentationMetric", "segmentation_scores", "METRIC_NAMES"
+    ),
+    "monai_coco.networks": (
+        "FANet", "FeatureTaps", "LogitCritic", "MobileUNet", "Paraphraser", "tap_channels"
+    ),
+    "monai_coco.networks.critic": ("LogitCritic", "SelfAttention2d"),
+    "monai_coco.networks.fanet": ("FANet", "SelectiveKernelConv", "SKResidualBlock", "StripPooling"),
+    "monai_coco.networks.mobile_unet": ("InvertedResidual", "MobileUNet"),
+    "monai_coco.networks.paraphraser": ("Paraphraser",),
+    "monai_coco.networks.summary": ("FLOP_CONVENTIONS", "count_flops", "count_parameters", "main"),
+    "monai_coco.networks.taps": ("FeatureTaps",),
+}  # fmt: skip
+
+# Modules of that release renamed by the move (issue 10: names say what a module holds), and where their
+# public names live now; the old module paths themselves are gone.
+RENAMED_MODULES = {
+    "monai_coco.data.gastric": (
+        "monai_coco.data.datalist", ("IMAGE_SUFFIXES", "DataProblem", "check_dataset", "load_paired_datalist")
+    ),
+    "monai_coco.data.slides": (
+        "monai_coco.inference.whole_slide",
+        ("SlideInferenceConfig", "InferenceResult", "scale_to_unit", "segment_image", "infer_file",
+         "infer_path", "BLEND_MODES"),
+    ),
+    "monai_coco.data.infer": ("monai_coco.inference.__main__", ("main",)),
+    "monai_coco.data.bundle_data": (
+        "monai_coco.data.synthetic", ("SYNTHETIC_SPLITS", "synthetic_dataset")
+    ),
+    "monai_coco.engines.checkpoints": (
+        "monai_coco.checkpoints", ("save_checkpoint", "load_checkpoint", "load_module_state")
+    ),
+    "monai_coco.networks.probe": ("monai_coco.networks.taps", ("tap_channels",)),
+}  # fmt: skip
+
+_RESOLVE = """
+import json, sys, warnings
+import monai_coco
+from monai.bundle import ConfigParser
+targets = json.loads(sys.argv[1])
+config = {name: {"_target_": name, "_mode_": "callable"} for names in targets.values() for name in names}
+parser = ConfigParser(config)
+found = {}
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # MONAI warns, and picks one, when a short name is defined twice
+    for name in config:
+        try:
+            component = parser.get_parsed_content(name)
+            found[name] = component.__module__ + "." + component.__qualname__
+        except Exception as e:
+            found[name] = "error: " + str(e).splitlines()[0]
+print(json.dumps(found))
+"""
+
 
 def test_version_matches_pyproject():
-    from pathlib import Path
-
-    import tomllib
-
-    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert monai_coco.__version__ == meta["project"]["version"] == "0.1.0"
 
 
-def test_every_subpackage_is_loaded_by_the_top_level_import():
-    for name in ("networks", "losses", "engines", "handlers", "data", "metrics"):
-        assert importlib.import_module(f"monai_coco.{name}") is getattr(monai_coco, name)
+def test_short_target_names_resolve_after_import_monai_coco_alone():
+    """A fresh interpreter imports ``monai_coco`` and nothing else of it, then MONAI's ``ConfigParser``
+    resolves every short ``_target_`` to the package's class (once: no clash with MONAI's own names)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _RESOLVE, json.dumps(SHORT_TARGETS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    for package, names in SHORT_TARGETS.items():
+        for name in names:
+            obj = getattr(importlib.import_module(package), name)
+            assert found[name] == f"{obj.__module__}.{obj.__qualname__}", (name, found[name])
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_BEFORE_THE_MOVE))
+def test_public_names_from_before_the_move_import_from_their_old_place(module):
+    imported = importlib.import_module(module)
+    missing = [name for name in PUBLIC_BEFORE_THE_MOVE[module] if not hasattr(imported, name)]
+    assert not missing, f"{module}: {missing}"
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED_MODULES))
+def test_renamed_modules_names_live_in_their_new_module(old):
+    new, names = RENAMED_MODULES[old]
+    module = importlib.import_module(new)
+    missing = [name for name in names if not hasattr(module, name)]
+    assert not missing, f"{old} -> {new}: {missing}"

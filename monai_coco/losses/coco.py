@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
+from monai_coco._moved import moved_names
+
 from .per_image import (
     PerImageLoss,
     align_feature_pairs,
@@ -30,6 +32,9 @@ from .per_image import (
 )
 
 __all__ = ["CoCoDistillationLoss", "MultiPairCoCoDistillationLoss", "correlation_gap"]
+
+# public here before the per-image base moved to .per_image; its other helpers are imported above
+__getattr__ = moved_names(__name__, {"check_same_grid": "monai_coco.losses.per_image"})
 
 
 def _normalised_columns(x: torch.Tensor, eps: float) -> torch.Tensor:

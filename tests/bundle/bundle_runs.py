@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from monai.bundle import ConfigParser
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "bundle" / "configs"
 
@@ -84,6 +86,22 @@ def copy_bundle(root: Path) -> Path:
     return root
 
 
+
+
+# the --config_file list of each stage, in merge order (one place to follow the bundle's config layout)
+STAGE_CONFIGS = {
+    "teacher": ("train_teacher.yaml",),
+}
+
+
+def parse_stage(stage: str, overrides: dict) -> ConfigParser:
+    """MONAI's ``ConfigParser`` on a stage's configs from this repository, merged in order as
+    ``--config_file "['a.yaml','b.yaml']"`` merges them, with the ``overrides`` (``{"a#b": value}``)."""
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / name) for name in STAGE_CONFIGS[stage]])
+    parser.update(overrides)
+    parser.parse()
+    return parser
 
 
 def applicable(config: dict, overrides: dict) -> dict:

@@ -150,6 +150,33 @@ def test_coco_gradient_reaches_exactly_the_student_layers_upstream_of_the_taps()
     assert set(grads) - upstream == {"upcat_2", "upcat_1", "final_conv"}
 
 
+def test_teacher_outputs_carry_no_gradient_even_when_unfrozen_after_building_the_trainer():
+    """A user who sets requires_grad on the teacher (or its paraphrasers) after the trainer froze them
+    still gets a teacher that no distillation term can train: it runs under no_grad."""
+    teacher, student = tiny_unet(TEACHER_FEATURES, 1), tiny_unet(STUDENT_FEATURES, 2)
+    torch.manual_seed(3)
+    paraphrasers = torch.nn.ModuleList([Paraphraser(8, 4), Paraphraser(8, 4)])
+    terms = {
+        "coco": DistillationTerm(CoCoDistillationLoss(), inputs=(0, 1)),
+        "kd": DistillationTerm(torch.nn.MSELoss(), inputs="logits"),
+    }
+    trainer = make_trainer(student, teacher, make_batches(1), terms=terms, paraphrasers=paraphrasers)
+    teacher.requires_grad_(True)
+    paraphrasers.requires_grad_(True)
+    seen = {}
+
+    def record(engine):
+        seen["teacher_pred"] = engine.state.output["teacher_pred"].requires_grad
+        seen["teacher_grads"] = [p.grad for p in (*teacher.parameters(), *paraphrasers.parameters())]
+        seen["student_grad"] = student.final_conv.weight.grad.abs().sum().item()
+
+    trainer.add_event_handler(IterationEvents.BACKWARD_COMPLETED, record)
+    trainer.run()
+    assert seen["teacher_pred"] is False
+    assert all(g is None for g in seen["teacher_grads"])
+    assert seen["student_grad"] > 0  # the terms did backpropagate, into the student
+
+
 def _events(trainer) -> list[str]:
     fired: list[str] = []
     for event in IterationEvents:

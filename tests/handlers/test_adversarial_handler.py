@@ -112,6 +112,32 @@ def test_output_holds_adv_and_critic_and_adv_is_the_weighted_generator_term(
     assert out["loss"].item() == pytest.approx(out["ce"] + out["coco"] + out["adv"], rel=1e-6)
 
 
+def test_reported_critic_loss_is_teacher_real_versus_student_fake_before_the_step(
+    student, teacher, critic, batches
+):
+    """gp_weight 0: the critic loss is exactly mean D(student logits) − mean D(teacher logits), with the
+    critic as it was before its step; swapping real and fake would flip its sign."""
+    optimizer = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    handler = AdversarialDistillationHandler(critic, optimizer, gp_weight=0.0)
+    trainer = distillation_trainer(student, teacher, batches[:1], max_epochs=1)
+    reference = {}
+
+    def before_critic_step(engine):
+        reference["critic"] = copy.deepcopy(critic).train()
+        reference["real"] = engine.state.output["teacher_pred"].detach().clone()
+        reference["fake"] = engine.state.output["pred"].detach().clone()
+
+    trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, before_critic_step)
+    handler.attach(trainer)
+    trainer.run()
+    d = reference["critic"]
+    with torch.no_grad():
+        expected = (d(reference["fake"]).mean() - d(reference["real"]).mean()).item()
+    assert abs(expected) > 1e-4  # the sign is visible
+    assert trainer.state.output["critic"] == pytest.approx(expected, rel=1e-5)
+    assert not same(params(d), params(critic))  # and the critic did step afterwards
+
+
 def test_generator_gradient_reaches_the_student(student, teacher, critic, batches):
     handler = AdversarialDistillationHandler(
         critic, torch.optim.Adam(critic.parameters(), lr=1e-3), weight=1.0

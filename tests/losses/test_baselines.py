@@ -10,11 +10,11 @@ import torch
 from monai_coco.losses import (
     AttentionTransferLoss,
     ChannelWiseDistillationLoss,
-    CoCoDistillationLoss,
     FSPLoss,
     PairwiseSimilarityLoss,
     PixelwiseKDLoss,
 )
+from monai_coco.losses.naive_coco import naive_coco_loss
 
 
 def t(values) -> torch.Tensor:
@@ -41,6 +41,18 @@ def test_pixelwise_kd_by_hand(tau):
     if tau == 1.0:
         assert pixel0 == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
     expected = tau**2 * (pixel0 + pixel1) / 2
+    assert PixelwiseKDLoss(temperature=tau)(student, teacher).item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_pixelwise_kd_with_three_classes_is_kl_teacher_to_student(tau):
+    """One pixel, three classes: KL(p_T ‖ p_S) and KL(p_S ‖ p_T) differ, so the order is checked."""
+    student = t([[[[0.0]], [[0.0]], [[0.0]]]])  # p_S = (1/3, 1/3, 1/3)
+    teacher = t([[[[math.log(2) * tau]], [[0.0]], [[0.0]]]])  # p_T = (1/2, 1/4, 1/4) at temperature τ
+    expected = tau**2 * (0.5 * math.log(1.5) + 0.5 * math.log(0.75))  # τ² Σ p_T ln(p_T / p_S)
+    reverse = tau**2 * (math.log(2 / 3) / 3 + 2 / 3 * math.log(4 / 3))  # τ² Σ p_S ln(p_S / p_T)
+    assert expected == pytest.approx(tau**2 * 0.5 * math.log(9 / 8), rel=1e-12)
+    assert abs(expected - reverse) > 1e-3 * tau**2
     assert PixelwiseKDLoss(temperature=tau)(student, teacher).item() == pytest.approx(expected, rel=1e-12)
 
 
@@ -97,12 +109,19 @@ def test_pairwise_similarity_pools_as_skd():
     assert PairwiseSimilarityLoss(eps=0.0)(student, teacher).item() == pytest.approx(0.25, rel=1e-12)
 
 
-def test_pairwise_similarity_is_coco_on_one_layer():
+@pytest.mark.parametrize("pool_scale", [None, 0.5])
+def test_pairwise_similarity_is_the_literal_n_by_n_formula_on_one_layer(pool_scale):
+    """Against naive_coco.py, which builds the (N, N) matrices S = F̂ᵀF̂ with shallow = deep = the layer."""
     g = torch.Generator().manual_seed(0)
-    student, teacher = torch.randn(2, 3, 6, 5, generator=g), torch.randn(2, 7, 6, 5, generator=g)
+    student = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64)
+    teacher = torch.randn(2, 7, 6, 5, generator=g, dtype=torch.float64)
+    reference = naive_coco_loss(student, student, teacher, teacher, pool_scale=pool_scale, reduction="none")
+    assert (reference > 1e-3).all()
     torch.testing.assert_close(
-        PairwiseSimilarityLoss(pool_scale=None)(student, teacher),
-        CoCoDistillationLoss()(student, student, teacher, teacher),
+        PairwiseSimilarityLoss(pool_scale=pool_scale, reduction="none")(student, teacher),
+        reference,
+        rtol=1e-10,
+        atol=0.0,
     )
 
 

@@ -101,13 +101,54 @@ def test_bfloat16_autocast_is_finite_and_close_to_float32():
         features = [conv(x) for conv in convs]
         assert features[0].dtype == torch.bfloat16
         value = loss(*features)
-        same_inputs = loss(*(f.float() for f in features))
     assert value.dtype == torch.float32 and torch.isfinite(value)
     torch.testing.assert_close(value, reference, rtol=5e-2, atol=0.0)
-    # autocast is off inside: float32 inputs give the float32 result exactly
-    torch.testing.assert_close(same_inputs, loss(*(f.float() for f in features)), rtol=1e-6, atol=0.0)
     value.backward()
     assert all(torch.isfinite(c.weight.grad).all() and c.weight.grad.abs().sum() > 0 for c in convs)
+
+
+def test_no_bfloat16_arithmetic_under_autocast():
+    """float32 features near 1 + small offsets: a bfloat16 matmul (8-bit mantissa) changes the literal
+    formula by > 10 %; the loss under CPU bfloat16 autocast equals the loss outside it."""
+    g = torch.Generator().manual_seed(8)
+    maps = [1.0 + 0.02 * torch.randn(2, c, 8, 8, generator=g) for c in (4, 4, 6, 6)]
+    loss = CoCoDistillationLoss(reduction="none")
+    outside = loss(*maps)
+    literal = naive_coco_loss(*maps, reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = loss(*maps)
+        literal_in_bfloat16 = naive_coco_loss(*maps, reduction="none")  # its einsum runs in bfloat16
+    assert ((literal_in_bfloat16 - literal).abs() > 0.1 * literal).all()  # the inputs are sensitive
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, outside, rtol=1e-6, atol=0.0)
+    exact = naive_coco_loss(*(m.double() for m in maps), reduction="none")
+    torch.testing.assert_close(outside.double(), exact)
+
+
+def test_never_negative_when_the_two_similarities_are_equal():
+    """Student = teacher × a positive per-pixel scale: A_S = A_T, so ‖A_S − A_T‖² = 0 exactly, but the
+    three Gram terms, each of order N², round differently; their difference must not go below 0
+    (32 images: without the clamp about a third of them come out near −1e-11 / N²)."""
+    g = torch.Generator().manual_seed(9)
+    teacher = [torch.rand(32, 8, 16, 16, generator=g, dtype=torch.float64) for _ in range(2)]
+    scales = [torch.rand(32, 1, 16, 16, generator=g, dtype=torch.float64) * 3 + 0.5 for _ in range(2)]
+    student = [t * s for t, s in zip(teacher, scales)]
+    per_image = CoCoDistillationLoss(reduction="none")(*student, *teacher)
+    assert (per_image >= 0).all()
+    assert per_image.max() < 1e-15
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1e-3, 1e-4])
+def test_invariant_to_the_scale_of_features_down_to_tiny_magnitudes(scale):
+    """Each pixel's channel vector is divided by ‖f‖₂ + eps: the loss does not change when a network's
+    features shrink to 1e-4 of their size (with eps under the square root it would, by 10 % at 1e-4)."""
+    maps = random_maps(2, 3, 5, (6, 6), (6, 6), (6, 6), seed=7)
+    loss = CoCoDistillationLoss(reduction="none")
+    reference = loss(*maps)
+    small_student = loss(*(m * scale for m in maps[:2]), *maps[2:])
+    small_teacher = loss(*maps[:2], *(m * scale for m in maps[2:]))
+    torch.testing.assert_close(small_student, reference, rtol=1e-3, atol=0.0)
+    torch.testing.assert_close(small_teacher, reference, rtol=1e-3, atol=0.0)
 
 
 def test_never_builds_the_n_by_n_matrix():

@@ -90,6 +90,33 @@ def test_inverted_residual_shortcut_only_when_shape_is_kept():
     assert len(InvertedResidual(8, 8, 1, expand_ratio=1).conv) == 2  # no expansion conv at t = 1
 
 
+def test_output_depends_on_each_skip_connection():
+    """Each decoder stage receives the encoder's last feature map at its resolution, and zeroing that
+    skip (only on the skip path, the encoder unchanged) changes the logits. In train mode: batch-norm on
+    batch statistics keeps every stage's signal at unit scale (at initialisation in eval mode the deep
+    stages' contribution has shrunk below float32 resolution)."""
+    net = make(width_mult=0.25).train()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    encoder: dict[int, torch.Tensor] = {}
+    for index in net.skip_indices:
+        net.features[index].register_forward_hook(lambda m, i, y, index=index: encoder.__setitem__(index, y))
+    received: list[torch.Tensor] = []
+    hooks = [stage.register_forward_pre_hook(lambda m, a: received.append(a[1])) for stage in net.decoder]
+    with torch.no_grad():
+        reference = net(x)
+    for hook in hooks:
+        hook.remove()
+    assert len(received) == len(net.decoder) == len(net.skip_indices) == 4
+    for skip, index in zip(received, reversed(net.skip_indices)):
+        assert skip is encoder[index]  # deepest skip first: 1/16, 1/8, 1/4, 1/2 of the input
+    for stage in net.decoder:
+        hook = stage.register_forward_pre_hook(lambda m, args: (args[0], torch.zeros_like(args[1])))
+        with torch.no_grad():
+            without_skip = net(x)
+        hook.remove()
+        assert (without_skip - reference).abs().max() > 1e-2 * reference.abs().max()
+
+
 def test_eval_mode_is_deterministic():
     net = make().eval()
     x = torch.randn(2, 3, 64, 64)

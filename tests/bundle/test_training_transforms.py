@@ -1,0 +1,44 @@
+"""The bundle's training transforms, built from its configs with MONAI's ConfigParser, on real files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from bundle_runs import parse_stage
+from PIL import Image
+
+SIZE = 32
+
+
+def _pair(folder, mask_values: tuple[int, int]) -> tuple[dict[str, str], np.ndarray]:
+    """An RGB tile that is bright exactly where its mask is cancer (an asymmetric L-shaped region and a
+    dot), and the mask with ``mask_values`` (background, cancer); returns the file pair and the region."""
+    region = np.zeros((SIZE, SIZE), bool)
+    region[4:20, 6:10] = region[16:20, 6:26] = region[28, 29] = True
+    image = np.where(region[..., None], 200, 40).astype(np.uint8).repeat(3, axis=2)
+    mask = np.where(region, mask_values[1], mask_values[0]).astype(np.uint8)
+    paths = {"image": str(folder / "tile.png"), "label": str(folder / "tile_mask.png")}
+    Image.fromarray(image).save(paths["image"])
+    Image.fromarray(mask).save(paths["label"])
+    return paths, region
+
+
+@pytest.mark.parametrize("mask_values", [(0, 1), (0, 255)])
+def test_training_transforms_make_label_mask_greater_than_zero(tmp_path, mask_values):
+    """Masks in {0, 1} or {0, 255}: label = 1 exactly where the mask is > 0, wherever the random flips
+    put it (the image, bright on the region, is flipped with it)."""
+    parser = parse_stage("teacher", {"roi_size": [SIZE, SIZE]})
+    preprocessing = parser.get_parsed_content("train#preprocessing")
+    paths, region = _pair(tmp_path, mask_values)
+    flipped = 0
+    for seed in range(4):  # several draws of the random flips
+        preprocessing.set_random_state(seed=seed)
+        out = preprocessing(dict(paths))
+        label, image = torch.as_tensor(out["label"]), torch.as_tensor(out["image"])
+        assert label.shape == (1, SIZE, SIZE) and image.shape == (3, SIZE, SIZE)
+        assert set(label.unique().tolist()) == {0.0, 1.0}
+        assert int(label.sum()) == int(region.sum())
+        torch.testing.assert_close(label[0], (image[0] > 0.5).to(label.dtype))
+        flipped += not torch.equal(label[0].bool(), torch.from_numpy(region))
+    assert flipped > 0  # the flips did run

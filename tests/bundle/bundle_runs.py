@@ -89,16 +89,12 @@ def copy_bundle(root: Path) -> Path:
 
 
 # the --config_file list of each stage, in merge order (one place to follow the bundle's config layout)
-STAGE_CONFIGS = {
-    "teacher": ("train_teacher.yaml",),
-}
-
-
 def parse_stage(stage: str, overrides: dict) -> ConfigParser:
-    """MONAI's ``ConfigParser`` on a stage's configs from this repository, merged in order as
-    ``--config_file "['a.yaml','b.yaml']"`` merges them, with the ``overrides`` (``{"a#b": value}``)."""
+    """MONAI's ``ConfigParser`` on ``base.yaml`` and the overlay ``stage`` (e.g. ``"train_teacher.yaml"``)
+    from this repository, merged in order as ``--config_file "['a.yaml','b.yaml']"`` merges them, with the
+    ``overrides`` (``{"a#b": value}``)."""
     parser = ConfigParser()
-    parser.read_config([str(CONFIGS / name) for name in STAGE_CONFIGS[stage]])
+    parser.read_config(stage_files(CONFIGS, stage))
     parser.update(overrides)
     parser.parse()
     return parser

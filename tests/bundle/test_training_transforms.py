@@ -28,7 +28,7 @@ def _pair(folder, mask_values: tuple[int, int]) -> tuple[dict[str, str], np.ndar
 def test_training_transforms_make_label_mask_greater_than_zero(tmp_path, mask_values):
     """Masks in {0, 1} or {0, 255}: label = 1 exactly where the mask is > 0, wherever the random flips
     put it (the image, bright on the region, is flipped with it)."""
-    parser = parse_stage("teacher", {"roi_size": [SIZE, SIZE]})
+    parser = parse_stage("train_teacher.yaml", {"roi_size": [SIZE, SIZE]})
     preprocessing = parser.get_parsed_content("train#preprocessing")
     paths, region = _pair(tmp_path, mask_values)
     flipped = 0

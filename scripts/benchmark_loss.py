@@ -9,7 +9,8 @@ peak resident set during the runs (``ru_maxrss``) over its resident set before t
 only the student maps require gradients, as in training. The naive side is the literal formula of the
 tests (``monai_coco/losses/naive_coco.py``), the exact side ``monai_coco.losses.CoCoDistillationLoss``.
 
-Importable: ``sys.path.insert(0, "scripts"); from benchmark_loss import benchmark_coco_loss``.
+Importable from the other scripts (``from benchmark_loss import benchmark_coco_loss``: a script's folder is on
+``sys.path`` when Python runs it).
 """
 
 from __future__ import annotations
@@ -142,9 +143,7 @@ def benchmark_coco_loss(
         methods = ("naive", "exact") if size in sizes else ("exact",)
         for method in methods:
             need = NAIVE_TENSORS_PER_IMAGE * batch * size**4 * 4
-            available = (
-                torch.cuda.mem_get_info()[0] if device.startswith("cuda") else _available_bytes()
-            )
+            available = torch.cuda.mem_get_info()[0] if device.startswith("cuda") else _available_bytes()
             setup = (batch, c_student, c_teacher, repeats, device, threads)
             if method == "naive" and available is not None and need > 0.8 * available:
                 estimate = f"~{need / 2**30:.1f} GiB"
@@ -190,10 +189,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    rows = benchmark_coco_loss(args.sizes, args.batch, args.c_student, args.c_teacher, args.repeats,
-                               args.exact_only, args.device, args.threads)
-    print(f"CoCo loss, forward+backward, B={args.batch}, C_s={args.c_student}, C_t={args.c_teacher}, "
-          f"{rows[0]['device']}, {rows[0]['threads']} threads, load average {os.getloadavg()[0]:.1f}")
+    rows = benchmark_coco_loss(
+        args.sizes,
+        args.batch,
+        args.c_student,
+        args.c_teacher,
+        args.repeats,
+        args.exact_only,
+        args.device,
+        args.threads,
+    )
+    print(
+        f"CoCo loss, forward+backward, B={args.batch}, C_s={args.c_student}, C_t={args.c_teacher}, "
+        f"{rows[0]['device']}, {rows[0]['threads']} threads, load average {os.getloadavg()[0]:.1f}"
+    )
     print(format_table(rows))
 
 

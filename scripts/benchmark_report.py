@@ -1,8 +1,9 @@
 """The benchmark report: Markdown tables and PNG plots from the results of ``scripts/benchmark.py``.
 
-Every sentence that judges a result is computed from the numbers (a method "helps" only when its mean
-beats the student's by more than twice the standard error of the difference over seeds), so a rerun on
-other data or another machine cannot leave a stale claim behind.
+Every sentence that judges a result is computed from the numbers (an arm "gains" only when its paired t
+interval against the student alone, over the same seeds, lies above 0 and so does its interval against the
+no-op arm; :mod:`benchmark_stats`), so a rerun on other data or another machine cannot leave a stale claim
+behind.
 """
 
 from __future__ import annotations
@@ -42,32 +43,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | No
     return "\n".join(lines)
 
 
-def difference(row: Mapping, base: Mapping, key: str = "miou") -> tuple[float, float]:
-    """``(mean of row − mean of base, standard error of that difference)``; the error is NaN with 1 seed."""
-    if row["n"] < 2 or base["n"] < 2:
-        return row[key] - base[key], float("nan")
-    se = math.sqrt(row[f"{key}_std"] ** 2 / row["n"] + base[f"{key}_std"] ** 2 / base["n"])
-    return row[key] - base[key], se
-
-
-def _delta(row: Mapping, base: Mapping) -> str:
-    delta, se = difference(row, base)
-    return f"{delta:+.4f}" + ("" if math.isnan(se) else f" ± {2 * se:.4f}")
-
-
-def verdict(row: Mapping, base: Mapping, key: str = "miou") -> str:
-    """ "helps" / "hurts" when the mean differs from the student's by more than twice the standard error of
-    the difference (seed spread), else "no clear effect"; "1 seed" when there is no spread to judge by."""
-    delta, se = difference(row, base, key)
-    if math.isnan(se):
-        return "1 seed: not judged"
-    if delta > 2 * se:
-        return "helps"
-    if delta < -2 * se:
-        return "hurts"
-    return "no clear effect"
-
-
 # ---------------------------------------------------------------------------------------------- plots
 def plot_loss(rows: Sequence[Mapping], path: Path) -> None:
     """Time and peak memory of the naive and the exact CoCo loss against N = S², log-log."""
@@ -88,24 +63,31 @@ def plot_loss(rows: Sequence[Mapping], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_accuracy(summary: Sequence[Mapping], teacher: Mapping, path: Path) -> None:
-    """mIoU per method (mean ± std over seeds), the teacher as a line."""
-    rows = list(summary)
+def plot_accuracy(summary: Sequence[Mapping], path: Path) -> None:
+    """Each arm's paired mIoU difference from the student alone, with its t interval (a forest plot)."""
+    rows = [r for r in summary if "vs_student" in r]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
-    labels = [r["label"] + ("" if r["is_main"] else f" (λ={r['lambda_coco']:g})") for r in rows]
-    errors = [0.0 if math.isnan(r["miou_std"]) else r["miou_std"] for r in rows]
-    colors = [
-        "tab:gray" if r["method"] == "student" else "tab:blue" if r["is_main"] else "tab:cyan" for r in rows
-    ]
     y = list(range(len(rows)))[::-1]
-    ax.barh(y, [r["miou"] for r in rows], xerr=errors, color=colors, capsize=3)
-    ax.axvline(teacher["miou"], color="tab:red", linestyle="--", label=f"teacher {teacher['miou']:.3f}")
+    for yi, r in zip(y, rows):
+        d = r["vs_student"]
+        color = "tab:gray" if r["name"] == "noop" else "tab:blue"
+        if not math.isnan(d["half_width"]):
+            ax.plot([d["low"], d["high"]], [yi, yi], color=color, linewidth=2)
+        ax.plot([d["mean"]], [yi], "o", color=color)
+    noop = next((r for r in rows if r["name"] == "noop"), None)
+    if noop is not None and not math.isnan(noop["vs_student"]["half_width"]):
+        ax.axvspan(
+            noop["vs_student"]["low"],
+            noop["vs_student"]["high"],
+            color="tab:gray",
+            alpha=0.15,
+            label="no-op arm's interval (noise)",
+        )
+        ax.legend(loc="lower right")
+    ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(y)
-    ax.set_yticklabels(labels)
-    low = min(min(r["miou"] - e for r, e in zip(rows, errors)), teacher["miou"])
-    ax.set_xlim(max(0.0, low - 0.05), min(1.0, max(teacher["miou"], max(r["miou"] for r in rows)) + 0.03))
-    ax.set_xlabel("test mIoU (mean ± std over seeds)")
-    ax.legend(loc="lower right")
+    ax.set_yticklabels([r["label"] for r in rows])
+    ax.set_xlabel("test mIoU − student alone's, paired over seeds (mean and t interval)")
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -272,10 +254,12 @@ def _training_section(cost: Mapping, setup: Mapping) -> str:
         "",
         f"Median seconds per iteration over {setup['iterations']} iterations after {setup['warmup']} "
         f"warm-up, batch {setup['batch']} × {setup['in_channels']}×{setup['size']}×{setup['size']}, the "
-        f"accuracy experiment's networks ({setup['networks']}). Student alone: MONAI `SupervisedTrainer`, "
-        "cross-entropy. Full iteration: `DistillationTrainer` (teacher forward without gradients, frozen "
-        "paraphraser encoders, CE + λ·CoCo) with `AdversarialDistillationHandler` (generator term, then one "
-        "WGAN-GP critic step). Parts are timed from the engine's `IterationEvents` and forward hooks.",
+        f"accuracy protocol's networks ({setup['networks']}), both trainers built from `train.yaml` with "
+        f"{', '.join(f'`{f}`' for f in setup['files'])}: `--distill none` (the student alone, "
+        "cross-entropy) and "
+        "the default `--distill coco` (teacher forward without gradients, frozen paraphraser encoders, CE + "
+        "λ·CoCo, and `AdversarialDistillationHandler`: generator term, then one WGAN-GP critic step). "
+        "Parts are timed from the engine's `IterationEvents` and forward hooks.",
         "",
         _table(("part", "student alone (s)", "full distillation (s)", "share of full"), rows),
         "",
@@ -284,119 +268,210 @@ def _training_section(cost: Mapping, setup: Mapping) -> str:
     return "\n".join(text)
 
 
+def _interval(d: Mapping | None) -> str:
+    if d is None:
+        return "—"
+    if math.isnan(d["half_width"]):
+        return f"{d['mean']:+.4f}"
+    return f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+
+
+def _terms(terms: Mapping[str, Mapping]) -> str:
+    if not terms:
+        return "— (cross-entropy alone)"
+    parts = []
+    for name, t in terms.items():
+        settings = ", ".join(
+            f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in t["settings"].items()
+        )
+        parts.append(f"{name}: {t['weight']:g} × {t['loss']}({settings}) on {t['inputs']}")
+    return "; ".join(parts)
+
+
 def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) -> str:
-    teacher = acc["teacher"]
-    main = [r for r in summary if r["is_main"]]
-    base = next((r for r in main if r["method"] == "student"), None)
+    settings, sizes, teacher = acc["settings"], acc["sizes"], acc["teacher"]
+    student = dict(settings["student"])
+    confidence = float(settings["confidence"])
+    files = ["bundle/configs/base.yaml", *acc["files"], "bundle/configs/train.yaml"]
+    config = '--config_file "' + repr(files) + '"'
+    overrides = " ".join(f"--{k} {v}" for k, v in student.items())
+    base = next((r for r in summary if r["name"] == "none"), None)
+    noop = next((r for r in summary if r["name"] == "noop"), None)
+    gap = teacher["miou"] - base["miou"] if base else math.nan
+    level = f"{100 * confidence:.0f} %"
+    sanity = acc["sanity"]
+    data = f"`{acc['dataset_dir']}`" if acc["dataset_dir"] else "the built-in synthetic data"
+    errors = ", ".join(f"{e:.3f}" for e in sanity["paraphraser_error"])
+    description = [
+        f"- Data: {data}, {sizes['n_train']} labelled training tiles of {sizes['roi_size'][0]}² px, "
+        f"batch {sizes['batch_size']}; "
+        "validation and test splits as the bundle reads them.",
+        f"- Teacher: FANet features {tuple(sizes['teacher_features'])}, "
+        f"**{sizes['teacher_params'] / 1e6:.2f} M** parameters, trained on all {sizes['n_train']} tiles "
+        f"({_kv(settings['teacher'])}); students: Mobile U-Net "
+        f"width {sizes['student_width']}, **{sizes['student_params'] / 1e6:.2f} M** "
+        f"({sizes['teacher_params'] / sizes['student_params']:.1f}× fewer), each from the first "
+        f"{student.get('n_labelled', 'all')} tiles ({_kv(student)}), kept at its best validation mIoU.",
+        f"- Every run is a bundle stage: `python -m monai.bundle run training {config} {overrides} "
+        "--seed S` plus the arm's overrides below (the teacher's and paraphrasers' stages likewise with "
+        "`train_teacher.yaml`, `train_paraphraser.yaml`), scored by `evaluate.yaml` on the test split.",
+        f"- Seeds {list(settings['seeds'])}, paired: for one seed every arm starts from the same student "
+        "weights and sees the same batches and flips. Differences are paired per seed; the interval is the "
+        f"two-sided {level} Student t interval of the mean difference (n − 1 degrees of freedom). "
+        "Verdict: **gain** when the interval against the student alone lies above 0 and so does the one "
+        "against the no-op arm; **loss** when it lies below 0; otherwise no resolved difference.",
+        f"- {setup['note']}",
+    ]
+    sanity_text = [
+        "### 4.1 Sanity: does the teacher's CoCo target know the labels?",
+        "",
+        "Pearson r between the teacher's cross-layer similarity (CoCo's target, `benchmark_target.py`) and "
+        f"label affinity (1 when both pixels have the same label) over {sanity['pairs']} random pixel "
+        f"pairs of the {sanity['tiles']} test tiles with both classes "
+        f"({100 * sanity['same_label_fraction']:.0f} % of the pairs share a label): "
+        f"**r = {_fmt(sanity['r_taps'])}** on the teacher's taps (plain CoCo's target), "
+        f"**r = {_fmt(sanity['r_factors'])}** on the paraphraser factors (CoCo + paraphraser's target). "
+        "Near 0, matching the target teaches the student little about where the classes are. Paraphraser "
+        f"reconstruction error on the test tiles (‖P(f) − f‖² / ‖f‖², per tap): {errors}.",
+    ]
+    grads = acc["gradients"]
+    lambda_rows = [
+        (
+            variant,
+            _fmt(grads[variant]["ce"], 4),
+            _fmt(grads[variant]["coco"], 4),
+            f"**{acc['lambdas'][variant]:g}**",
+        )
+        for variant in ("plain", "paraphraser")
+    ]
+    lambda_text = [
+        "### 4.2 λ_coco from the gradient ratio",
+        "",
+        f"Gradient norms on the student's parameters for the first batch of seed {settings['seeds'][0]} "
+        f"(the student at its initial weights, CoCo at λ = 1); λ_coco = {settings['gradient_ratio']:g} × "
+        "‖∇CE‖ / ‖∇CoCo‖, two significant digits: at the start CoCo pulls the student "
+        f"{settings['gradient_ratio']:g}× as hard as the labels.",
+        "",
+        _table(("CoCo on", "‖∇CE‖", "‖∇CoCo‖ (λ = 1)", "chosen λ_coco"), lambda_rows, "lrrr"),
+        "",
+        f"No-op arm: λ_coco = {settings['noop_lambda_coco']:g}, i.e. its CoCo gradient is "
+        f"{acc['noop_gradient_ratio']:.2g} × the CE gradient at the start.",
+    ]
+    if acc["screening"]:
+        screen_rows = [(f"`--distill {r['arm']}`", _fmt(r["best_val_miou"], 4)) for r in acc["screening"]]
+        screen_text = [
+            "",
+            f"Best baseline: each screened once on seed {settings['screen_seed']} (not a paired seed), by "
+            f"best validation mIoU; **`--distill {acc['baseline']}`** was picked.",
+            "",
+            _table(("baseline", "validation mIoU"), screen_rows, "lr"),
+        ]
+    else:
+        screen_text = ["", f"Best baseline: `--distill {acc['baseline']}` (the only one listed)."]
     rows = [
         (
             "**teacher** (FANet)",
-            _fmt(teacher["acc"], 4),
+            "`train_teacher.yaml`",
             _fmt(teacher["miou"], 4),
-            "1",
-            f"{teacher['miou'] - base['miou']:+.4f}" if base else "—",
+            _fmt(teacher["dice"], 4),
+            "—",
+            "—",
             "100 %",
             "—",
+            f"{teacher['best_epoch']} / {teacher['epochs']}",
             _fmt(teacher["train_s"], 0),
         )
     ]
-    for r in main:
-        compared = r is not base and base is not None
+    for r in summary:
+        std = "" if math.isnan(r["miou_std"]) else f" ± {r['miou_std']:.4f}"
         rows.append(
             (
                 r["label"],
-                _mean_std(r, "acc"),
-                _mean_std(r, "miou"),
-                str(r["n"]),
-                _delta(r, base) if compared else "—",
-                _percent(r["miou_gap_closed"]) if compared else "0 %",
-                verdict(r, base) if compared else "—",
+                f"`{r['command']}`",
+                f"{r['miou']:.4f}{std}",
+                _fmt(r["dice"], 4),
+                _interval(r.get("vs_student")),
+                _interval(r.get("vs_noop")),
+                _percent(r["gap_closed"]) if "gap_closed" in r else "0 %",
+                r.get("verdict", "—"),
+                f"{r['best_epoch']:.0f} / {r['epochs']}",
                 _fmt(r["train_s"], 0),
             )
         )
-    sweep = sorted(
-        (r for r in summary if r["method"] == setup["swept_method"]), key=lambda r: r["lambda_coco"]
-    )
-    sweep_rows = [
-        (
-            f"{r['lambda_coco']:g}",
-            _mean_std(r, "acc"),
-            _mean_std(r, "miou"),
-            str(r["n"]),
-            _delta(r, base) if base else "—",
-            _percent(r["miou_gap_closed"]),
-            verdict(r, base) if base else "—",
-        )
-        for r in sweep
-    ]
-    errors = ", ".join(f"{e:.3f}" for e in acc["paraphraser_error"]) or "—"
-    judged = [r for r in main if r is not base and base is not None]
-    helps = [r["label"] for r in judged if verdict(r, base) == "helps"]
-    hurts = [r["label"] for r in judged if verdict(r, base) == "hurts"]
-    gap = teacher["miou"] - base["miou"] if base else float("nan")
+    judged = [r for r in summary if "verdict" in r and r["name"] != "noop"]
+    gains = [r["label"] for r in judged if r["verdict"] == "gain"]
+    losses = [r["label"] for r in judged if r["verdict"] == "loss"]
     if not gap > 0:
-        finding = "The teacher does not beat the student here: there is no gap to close, nothing is judged."
-    elif judged and judged[0]["n"] > 1:
-        finding = (
-            f"On this data and budget, {len(helps)} of {len(judged)} distillation variants beat the "
-            f"student without distillation beyond seed noise ({', '.join(helps) or 'none'}); "
-            f"{len(hurts)} did worse ({', '.join(hurts) or 'none'}); the others are within seed noise."
-        )
+        finding = "The teacher does not beat the student alone here: there is no gap to close."
+    elif not judged or judged[0]["n"] < 2:
+        finding = "One seed only: differences are not judged."
     else:
-        finding = "One seed only: differences are not judged against seed noise."
-    full = next((r for r in main if r["method"] == "coco_pm_ad"), None)
-    if full is not None and gap > 0:
-        effect = verdict(full, base)
-        finding += (
-            f" The paper's full method ({full['label'].lstrip('+ ')}) reaches mIoU "
-            f"{_mean_std(full, 'miou')}, {_percent(full['miou_gap_closed'])} of the gap ({effect})."
+        finding = (
+            f"{len(gains)} of {len(judged)} arms gain over the student alone beyond the noise "
+            f"({', '.join(gains) or 'none'}); {len(losses)} lose ({', '.join(losses) or 'none'})."
         )
+        if noop is not None and "vs_student" in noop:
+            finding += f" The no-op arm, which should not differ, moves by {_interval(noop['vs_student'])}."
+        full = next((r for r in summary if r["name"] == "coco_p_adv"), None)
+        if full is not None:
+            finding += (
+                f" The full method closes {_percent(full['gap_closed'])} of the gap ({full['verdict']})."
+            )
+    term_rows = [
+        (r["label"], f"`{r['command']}`", _terms(run["terms"]), "yes" if run["adversarial"] else "no")
+        for r in summary
+        for run in [next(x for x in acc["runs"] if x["arm"] == r["name"])]
+    ]
     text = [
-        "## 4. Accuracy on the built-in synthetic data, equal budget",
+        "## 4. Accuracy protocol: distillation's gain against the noise",
         "",
-        setup["description"],
+        *description,
+        "",
+        *sanity_text,
+        "",
+        *lambda_text,
+        *screen_text,
+        "",
+        "### 4.3 Results",
         "",
         f"Teacher–student gap to close: **{_fmt(gap, 4)} mIoU** (teacher {_fmt(teacher['miou'], 4)}, "
-        f"student without distillation {_fmt(base['miou'] if base else None, 4)}). "
-        '"Gap closed" = (mIoU − mIoU_student) / (mIoU_teacher − mIoU_student) of the means; "effect": '
-        "the mean mIoU differs from the student's by more than twice the standard error (SE) of the "
-        "difference over seeds: with 3 seeds and this seed spread, only differences of a few hundredths "
-        "of mIoU can be told from noise. ACC and mIoU: one confusion matrix over all test pixels "
-        "(`monai_coco.metrics.PathologySegmentationMetric`), mean ± sample std over seeds. Train time: "
-        "seconds of one run (the teacher's is its own, longer, stage 0).",
+        f"student alone {_fmt(base['miou'] if base else None, 4)}). mIoU and Dice (of the cancer class): one "
+        "confusion matrix over all test pixels, mean (± sample std) over seeds; Δ: paired mean difference of "
+        "the mIoU "
+        f"[{level} t interval]; gap closed: (mIoU − student's) / (teacher's − student's) of the means; "
+        "best epoch: the epoch of the kept checkpoint (near the last: not yet at a plateau).",
         "",
         _table(
             (
                 "model",
-                "ACC",
+                "arm (train.yaml overrides)",
                 "mIoU",
-                "seeds",
-                "Δ mIoU vs student (± 2 SE)",
+                "Dice",
+                "Δ vs student alone",
+                "Δ vs no-op",
                 "gap closed",
-                "effect",
+                "verdict",
+                "best epoch",
                 "train (s)",
             ),
             rows,
-            "lrrrrrlr",
+            "llrrrrrlrr",
         ),
         "",
         f"**Finding.** {finding}",
         "",
-        f"Paraphraser reconstruction error on the test set (‖P(f) − f‖² / ‖f‖², per tap): {errors}.",
+        f"![paired differences]({PLOT_DIR}/accuracy_paired.png)",
         "",
-        f"![mIoU per method]({PLOT_DIR}/accuracy_miou.png)",
+        "The distillation terms each arm ran, read from its built trainer (the baselines' are `train.yaml`'s "
+        "`distill_terms`, so `--distill <name>` reproduces each row):",
         "",
-        f"### λ_coco sweep ({next((r['label'] for r in sweep), setup['swept_method'])})",
-        "",
-        _table(
-            ("λ_coco", "ACC", "mIoU", "seeds", "Δ mIoU (± 2 SE)", "gap closed", "effect"),
-            sweep_rows,
-            "rrrrrrl",
-        )
-        if len(sweep_rows) > 1
-        else "(no sweep in this mode)",
+        _table(("arm", "overrides", "terms", "adversarial"), term_rows, "llll"),
     ]
     return "\n".join(text)
+
+
+def _kv(overrides: Mapping) -> str:
+    return ", ".join(f"{k} {v}" for k, v in overrides.items()) or "the bundle's settings"
 
 
 def write_report(results: Mapping, out_dir: Path) -> Path:
@@ -421,11 +496,7 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
         parts += ["", _training_section(results["training"]["cost"], results["training"]["setup"])]
     if "accuracy" in results:
         acc = results["accuracy"]
-        plot_accuracy(
-            [r for r in acc["summary"] if r["is_main"] or r["method"] == acc["setup"]["swept_method"]],
-            acc["result"]["teacher"],
-            out_dir / PLOT_DIR / "accuracy_miou.png",
-        )
+        plot_accuracy(acc["summary"], out_dir / PLOT_DIR / "accuracy_paired.png")
         parts += ["", _accuracy_section(acc["result"], acc["summary"], acc["setup"])]
     path = out_dir / "benchmarks.md"
     path.write_text("\n".join(parts) + "\n")

@@ -1,9 +1,11 @@
 """Training cost: one student iteration alone vs one full CoCo DistillNet iteration, and where the time goes.
 
-Both run through the real engines on the same in-memory batches: MONAI's ``SupervisedTrainer`` (student,
-cross-entropy) and ``DistillationTrainer`` (teacher forward, paraphraser encoders, CE + CoCo) with the
-``AdversarialDistillationHandler`` (generator term, critic step). Each part's time comes from the engine's
-own events (``IterationEvents``) and from forward hooks on the networks and the CoCo loss:
+Both trainers are the bundle's (``train.yaml`` at the benchmark's size preset, built by
+:class:`benchmark_bundle.Recipe`): ``--distill none`` (the student alone, cross-entropy) and the bundle's
+default ``--distill coco`` (teacher forward, paraphraser encoders, CE + CoCo, and the
+``AdversarialDistillationHandler``: generator term, critic step). The networks are freshly initialised (the
+cost does not depend on the weights). Each part's time comes from the engine's own events
+(``IterationEvents``) and from forward hooks on the networks and the CoCo loss:
 
 - forward phase: student forward, teacher forward (no grad), paraphraser encoders, the rest (taps, casts);
 - loss phase: CoCo loss forward, the rest (adversarial generator term: a critic forward; cross-entropy);
@@ -12,17 +14,17 @@ own events (``IterationEvents``) and from forward hooks on the networks and the 
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import statistics
 import time
 from collections import defaultdict
 
 import torch
-from benchmark_accuracy import METHODS, AccuracySettings, method_parts, student_trainer, tap_channels
+from benchmark_bundle import Recipe
 from ignite.engine import Events
 from monai.engines.utils import IterationEvents
 
-from monai_coco.networks import FANet, MobileUNet, Paraphraser
+from monai_coco.checkpoints import save_checkpoint
 
 # engine phases, each ending at an event; "critic step" runs from MODEL_COMPLETED to the iteration's end
 PHASES = (
@@ -119,40 +121,42 @@ class StepTimer:
         return out
 
 
-def benchmark_training(
-    settings: AccuracySettings, batches: list[dict], iterations: int = 5, warmup: int = 1
-) -> dict[str, dict[str, float]]:
+ARMS = {
+    "student": {"distill": "none"},
+    "distillation": {"distill": "coco"},
+}  # the bundle's default: + adversarial
+
+
+def benchmark_training(recipe: Recipe, iterations: int = 5, warmup: int = 1) -> dict[str, dict[str, float]]:
     """Median seconds per iteration, and per part, of the student alone (``"student"``) and of a full
-    distillation iteration (``"distillation"``: CoCo on paraphraser factors + adversarial), over
-    ``iterations`` iterations after ``warmup``, on ``batches`` (``{"image": (B, C, S, S), "label": (B, S,
-    S)}``). Networks are freshly initialised: the cost does not depend on the weights."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    teacher = FANet(settings.in_channels, 2, features=settings.teacher_features).to(device).eval()
-    student_channels = tap_channels(
-        MobileUNet(settings.in_channels, 2, width_mult=settings.student_width),
-        settings.in_channels,
-        settings.size,
-    )
-    teacher_channels = tap_channels(teacher, settings.in_channels, settings.size)
-    paraphrasers = torch.nn.ModuleList(
-        Paraphraser(c, k) for c, k in zip(teacher_channels, student_channels)
-    ).to(device)
-    data = [batches[i % len(batches)] for i in range(iterations + warmup)]
-    one_epoch = dataclasses.replace(settings, student_epochs=1)
+    distillation iteration (``"distillation"``), over at least ``iterations`` iterations after ``warmup``,
+    each trainer built from ``train.yaml`` by ``recipe`` (its data, sizes and batch). The teacher and
+    paraphrasers are freshly initialised and saved to ``<workdir>/cost_models`` for the stage to load."""
+    models = recipe.workdir / "cost_models"
+    parser = recipe.parser("train.yaml", {"ckpt_dir": str(models)})
+    save_checkpoint(models / "teacher.pt", {"model": parser.get_parsed_content("teacher_def")})
+    save_checkpoint(models / "paraphraser.pt", {"model": parser.get_parsed_content("paraphraser_def")})
+    per_epoch = math.ceil(len(parser.get_parsed_content("train#datalist")) / parser.get("batch_size"))
+    timed = {  # the timer attaches first, so that its MODEL_COMPLETED mark precedes the critic step
+        "ckpt_dir": str(models),
+        "epochs": math.ceil((iterations + warmup) / per_epoch),
+        "benchmark_timer": {"_target_": "benchmark_training.StepTimer", "warmup": warmup},
+        "train#handlers": ["@benchmark_timer", "@train#lr_handler"],
+        "train#main_handlers": [],
+    }
     results = {}
-    for name, method in (("student", METHODS["student"]), ("distillation", METHODS["coco_pm_ad"])):
-        student = MobileUNet(settings.in_channels, 2, width_mult=settings.student_width).to(device)
-        terms, factors, adversarial = method_parts(settings, method, paraphrasers, settings.lambda_coco)
-        timer = StepTimer(warmup)
-        timer.time_module("student forward", student)
-        if terms:
-            timer.time_module("teacher forward", teacher)
-            for paraphraser in factors:
+    for name, arm in ARMS.items():
+        stage = recipe.parser("train.yaml", {**timed, **arm, "model_name": f"cost_{name}.pt"})
+        stage.get_parsed_content("initialize")
+        trainer = stage.get_parsed_content("train#trainer")
+        timer = stage.get_parsed_content("benchmark_timer")
+        timer.time_module("student forward", trainer.network)
+        if trainer.teacher is not None:
+            timer.time_module("teacher forward", trainer.teacher)
+            for paraphraser in trainer.paraphrasers or ():
                 timer.time_module("paraphraser encoders", paraphraser.encoder)
-            for term in terms.values():
+            for term in trainer.terms.values():
                 timer.time_module("CoCo loss forward", term.loss)
-        trainer = student_trainer(one_epoch, student, data, teacher, terms, factors, adversarial, [timer])
         trainer.run()
         timer.close()
         results[name] = timer.breakdown()

@@ -24,12 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchmark_networks import network_counts, tile_throughput  # scripts/ is on sys.path when run as a script
 from monai.bundle import ConfigParser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_networks import network_counts, tile_throughput  # noqa: E402
-
-from monai_coco.engines import load_checkpoint  # noqa: E402
+from monai_coco.checkpoints import load_checkpoint
 
 TILE = 256  # the papers' tile side for GFLOPs and timing
 PAPER = (  # METHOD.md §7: authors' code base, gastric cancer, 256 x 256

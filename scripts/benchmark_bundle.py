@@ -1,0 +1,212 @@
+"""The benchmark's one recipe: every stage is built from the bundle's own configs, never from a Python copy.
+
+A stage is MONAI's ``ConfigParser`` on ``base.yaml``, the protocol overlay ``benchmark.yaml``, a size preset
+``benchmark_<mode>.yaml`` and the stage's overlay (``train_teacher.yaml``, ``train_paraphraser.yaml``,
+``train.yaml``, ``evaluate.yaml``), with overrides; it runs as ``python -m monai.bundle run`` runs it: the
+config's ``initialize`` list, then its action (``training`` or ``evaluating``). An arm of the accuracy
+protocol is a set of ``train.yaml`` overrides (``--distill kd --lambda_adv 0``, ...), so each baseline's
+weights and taps are exactly those of ``train.yaml``'s ``distill_terms``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigParser
+
+CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
+MODES = ("smoke", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One student recipe of the protocol: ``train.yaml`` with ``overrides``."""
+
+    name: str
+    label: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def distill(self) -> str:
+        return str(self.overrides.get("distill", "coco"))
+
+    def command(self) -> str:
+        """The overrides as typed after ``python -m monai.bundle run training --config_file ...``."""
+        return " ".join(f"--{key} {value}" for key, value in self.overrides.items())
+
+
+def protocol_arms(
+    baseline: str,
+    lambda_plain: float,
+    lambda_paraphraser: float,
+    noop_lambda: float,
+    unlabelled_dir: str | None = None,
+) -> list[Arm]:
+    """The accuracy protocol's arms (issue 12): the student alone, KD, CoCo on the teacher's taps, CoCo on
+    the paraphraser factors, the same with the adversarial term (the bundle's default ``--distill coco``),
+    the best baseline (``baseline``, when it is not KD), the no-op arm (CoCo + paraphraser at
+    ``noop_lambda``), and with ``unlabelled_dir`` the KD and full CoCo arms on the unlabelled pool too.
+    ``lambda_plain`` / ``lambda_paraphraser``: ``lambda_coco`` of the CoCo arms without / with
+    paraphrasers."""
+    arms = [
+        Arm("none", "student alone", {"distill": "none"}),
+        Arm("kd", "+ KD", {"distill": "kd", "lambda_adv": 0}),
+        Arm(
+            "coco",
+            "+ CoCo",
+            {"distill": "coco", "use_paraphraser": False, "lambda_coco": lambda_plain, "lambda_adv": 0},
+        ),
+        Arm(
+            "coco_p",
+            "+ CoCo + paraphraser",
+            {"distill": "coco", "lambda_coco": lambda_paraphraser, "lambda_adv": 0},
+        ),
+        Arm(
+            "coco_p_adv",
+            "+ CoCo + paraphraser + adversarial",
+            {"distill": "coco", "lambda_coco": lambda_paraphraser},
+        ),
+    ]
+    if baseline != "kd":
+        arms.append(
+            Arm(baseline, f"+ {baseline.upper()} (best baseline)", {"distill": baseline, "lambda_adv": 0})
+        )
+    arms.append(
+        Arm(
+            "noop",
+            "no-op (CoCo + paraphraser, tiny λ)",
+            {"distill": "coco", "lambda_coco": noop_lambda, "lambda_adv": 0},
+        )
+    )
+    if unlabelled_dir:
+        for arm in (arms[1], arms[4]):
+            arms.append(
+                Arm(
+                    f"{arm.name}_unlabelled",
+                    f"{arm.label}, + unlabelled tiles",
+                    {**arm.overrides, "unlabelled_dir": unlabelled_dir},
+                )
+            )
+    return arms
+
+
+def screening_arms(baselines: Sequence[str]) -> list[Arm]:
+    """One arm per baseline ``--distill`` choice (no adversarial term), for picking the best baseline."""
+    return [Arm(name, f"+ {name.upper()}", {"distill": name, "lambda_adv": 0}) for name in baselines]
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """A finished stage: its parser (every built object) and the seconds its action took."""
+
+    parser: ConfigParser
+    seconds: float
+
+
+class Recipe:
+    """The bundle's stages in one work folder, at one size preset.
+
+    Args:
+        mode: ``"smoke"``, ``"cpu"`` or ``"gpu"``: the preset ``benchmark_<mode>.yaml``.
+        workdir: the bundle root of the runs: ``data/synthetic`` (the built-in data, when no ``dataset_dir``),
+            ``models/`` (every checkpoint), ``eval/``.
+        dataset_dir: a data folder in any layout the bundle reads; None: the built-in synthetic data.
+        configs: the bundle's config folder.
+    """
+
+    def __init__(
+        self, mode: str, workdir: Path, dataset_dir: str | None = None, configs: Path = CONFIGS
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        self.mode = mode
+        self.workdir = Path(workdir)
+        self.configs = Path(configs)
+        self.presets = [self.configs / "benchmark.yaml", self.configs / f"benchmark_{mode}.yaml"]
+        self.common: dict[str, Any] = {
+            "bundle_root": str(self.workdir),
+            "ckpt_dir": str(self.workdir / "models"),
+        }
+        if dataset_dir is not None:
+            self.common["dataset_dir"] = str(dataset_dir)
+
+    def files(self, stage: str) -> list[str]:
+        """The ``--config_file`` list of ``stage``: base, the benchmark's presets, the stage's overlay."""
+        return [str(p) for p in (self.configs / "base.yaml", *self.presets, self.configs / stage)]
+
+    def parser(self, stage: str, overrides: Mapping[str, Any] | None = None) -> ConfigParser:
+        """MONAI's ``ConfigParser`` of ``stage`` with the work folder's settings and ``overrides``."""
+        parser = ConfigParser()
+        parser.read_config(self.files(stage))
+        parser.update({**self.common, **(overrides or {})})
+        parser.parse()
+        return parser
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The ``benchmark`` block of the presets (the protocol's own settings), as written."""
+        return dict(self.parser("train.yaml").get("benchmark"))
+
+    def has_setting(self, stage: str, key: str) -> bool:
+        """Whether ``stage``'s configs define the top-level id ``key`` (e.g. ``unlabelled_dir``)."""
+        return key in self.parser(stage).get()
+
+    def run(
+        self, stage: str, overrides: Mapping[str, Any] | None = None, action: str = "training"
+    ) -> StageRun:
+        """``python -m monai.bundle run <action>`` in this process: ``initialize``, then ``action``."""
+        parser = self.parser(stage, overrides)
+        start = time.perf_counter()
+        parser.get_parsed_content("initialize")
+        parser.get_parsed_content(action)
+        return StageRun(parser, time.perf_counter() - start)
+
+    def train(
+        self, stage: str, overrides: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], ConfigParser]:
+        """Run a training stage; returns ``({"train_s", "best_val_miou", "best_epoch", "epochs"}, the
+        stage's parser)`` (for a stage without validation the mIoU is NaN and the epoch 0)."""
+        done = self.run(stage, overrides)
+        trainer = done.parser.get_parsed_content("train#trainer")
+        validated = stage != "train_paraphraser.yaml"
+        validator = done.parser.get_parsed_content("validate#evaluator") if validated else None
+        record = {
+            "train_s": done.seconds,
+            "best_val_miou": float(validator.state.best_metric) if validator is not None else math.nan,
+            "best_epoch": int(validator.state.best_metric_epoch) if validator is not None else 0,
+            "epochs": int(trainer.state.max_epochs),
+        }
+        return record, done.parser
+
+    def evaluate(self, model_name: str, network_def: str | None = None) -> dict[str, float]:
+        """``evaluate.yaml`` on the test split for ``<ckpt_dir>/<model_name>``; ``{metric: value}`` (mIoU and
+        the cancer class's accuracy, Dice, IoU, precision, recall, specificity). ``network_def``: a reference
+        such as ``"@teacher_def"`` for a network other than the student."""
+        output_dir = self.workdir / "eval" / Path(model_name).stem
+        overrides = {"model_name": model_name, "output_dir": str(output_dir)}
+        if network_def is not None:
+            overrides["network_def"] = network_def
+        done = self.run("evaluate.yaml", overrides, action="evaluating")
+        metrics = done.parser.get_parsed_content("validate#evaluator").state.metrics
+        return {name: float(value) for name, value in metrics.items()}
+
+
+def term_signature(terms: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{name: {"loss", "weight", "inputs", "settings"}}`` of a ``DistillationTrainer``'s terms: the loss
+    class, its weight, its inputs and the loss's own public settings (``temperature``, ``tau``, ...)."""
+    return {
+        name: {
+            "loss": type(term.loss).__name__,
+            "weight": term.weight,
+            "inputs": term.inputs if isinstance(term.inputs, str) else list(term.inputs),
+            "settings": {
+                k: v for k, v in vars(term.loss).items() if not k.startswith("_") and k != "training"
+            },
+        }
+        for name, term in terms.items()
+    }

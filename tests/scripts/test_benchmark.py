@@ -1,26 +1,24 @@
-"""scripts/benchmark.py: the smoke mode runs every section for real (tiny sizes) and writes the report."""
+"""scripts/benchmark.py: the smoke mode runs every section for real (tiny sizes, the bundle's own stages) and
+writes the report; the arms are the bundle's ``--distill`` choices; the paired statistics by hand."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
+import benchmark
 import numpy as np
 import pytest
 import torch
+from benchmark_accuracy import choose_lambda, summarise
+from benchmark_bundle import CONFIGS, Recipe, term_signature
+from benchmark_networks import sliding_window_windows
+from benchmark_stats import paired_interval, verdict
+from monai.bundle import ConfigParser
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import benchmark  # noqa: E402
-from benchmark_accuracy import AccuracySettings, summarise  # noqa: E402
-from benchmark_networks import sliding_window_windows  # noqa: E402
-from benchmark_report import verdict  # noqa: E402
-
-from monai_coco.data import SlideInferenceConfig, segment_image  # noqa: E402
+from monai_coco.inference import SlideInferenceConfig, segment_image
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +44,24 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
         "## 1. CoCo loss",
         "## 2. Networks",
         "## 3. Training cost",
-        "## 4. Accuracy",
-        "### λ_coco sweep",
+        "## 4. Accuracy protocol",
+        "### 4.1 Sanity",
+        "### 4.2 λ_coco from the gradient ratio",
+        "### 4.3 Results",
     ):
         assert heading in report
     assert "`python scripts/benchmark.py --smoke" in report and "| torch | " + torch.__version__ in report
-    for plot in ("loss_scaling.png", "accuracy_miou.png"):
+    for plot in ("loss_scaling.png", "accuracy_paired.png"):
         with Image.open(out / "benchmarks" / plot) as image:
             assert image.format == "PNG" and min(image.size) > 100
         assert f"](benchmarks/{plot})" in report
     saved = json.loads((out / "benchmarks" / "results.json").read_text())
     assert saved["accuracy"]["result"]["teacher"] == pytest.approx(results["accuracy"]["result"]["teacher"])
+    # every baseline row names the train.yaml overrides that reproduce it
+    for arm in results["accuracy"]["result"]["arms"]:
+        assert f"| `{arm['command']}` |" in report and arm["command"].startswith(
+            f"--distill {arm['distill']}"
+        )
 
 
 def test_smoke_loss_section_naive_and_exact_agree(smoke_run):
@@ -72,6 +77,11 @@ def test_smoke_network_numbers(smoke_run):
     assert _finite(networks["matmul_gflops"]) and networks["matmul_gflops"] > 0
     rows = networks["networks"]
     assert [r["name"] for r in rows] == ["FANet (teacher)", "Mobile U-Net (student)"]
+    # the experiment's networks are benchmark_smoke.yaml's
+    assert (
+        rows[0]["config"] == "experiment: features (4, 8, 16, 32)"
+        and rows[1]["config"] == "experiment: width 0.25"
+    )
     for r in rows:
         assert r["params"] > 0 and r["gflops"] > 0 and _finite(r["paper_gflops"])
         assert _finite(*r["tile"].values()) and r["tile"]["tiles_per_s"] > 0
@@ -91,18 +101,131 @@ def test_smoke_training_parts_add_up_to_the_iteration(smoke_run):
     assert cost["distillation"]["critic step"] > cost["student"]["critic step"]
 
 
-def test_smoke_accuracy_covers_every_method_and_the_sweep(smoke_run):
-    accuracy = smoke_run[1]["accuracy"]
-    runs = accuracy["result"]["runs"]
-    expected = {
-        (m, 1.0) for m in ("student", "kd", "pairwise", "at", "fsp", "cwd", "coco", "coco_pm", "coco_pm_ad")
-    } | {("coco_pm", 100.0)}
-    assert {(r["method"], r["lambda_coco"]) for r in runs} == expected
-    teacher = accuracy["result"]["teacher"]
-    for row in [teacher, *runs]:
-        assert 0.0 <= row["acc"] <= 1.0 and 0.0 <= row["miou"] <= 1.0 and _finite(row["train_s"])
-    assert len(accuracy["result"]["paraphraser_error"]) == 2
-    assert _finite(*accuracy["result"]["paraphraser_error"])
+def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
+    result = smoke_run[1]["accuracy"]["result"]
+    best = result["baseline"]
+    assert best in ("kd", "at") and [r["arm"] for r in result["screening"]] == ["kd", "at"]
+    assert {r["seed"] for r in result["screening"]} == {1000}
+    arms = ["none", "kd", "coco", "coco_p", "coco_p_adv", *([best] if best != "kd" else []), "noop"]
+    assert [a["name"] for a in result["arms"]] == arms
+    assert sorted((r["seed"], r["arm"]) for r in result["runs"]) == sorted(
+        (s, a) for s in (0, 1) for a in arms
+    )
+    for row in [result["teacher"], *result["runs"]]:
+        assert 0.0 <= row["miou"] <= 1.0 and 0.0 <= row["dice"] <= 1.0 and _finite(row["train_s"])
+    # the sanity figure saw test tiles with both classes; r is a correlation
+    sanity = result["sanity"]
+    assert sanity["tiles"] >= 1 and sanity["pairs"] == 200 * sanity["tiles"]
+    assert -1.0 <= sanity["r_taps"] <= 1.0 and -1.0 <= sanity["r_factors"] <= 1.0
+    assert len(sanity["paraphraser_error"]) == 2 and _finite(*sanity["paraphraser_error"])
+    # λ_coco from the measured gradients, used by the CoCo arms
+    for variant, arm in (("plain", "coco"), ("paraphraser", "coco_p"), ("paraphraser", "coco_p_adv")):
+        chosen = choose_lambda(result["gradients"][variant], 1.0)
+        assert result["lambdas"][variant] == chosen > 0
+        run = next(r for r in result["runs"] if r["arm"] == arm)
+        assert run["terms"]["coco"]["weight"] == pytest.approx(chosen)
+    assert next(r for r in result["runs"] if r["arm"] == "noop")["terms"]["coco"]["weight"] == 1e-4
+    rows = smoke_run[1]["accuracy"]["summary"]
+    assert all("vs_student" in r and r["vs_student"]["n"] == 2 for r in rows if r["name"] != "none")
+
+
+def _train_yaml_terms(distill: str, lambda_coco: float) -> dict:
+    """``train.yaml``'s ``distill_terms[distill]``, parsed alone (base.yaml + train.yaml, no preset)."""
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "base.yaml"), str(CONFIGS / "train.yaml")])
+    parser.update({"lambda_coco": lambda_coco})
+    parser.parse()
+    return term_signature(parser.get_parsed_content(f"distill_terms#{distill}"))
+
+
+def test_each_arm_ran_the_terms_of_its_distill_choice(smoke_run):
+    result = smoke_run[1]["accuracy"]["result"]
+    arms = {a["name"]: a for a in result["arms"]}
+    for run in result["runs"] + result["screening"]:
+        arm = arms.get(run["arm"]) or {
+            "distill": run["arm"],
+            "command": f"--distill {run['arm']} --lambda_adv 0",
+        }
+        weight = next(
+            (t["weight"] for t in run["terms"].values() if t["loss"] == "CoCoDistillationLoss"), 1.0
+        )
+        assert run["terms"] == _train_yaml_terms(arm["distill"], weight), run["arm"]
+        assert run["adversarial"] == (arm["distill"] != "none" and "--lambda_adv 0" not in arm["command"])
+    # the published weights (issue 10): KD 10, AT 1000 on each tap, CWD 3
+    assert _train_yaml_terms("kd", 1.0)["kd"]["weight"] == 10.0
+    at = _train_yaml_terms("at", 1.0)
+    assert {name: (t["weight"], t["inputs"]) for name, t in at.items()} == {
+        "at0": (1000.0, [0]),
+        "at1": (1000.0, [1]),
+    }
+    assert _train_yaml_terms("cwd", 1.0)["cwd"]["weight"] == 3.0
+    assert _train_yaml_terms("none", 1.0) == {}
+
+
+def test_one_seed_gives_every_arm_the_same_student_and_batches(smoke_run):
+    recipe = Recipe("smoke", smoke_run[0] / "work")  # the smoke run's teacher.pt and paraphraser.pt
+
+    def start(seed: int, **arm) -> tuple[dict, torch.Tensor]:
+        parser = recipe.parser("train.yaml", {"seed": seed, "n_labelled": 2, **arm})
+        parser.get_parsed_content("initialize")
+        trainer = parser.get_parsed_content("train#trainer")
+        images = torch.cat([batch["image"] for batch in trainer.data_loader])
+        return {k: v.clone() for k, v in trainer.network.state_dict().items()}, images
+
+    alone, alone_images = start(0, distill="none")
+    full, full_images = start(0, distill="coco")  # + paraphrasers + the adversarial critic
+    assert alone.keys() == full.keys() and all(torch.equal(alone[k], full[k]) for k in alone)
+    assert torch.equal(alone_images, full_images)
+    other, other_images = start(1, distill="none")
+    assert not all(torch.equal(alone[k], other[k]) for k in alone)
+
+
+def test_paired_interval_and_verdict_by_hand():
+    # differences 0.10, 0.12, 0.08: mean 0.10, sd 0.02; t_0.975,2 = 4.302653 -> half width 0.049683
+    d = paired_interval([0.70, 0.72, 0.68], [0.60, 0.60, 0.60])
+    assert d["n"] == 3 and d["mean"] == pytest.approx(0.10) and d["sd"] == pytest.approx(0.02)
+    assert d["half_width"] == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-6)
+    assert (d["low"], d["high"]) == pytest.approx((0.10 - 0.049683, 0.10 + 0.049683), abs=1e-6)
+    # 2·SE (unpaired, the old rule) would call a 0.03 mean difference with sd 0.02 over 3 seeds a gain; t: not
+    small = paired_interval([0.63, 0.65, 0.61], [0.60, 0.60, 0.60])
+    assert small["low"] < 0 < small["high"] and verdict(small) == "no resolved difference"
+    assert verdict(d) == "gain" and verdict(d, vs_noop=small) == "above 0, not above the no-op"
+    assert verdict(d, vs_noop=d) == "gain"
+    assert verdict(paired_interval([0.5, 0.52, 0.48], [0.6, 0.6, 0.6])) == "loss"
+    assert verdict(paired_interval([0.7], [0.6])) == "1 seed: not judged"
+    with pytest.raises(ValueError, match="equal"):
+        paired_interval([0.1, 0.2], [0.1])
+
+
+def test_summary_gap_closed_and_paired_rows_by_hand():
+    def run(arm: str, seed: int, miou: float) -> dict:
+        return {
+            "arm": arm,
+            "seed": seed,
+            "miou": miou,
+            "dice": miou,
+            "train_s": 1.0,
+            "best_epoch": 3,
+            "epochs": 4,
+        }
+
+    arms = [
+        {"name": n, "label": n, "command": f"--distill {n}", "distill": n} for n in ("none", "coco", "noop")
+    ]
+    runs = [run("none", 0, 0.60), run("none", 1, 0.62), run("coco", 0, 0.70), run("coco", 1, 0.72)]
+    runs += [run("noop", 0, 0.605), run("noop", 1, 0.615)]
+    rows = {r["name"]: r for r in summarise({"teacher": {"miou": 0.81}, "arms": arms, "runs": runs})}
+    # student 0.61, teacher 0.81, CoCo 0.71: half the gap; paired differences 0.10, 0.10: sd 0 -> [0.10, 0.10]
+    assert rows["coco"]["gap_closed"] == pytest.approx(0.5)
+    assert rows["coco"]["vs_student"]["low"] == pytest.approx(0.10)
+    assert rows["coco"]["vs_noop"]["mean"] == pytest.approx(0.10)
+    assert rows["coco"]["verdict"] == "gain"
+    # no-op: differences +0.005, -0.005 -> mean 0, sd 0.00707, t_0.975,1 = 12.7062 -> ±0.0635
+    assert rows["noop"]["vs_student"]["half_width"] == pytest.approx(
+        12.706205 * math.sqrt(5e-5) / math.sqrt(2)
+    )
+    assert rows["noop"]["verdict"] == "no resolved difference" and "vs_noop" not in rows["noop"]
+    assert "vs_student" not in rows["none"]
 
 
 def test_window_count_matches_monai_sliding_window(tmp_path):
@@ -120,26 +243,7 @@ def test_window_count_matches_monai_sliding_window(tmp_path):
     assert sliding_window_windows(2048, 256, 0.25) == 11 * 11  # stride 192: (2048 - 256) / 192 -> 10 more
 
 
-def test_summary_gap_closed_and_verdict_by_hand():
-    settings = AccuracySettings(seeds=(0, 1))
-    runs = [
-        {"method": "student", "lambda_coco": 1.0, "seed": 0, "acc": 0.80, "miou": 0.60, "train_s": 1.0},
-        {"method": "student", "lambda_coco": 1.0, "seed": 1, "acc": 0.82, "miou": 0.62, "train_s": 1.0},
-        {"method": "coco", "lambda_coco": 1.0, "seed": 0, "acc": 0.85, "miou": 0.70, "train_s": 2.0},
-        {"method": "coco", "lambda_coco": 1.0, "seed": 1, "acc": 0.87, "miou": 0.72, "train_s": 2.0},
-        {"method": "coco", "lambda_coco": 100.0, "seed": 0, "acc": 0.80, "miou": 0.605, "train_s": 2.0},
-        {"method": "coco", "lambda_coco": 100.0, "seed": 1, "acc": 0.80, "miou": 0.625, "train_s": 2.0},
-    ]
-    result = {"teacher": {"acc": 0.91, "miou": 0.81}, "runs": runs}
-    rows = {(r["method"], r["lambda_coco"]): r for r in summarise(result, settings)}
-    student, coco, swept = rows[("student", 1.0)], rows[("coco", 1.0)], rows[("coco", 100.0)]
-    # student 0.61, teacher 0.81, CoCo 0.71: half the gap; ACC: (0.86 - 0.81) / (0.91 - 0.81)
-    assert coco["miou_gap_closed"] == pytest.approx(0.5)
-    assert coco["acc_gap_closed"] == pytest.approx(0.5)
-    assert coco["miou_std"] == pytest.approx(math.sqrt(2) * 0.01)
-    assert coco["is_main"] and not swept["is_main"]
-    # difference 0.10 vs 2 standard errors of 0.02: helps; 0.005 vs 0.02: no clear effect
-    assert verdict(coco, student) == "helps"
-    assert verdict(swept, student) == "no clear effect"
-    assert verdict({**coco, "miou": 0.5}, student) == "hurts"
-    assert verdict({**coco, "n": 1}, student) == "1 seed: not judged"
+def test_benchmark_code_needs_no_sys_path_edits_and_no_tests():
+    for script in (Path(benchmark.__file__).parent).glob("*.py"):
+        text = script.read_text()
+        assert "sys.path.insert" not in text and "from tests" not in text, script.name

@@ -10,6 +10,7 @@ from .whole_slide import (
     SlideInferenceConfig,
     infer_file,
     infer_path,
+    make_segmenter,
     scale_to_unit,
     segment_image,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "SlideInferenceConfig",
     "infer_file",
     "infer_path",
+    "make_segmenter",
     "scale_to_unit",
     "segment_image",
 ]

@@ -1,14 +1,16 @@
 """Whole-image inference: a segmentation network over tiles and pyramidal slides, writing masks and overlays.
 
-For every image, MONAI's ``SlidingWindowInferer`` runs the network over one level, region by region:
+For every image, the network runs over the windows of one MONAI ``SlidingWindowInferer`` pass over the
+inference level, each window once, region by region (:class:`~monai_coco.inference.window_grid.GridSegmenter`):
 
-* the level is cut into chunks (``chunk_size`` pixels a side); each chunk is read with a margin of at
-  least one window, so that every window covering the chunk lies inside the region read and on the same
-  global window grid — chunked and whole-image results agree, and seams are invisible;
+* the level is read in chunks of about ``chunk_size`` pixels a side, with no margin; a window's blended
+  output reaches every pixel it covers across chunk borders, so the mask equals a single pass's;
 * a window whose tissue fraction (from a thumbnail tissue mask, :mod:`monai_coco.data.tissue`) is below
   ``min_tissue_fraction`` is background without running the network; a chunk without tissue is not
   even read;
-* window outputs are blended as softmax probabilities; the mask holds the argmax class index.
+* the network runs in the config's runtime (:mod:`monai_coco.inference.runtimes`: eager torch,
+  TorchScript or ONNX Runtime); window outputs are blended as softmax probabilities; the mask holds the
+  argmax class index.
 
 Outputs, in ``output_dir``: ``<stem>_mask.png`` for tiles (JPEG/PNG/single-level TIFF, read whole),
 ``<stem>_mask.tif`` for slides (tiled, lossless pyramid with the slide's level sizes from the inference
@@ -29,13 +31,14 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
 from PIL import Image
 
 from monai_coco.data.slide_io import SLIDE_BACKENDS, Slide, is_slide, read_image, write_mask_pyramid
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.data.transforms import ColorChannels
+from monai_coco.inference.runtimes import RUNTIMES, build_runtime
+from monai_coco.inference.window_grid import GridSegmenter
 
 __all__ = [
     "SlideInferenceConfig",
@@ -45,11 +48,11 @@ __all__ = [
     "infer_file",
     "infer_path",
     "BLEND_MODES",
+    "make_segmenter",
 ]
 
 _PALETTE = np.array([(0, 0, 0), (0, 230, 0), (255, 215, 0), (0, 190, 255), (255, 0, 255)], dtype=np.float32)
 BLEND_MODES = ("constant", "gaussian")
-RegionReader = Callable[[int, int, int, int], np.ndarray]
 
 
 def scale_to_unit(image: torch.Tensor, grayscale: bool = False) -> torch.Tensor:
@@ -76,7 +79,8 @@ class SlideInferenceConfig:
         sw_batch_size: windows per network call.
         blend_mode: ``"constant"`` or ``"gaussian"`` weighting of overlapping windows.
         num_classes: number of output channels of the network (>= 2, softmax over classes).
-        chunk_size: side (level pixels) of the regions read and processed at once; bounds memory.
+        chunk_size: side (level pixels) of the regions read and processed at once; bounds memory (one
+            accumulator of ``num_classes x (chunk_size + roi) x level width`` float32).
         min_tissue_fraction: windows with less tissue than this are background without running the
             network; 0 runs every window. Slides only: tiles are taken as tissue.
         tissue_threshold: saturation threshold of the tissue mask; ``None`` = Otsu (clipped).
@@ -86,6 +90,10 @@ class SlideInferenceConfig:
             float; it must match the training transforms. Default :func:`scale_to_unit` (``[0, 1]``).
         device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available.
         amp: mixed precision for the network (CUDA only).
+        runtime: ``"auto"``, ``"torch"``, ``"torchscript"`` or ``"onnxruntime"``, see
+            :mod:`monai_coco.inference.runtimes` (``"auto"``: the fastest exact one installed on CPU, eager
+            torch with ``amp`` on CUDA).
+        num_threads: intra-op threads of the runtime; ``None`` keeps torch's current count.
         overlay_alpha: opacity of the classes drawn on the overlay.
     """
 
@@ -96,7 +104,7 @@ class SlideInferenceConfig:
     sw_batch_size: int = 4
     blend_mode: str = "constant"
     num_classes: int = 2
-    chunk_size: int = 2048
+    chunk_size: int = 1024
     min_tissue_fraction: float = 0.05
     tissue_threshold: Optional[float] = None
     thumbnail_size: int = 1024
@@ -104,6 +112,8 @@ class SlideInferenceConfig:
     preprocess: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     device: Optional[str] = None
     amp: bool = True
+    runtime: str = "auto"
+    num_threads: Optional[int] = None
     overlay_alpha: float = 0.45
 
     def __post_init__(self) -> None:
@@ -124,6 +134,8 @@ class SlideInferenceConfig:
             "min_tissue_fraction": (0 <= self.min_tissue_fraction <= 1, "in [0, 1]"),
             "thumbnail_size": (self.thumbnail_size >= 16, ">= 16"),
             "overlay_alpha": (0 <= self.overlay_alpha <= 1, "in [0, 1]"),
+            "runtime": (self.runtime in RUNTIMES, f"one of {RUNTIMES}"),
+            "num_threads": (self.num_threads is None or self.num_threads >= 1, "None or >= 1"),
         }
         for name, (ok, expected) in checks.items():
             if not ok:
@@ -137,7 +149,7 @@ class InferenceResult:
     """What :func:`infer_file` wrote for one image.
 
     ``windows_run``/``windows_skipped``: sliding windows given to the network / set to background by the
-    tissue mask (windows in chunk margins are counted once per chunk that reads them).
+    tissue mask; each window of the level's grid is one or the other, once.
     """
 
     image: Path
@@ -147,126 +159,34 @@ class InferenceResult:
     windows_skipped: int
 
 
-class _TissueWindowPredictor:
-    """``SlidingWindowInferer`` predictor (``with_coord=True``): the network's softmax on tissue windows,
-    background probability 1 on the others. Tracks where the current chunk lies in its level."""
-
-    def __init__(self, network: torch.nn.Module, config: SlideInferenceConfig, device: torch.device) -> None:
-        self.network = network
-        self.num_classes = config.num_classes
-        self.min_fraction = config.min_tissue_fraction
-        self.autocast = config.amp and device.type == "cuda"
-        self.tissue: Optional[TissueMap] = None
-        self.origin = (0, 0)  # top-left level pixel of the chunk given to the inferer
-        self.pad = (0, 0)  # padding the inferer adds before a chunk smaller than a window
-        self.windows_run = 0
-        self.windows_skipped = 0
-
-    def _has_tissue(self, coord: Sequence[slice]) -> bool:
-        if self.tissue is None:
-            return True
-        ys, xs = coord[-2], coord[-1]
-        height, width = self.tissue.level_shape
-        top = min(max(self.origin[0] + ys.start - self.pad[0], 0), height - 1)
-        left = min(max(self.origin[1] + xs.start - self.pad[1], 0), width - 1)
-        bottom = min(max(self.origin[0] + ys.stop - self.pad[0], top + 1), height)
-        right = min(max(self.origin[1] + xs.stop - self.pad[1], left + 1), width)
-        return self.tissue.fraction(top, left, bottom, right) >= self.min_fraction
-
-    def __call__(self, windows: torch.Tensor, coords: Sequence[Sequence[slice]]) -> torch.Tensor:
-        keep = torch.tensor([self._has_tissue(c) for c in coords], device=windows.device)
-        probs = torch.zeros(windows.shape[0], self.num_classes, *windows.shape[2:], device=windows.device)
-        probs[:, 0] = 1.0
-        n_keep = int(keep.sum())
-        self.windows_skipped += windows.shape[0] - n_keep
-        if n_keep:
-            with torch.autocast("cuda", enabled=self.autocast):
-                logits = self.network(windows[keep])
-            expected = (n_keep, self.num_classes, *windows.shape[2:])
-            if tuple(logits.shape) != expected:
-                raise ValueError(
-                    f"the network returned logits of shape {tuple(logits.shape)} for windows "
-                    f"{tuple(windows[keep].shape)}; expected {expected} (num_classes={self.num_classes})."
-                )
-            probs[keep] = torch.softmax(logits.float(), dim=1)
-            self.windows_run += n_keep
-        return probs
-
-
-class _ChunkedSegmenter:
-    """Runs the sliding-window inference over a level chunk by chunk and yields the labels by row bands."""
-
-    def __init__(self, network: torch.nn.Module, config: SlideInferenceConfig) -> None:
-        device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.device = device
-        self.network = network.to(device).eval()
-        self.preprocess = config.preprocess or (lambda image: scale_to_unit(image, config.grayscale))
-        self.predictor = _TissueWindowPredictor(self.network, config, device)
-        self.inferer = SlidingWindowInferer(
-            roi_size=config.roi_size,
-            sw_batch_size=config.sw_batch_size,
-            overlap=config.overlap,
-            mode=config.blend_mode,
-            sw_device=device,
-            device=device,
-            with_coord=True,
-        )
-        self.roi = config.roi_size
-        # MONAI's window grid: starts at multiples of the stride (the last one shifted to the border).
-        # Chunks and margins on multiples of the stride, margins >= one window: exact seams.
-        stride = [max(int(r * (1 - config.overlap)), 1) for r in self.roi]
-        self.chunk = [math.ceil(config.chunk_size / s) * s for s in stride]
-        self.margin = [math.ceil(r / s) * s for r, s in zip(self.roi, stride)]
-
-    @torch.inference_mode()
-    def _labels(self, region: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
-        """Class indices ``(h, w)`` of a ``(3, h, w)`` region whose top-left level pixel is ``origin``."""
-        x = self.preprocess(torch.tensor(region))[None].to(self.device)
-        self.predictor.origin = origin
-        self.predictor.pad = tuple(max(r - s, 0) // 2 for r, s in zip(self.roi, region.shape[1:]))
-        probs = self.inferer(x, self.predictor)
-        return probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
-
-    def bands(
-        self, read_region: RegionReader, shape: Sequence[int], tissue: Optional[TissueMap] = None
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """``(top, labels)`` row bands of the level, top to bottom; ``labels`` is ``(h, W)`` ``uint8``.
-
-        Args:
-            read_region: ``(top, left, height, width) -> (3, height, width)`` ``uint8`` of the level.
-            shape: ``(H, W)`` of the level.
-            tissue: tissue map of the level; ``None`` runs every window.
-        """
-        height, width = shape
-        (ch, cw), (mh, mw) = self.chunk, self.margin
-        self.predictor.tissue = tissue
-        for top in range(0, height, ch):
-            band = np.zeros((min(ch, height - top), width), dtype=np.uint8)
-            for left in range(0, width, cw):
-                y0, y1 = max(top - mh, 0), min(top + ch + mh, height)
-                x0, x1 = max(left - mw, 0), min(left + cw + mw, width)
-                if (
-                    tissue is not None
-                    and self.predictor.min_fraction > 0
-                    and tissue.count(y0, x0, y1, x1) == 0
-                ):
-                    continue  # no window here can reach the tissue fraction: background, nothing read
-                labels = self._labels(read_region(y0, x0, y1 - y0, x1 - x0), (y0, x0))
-                inner = labels[top - y0 : top - y0 + band.shape[0], left - x0 : left - x0 + cw]
-                band[:, left : left + inner.shape[1]] = inner
-            yield top, band
-
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        """Class indices ``(H, W)`` of a whole in-memory ``(3, H, W)`` ``uint8`` image (every window run)."""
-        read = lambda top, left, height, width: image[:, top : top + height, left : left + width]  # noqa: E731
-        return np.concatenate([band for _, band in self.bands(read, image.shape[1:])], axis=0)
+def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> GridSegmenter:
+    """The network in the config's runtime (:func:`~monai_coco.inference.runtimes.build_runtime`), run over
+    window grids with the config's settings; build it once for many files."""
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    preprocess = config.preprocess or (lambda image: scale_to_unit(image, config.grayscale))
+    seed = torch.Generator().manual_seed(0)
+    window = torch.randint(0, 256, (3, *config.roi_size), dtype=torch.uint8, generator=seed)
+    example = torch.stack([preprocess(window)] * min(config.sw_batch_size, 2))
+    runtime = build_runtime(network, config.runtime, example, device, config.amp, config.num_threads)
+    return GridSegmenter(
+        runtime,
+        preprocess,
+        config.roi_size,
+        config.overlap,
+        config.blend_mode,
+        config.sw_batch_size,
+        config.num_classes,
+        config.chunk_size,
+        config.min_tissue_fraction,
+        device,
+    )
 
 
 def segment_image(
     network: torch.nn.Module, image: np.ndarray, config: Optional[SlideInferenceConfig] = None
 ) -> np.ndarray:
     """Class-index mask ``(H, W)`` ``uint8`` of a whole in-memory RGB image ``(3, H, W)`` ``uint8``."""
-    return _ChunkedSegmenter(network, config or SlideInferenceConfig()).segment(image)
+    return make_segmenter(network, config or SlideInferenceConfig()).segment(image)
 
 
 def _sample_grid(shape: Sequence[int], thumb_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +211,7 @@ def _thumb_size(shape: Sequence[int], max_side: int) -> tuple[int, int]:
 
 
 def _infer_tile(
-    segmenter: _ChunkedSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
+    segmenter: GridSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
 ) -> tuple[Path, Path]:
     image = read_image(path)
     labels = segmenter.segment(image)
@@ -306,7 +226,7 @@ def _infer_tile(
 
 
 def _infer_slide(
-    segmenter: _ChunkedSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
+    segmenter: GridSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
 ) -> tuple[Path, Path]:
     level = config.level
     with Slide(path, config.reader) as slide:
@@ -339,7 +259,7 @@ def _infer_slide(
 
 
 def infer_file(
-    network: torch.nn.Module,
+    network: Union[torch.nn.Module, GridSegmenter],
     path: Union[str, os.PathLike],
     output_dir: Union[str, os.PathLike],
     config: Optional[SlideInferenceConfig] = None,
@@ -348,7 +268,8 @@ def infer_file(
 
     Args:
         network: maps ``(B, C, h, w)`` windows to logits ``(B, num_classes, h, w)``; moved to the
-            config's device and put in ``eval()`` mode.
+            config's device, put in ``eval()`` mode and wrapped in the config's runtime. Or a segmenter
+            from :func:`make_segmenter` (the runtime built once for many files).
         path: a JPEG/PNG/TIFF tile or a TIFF/SVS slide (see :func:`~monai_coco.data.slide_io.is_slide`).
         output_dir: created if needed.
         config: settings, default :class:`SlideInferenceConfig()`.
@@ -368,11 +289,13 @@ def infer_file(
             "<stem>_mask file beside the image (e.g. a ground-truth mask) is overwritten."
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    segmenter = _ChunkedSegmenter(network, config)
+    segmenter = network if isinstance(network, GridSegmenter) else make_segmenter(network, config)
+    run_before, skipped_before = segmenter.windows_run, segmenter.windows_skipped
     run = _infer_slide if is_slide(path) else _infer_tile
     mask, overlay = run(segmenter, path, output_dir, config)
-    predictor = segmenter.predictor
-    return InferenceResult(path, mask, overlay, predictor.windows_run, predictor.windows_skipped)
+    return InferenceResult(
+        path, mask, overlay, segmenter.windows_run - run_before, segmenter.windows_skipped - skipped_before
+    )
 
 
 def infer_path(
@@ -404,4 +327,5 @@ def infer_path(
     )
     if not images:
         raise ValueError(f"folder {path} holds no image with suffix {wanted}.")
-    return [infer_file(network, p, output_dir, config) for p in images]
+    segmenter = make_segmenter(network, config or SlideInferenceConfig())
+    return [infer_file(segmenter, p, output_dir, config) for p in images]

@@ -22,6 +22,7 @@ from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint
 from monai_coco.data.slide_io import SLIDE_BACKENDS
+from monai_coco.inference.runtimes import RUNTIMES
 from monai_coco.inference.whole_slide import BLEND_MODES, SlideInferenceConfig, infer_path
 
 __all__ = ["main"]
@@ -73,6 +74,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--grayscale", action="store_true", help="feed the luma channel (in_channels=1)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument(
+        "--runtime",
+        default=defaults.runtime,
+        choices=RUNTIMES,
+        help="auto: the fastest exact one installed on CPU (onnxruntime, else torchscript), torch on CUDA",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     parser.add_argument("--suffix", action="append", help="image suffix to take from a folder (repeatable)")
     args = parser.parse_args(argv)
     try:
@@ -91,6 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             grayscale=args.grayscale,
             device=args.device,
             amp=not args.no_amp,
+            runtime=args.runtime,
+            num_threads=args.threads,
         )
         network = _build_network(args.network, 1 if args.grayscale else 3, args.num_classes)
         load_checkpoint(args.checkpoint, {args.checkpoint_key: network})

@@ -1,7 +1,8 @@
 """Whole-image inference: a segmentation network over tiles and pyramidal slides, writing masks and overlays.
 
 For every image, the network runs over the windows of one MONAI ``SlidingWindowInferer`` pass over the
-inference level, each window once, region by region (:class:`~monai_coco.inference.window_grid.GridSegmenter`):
+inference level, each window once, region by region
+(:class:`~monai_coco.inference.window_grid.GridSegmenter`):
 
 * the level is read in chunks of about ``chunk_size`` pixels a side, with no margin; a window's blended
   output reaches every pixel it covers across chunk borders, so the mask equals a single pass's;

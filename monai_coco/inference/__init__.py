@@ -4,9 +4,9 @@ Command line: ``python -m monai_coco.inference INPUT OUTPUT_DIR --network Mobile
 models/model.pt`` (:mod:`monai_coco.inference.__main__`).
 """
 
+from .summary import InferenceResult
 from .whole_slide import (
     BLEND_MODES,
-    InferenceResult,
     SlideInferenceConfig,
     infer_file,
     infer_path,

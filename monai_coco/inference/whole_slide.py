@@ -15,16 +15,21 @@ inference level, each window once, region by region
 
 Outputs, in ``output_dir``: ``<stem>_mask.png`` for tiles (JPEG/PNG/single-level TIFF, read whole),
 ``<stem>_mask.tif`` for slides (tiled, lossless pyramid with the slide's level sizes from the inference
-level down, written band by band, see :func:`~monai_coco.data.slide_io.write_mask_pyramid`), and
-``<stem>_overlay.png``: a thumbnail with the predicted classes drawn over it.
+level down, written band by band, see :func:`~monai_coco.data.slide_io.write_mask_pyramid`),
+``<stem>_overlay.png``: a thumbnail with the predicted classes drawn over it, ``<stem>_regions.geojson``:
+the regions of each class as QuPath annotations in level-0 pixels (:mod:`monai_coco.inference.geojson`),
+and last ``<stem>_summary.json``: tissue and tumour areas (:mod:`monai_coco.inference.summary`). Every file
+is written atomically; the summary's presence marks an image done.
 
 Command line: ``python -m monai_coco.inference`` (:mod:`monai_coco.inference.__main__`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +39,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from monai_coco.checkpoints import atomic_path
 from monai_coco.data.slide_io import SLIDE_BACKENDS, Slide, is_slide, read_image, write_mask_pyramid
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.data.transforms import ColorChannels
+from monai_coco.inference.geojson import MIN_REGION_PIXELS, mask_features, write_geojson
 from monai_coco.inference.runtimes import RUNTIMES, build_runtime
+from monai_coco.inference.scale import choose_level
+from monai_coco.inference.summary import InferenceResult
 from monai_coco.inference.window_grid import GridSegmenter
 
 __all__ = [
@@ -54,6 +63,7 @@ __all__ = [
 
 _PALETTE = np.array([(0, 0, 0), (0, 230, 0), (255, 215, 0), (0, 190, 255), (255, 0, 255)], dtype=np.float32)
 BLEND_MODES = ("constant", "gaussian")
+logger = logging.getLogger("monai_coco.inference")
 
 
 def scale_to_unit(image: torch.Tensor, grayscale: bool = False) -> torch.Tensor:
@@ -74,7 +84,12 @@ class SlideInferenceConfig:
     Args:
         reader: slide backend, ``"tifffile"`` or ``"openslide"`` (tiles are read whole, with Pillow or
             tifffile).
-        level: slide level to run the network at (0 = full resolution).
+        level: slide level to run the network at (0 = full resolution); ``None`` with ``mpp``: the level
+            nearest to ``mpp`` (:func:`~monai_coco.inference.scale.choose_level`).
+        mpp: µm/px of the network's training tiles (the bundle's ``metadata.json`` records it). Given, each
+            slide's level is checked against it, or chosen by it when ``level`` is ``None``, and a slide
+            without µm/px or at a scale more than 1.25 times off gets a one-line warning naming both scales.
+            Tiles are taken to be at the training scale.
         roi_size: sliding-window size ``(h, w)`` (an int means square); the network's input size.
         overlap: fraction of overlap between neighbouring windows, in ``[0, 1)``.
         sw_batch_size: windows per network call.
@@ -96,10 +111,17 @@ class SlideInferenceConfig:
             torch with ``amp`` on CUDA).
         num_threads: intra-op threads of the runtime; ``None`` keeps torch's current count.
         overlay_alpha: opacity of the classes drawn on the overlay.
+        class_names: QuPath class name of each class index (index 0, background, is not traced); a class
+            without a name here is called ``"Class <index>"``.
+        min_region_pixels: GeoJSON regions and holes smaller than this many inference-level pixels are
+            dropped (filled), see :mod:`monai_coco.inference.geojson`.
+        polygon_max_side: longer side of the sampled mask traced into polygons (a level up to this size is
+            traced pixel-exact; a larger one at the centres of a coarser grid).
     """
 
     reader: str = "tifffile"
-    level: int = 0
+    level: Optional[int] = 0
+    mpp: Optional[float] = None
     roi_size: Union[int, Sequence[int]] = (256, 256)
     overlap: float = 0.25
     sw_batch_size: int = 4
@@ -116,6 +138,9 @@ class SlideInferenceConfig:
     runtime: str = "auto"
     num_threads: Optional[int] = None
     overlay_alpha: float = 0.45
+    class_names: Sequence[str] = ("Background", "Tumor")
+    min_region_pixels: float = MIN_REGION_PIXELS
+    polygon_max_side: int = 4096
 
     def __post_init__(self) -> None:
         roi = (self.roi_size, self.roi_size) if isinstance(self.roi_size, int) else tuple(self.roi_size)
@@ -126,7 +151,13 @@ class SlideInferenceConfig:
         self.roi_size = (int(roi[0]), int(roi[1]))
         checks = {
             "reader": (self.reader in SLIDE_BACKENDS, f"one of {SLIDE_BACKENDS}"),
-            "level": (self.level >= 0, ">= 0"),
+            "level": (
+                (self.level is None and self.mpp is not None) or (self.level is not None and self.level >= 0),
+                ">= 0 (or None, with mpp set)",
+            ),
+            "mpp": (self.mpp is None or self.mpp > 0, "None or > 0 µm/px"),
+            "min_region_pixels": (self.min_region_pixels >= 0, ">= 0"),
+            "polygon_max_side": (self.polygon_max_side >= 16, ">= 16"),
             "overlap": (0 <= self.overlap < 1, "in [0, 1)"),
             "sw_batch_size": (self.sw_batch_size >= 1, ">= 1"),
             "blend_mode": (self.blend_mode in BLEND_MODES, f"one of {BLEND_MODES}"),
@@ -143,21 +174,6 @@ class SlideInferenceConfig:
                 raise ValueError(
                     f"SlideInferenceConfig.{name} must be {expected}, got {getattr(self, name)!r}."
                 )
-
-
-@dataclass(frozen=True)
-class InferenceResult:
-    """What :func:`infer_file` wrote for one image.
-
-    ``windows_run``/``windows_skipped``: sliding windows given to the network / set to background by the
-    tissue mask; each window of the level's grid is one or the other, once.
-    """
-
-    image: Path
-    mask: Path
-    overlay: Path
-    windows_run: int
-    windows_skipped: int
 
 
 def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> GridSegmenter:
@@ -198,11 +214,12 @@ def _sample_grid(shape: Sequence[int], thumb_shape: Sequence[int]) -> tuple[np.n
 
 
 def _write_overlay(path: Path, thumbnail: np.ndarray, labels: np.ndarray, alpha: float) -> Path:
-    """PNG of the ``(3, h, w)`` thumbnail with the ``(h, w)`` classes > 0 painted over it."""
+    """PNG of the ``(3, h, w)`` thumbnail with the ``(h, w)`` classes > 0 painted over it, atomically."""
     rgb = np.moveaxis(thumbnail, 0, -1).astype(np.float32)
     colour = _PALETTE[1 + (labels.astype(np.int64) - 1) % (len(_PALETTE) - 1)]
     weight = np.where(labels > 0, alpha, 0.0)[..., None]
-    Image.fromarray(np.round(rgb * (1 - weight) + colour * weight).astype(np.uint8)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.round(rgb * (1 - weight) + colour * weight).astype(np.uint8)).save(tmp)
     return path
 
 
@@ -211,52 +228,122 @@ def _thumb_size(shape: Sequence[int], max_side: int) -> tuple[int, int]:
     return (math.ceil(shape[0] / stride), math.ceil(shape[1] / stride))
 
 
-def _infer_tile(
+class _Sampled:
+    """A smaller copy of the level's mask (pixels at the centres of a coarser grid), filled band by band."""
+
+    def __init__(self, shape: Sequence[int], sampled_shape: Sequence[int]) -> None:
+        self.rows, self.cols = _sample_grid(shape, sampled_shape)
+        self.labels = np.zeros(tuple(sampled_shape), dtype=np.uint8)
+        self.scale = (shape[0] / sampled_shape[0], shape[1] / sampled_shape[1])  # level pixels per pixel
+
+    def update(self, top: int, band: np.ndarray) -> None:
+        inside = (self.rows >= top) & (self.rows < top + band.shape[0])
+        self.labels[inside] = band[self.rows[inside] - top][:, self.cols]
+
+
+class _MaskFollower:
+    """Passes the level's mask bands on, keeping the overlay's and the polygons' sampled copies and the
+    class-1 pixel count."""
+
+    def __init__(self, shape: Sequence[int], thumb_shape: Sequence[int], polygon_max_side: int) -> None:
+        self.thumb = _Sampled(shape, thumb_shape)
+        self.polygons = _Sampled(shape, _thumb_size(shape, polygon_max_side))
+        self.tumour_pixels = 0
+
+    def __call__(self, bands: Iterator[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
+        for top, band in bands:
+            self.thumb.update(top, band)
+            self.polygons.update(top, band)
+            self.tumour_pixels += int(np.count_nonzero(band == 1))
+            yield band
+
+
+def _slide_level(slide: Slide, config: SlideInferenceConfig, name: str) -> int:
+    """The configured level, or with ``config.mpp`` the level nearest to it; logs the choice in one line."""
+    if config.level is not None:
+        slide.check_level(config.level)
+    if config.mpp is None:
+        return config.level
+    mpp0 = slide.mpp()
+    mpps = None
+    if mpp0 is not None:
+        mpps = [(mpp0[0] + mpp0[1]) / 2 * slide.downsample(i) for i in range(slide.level_count)]
+    level, warning = choose_level(mpps, config.mpp, name, config.level)
+    if warning:
+        logger.warning(warning)
+    else:
+        logger.info("%s: level %d at %.3g µm/px (network: %g µm/px)", name, level, mpps[level], config.mpp)
+    return level
+
+
+def _infer_one(
     segmenter: GridSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
-) -> tuple[Path, Path]:
-    image = read_image(path)
-    labels = segmenter.segment(image)
-    mask_path = output_dir / f"{path.stem}_mask.png"
-    Image.fromarray(labels).save(mask_path)
-    rows, cols = _sample_grid(labels.shape, _thumb_size(labels.shape, config.thumbnail_size))
-    thumb = image[:, rows][:, :, cols]
-    overlay = _write_overlay(
-        output_dir / f"{path.stem}_overlay.png", thumb, labels[rows][:, cols], config.overlay_alpha
-    )
-    return mask_path, overlay
-
-
-def _infer_slide(
-    segmenter: GridSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
-) -> tuple[Path, Path]:
-    level = config.level
-    with Slide(path, config.reader) as slide:
-        slide.check_level(level)
-        shape = slide.level_shapes[level]
-        thumb = slide.thumbnail(config.thumbnail_size)
-        tissue = None
-        if config.min_tissue_fraction > 0:
-            tissue = TissueMap(detect_tissue(thumb, config.tissue_threshold), shape)
-        rows, cols = _sample_grid(shape, thumb.shape[1:])
-        thumb_labels = np.zeros(thumb.shape[1:], dtype=np.uint8)
-
-        def bands() -> Iterator[np.ndarray]:
+) -> InferenceResult:
+    start = time.perf_counter()
+    run_before, skipped_before = segmenter.windows_run, segmenter.windows_skipped
+    mask_path = output_dir / f"{path.stem}_mask{'.tif' if is_slide(path) else '.png'}"
+    if mask_path.suffix == ".tif":
+        with Slide(path, config.reader) as slide:
+            level = _slide_level(slide, config, path.name)
+            shape = slide.level_shapes[level]
+            downsample = slide.downsample(level)
+            thumb = slide.thumbnail(config.thumbnail_size)
+            tissue_mask = detect_tissue(thumb, config.tissue_threshold)
+            tissue = TissueMap(tissue_mask, shape) if config.min_tissue_fraction > 0 else None
+            follower = _MaskFollower(shape, thumb.shape[1:], config.polygon_max_side)
+            mpp0 = slide.mpp()
+            downsamples = [slide.downsample(i) for i in range(level, slide.level_count)]
+            mpps = None if mpp0 is None else [(mpp0[0] * d, mpp0[1] * d) for d in downsamples]
             read = lambda top, left, height, width: slide.read(level, top, left, height, width)  # noqa: E731
-            for top, band in segmenter.bands(read, shape, tissue):
-                inside = (rows >= top) & (rows < top + band.shape[0])
-                thumb_labels[inside] = band[rows[inside] - top][:, cols]
-                yield band
-
-        mpp0 = slide.mpp()
-        downsamples = [slide.downsample(i) for i in range(level, slide.level_count)]
-        mpp = None if mpp0 is None else [(mpp0[0] * d, mpp0[1] * d) for d in downsamples]
-        mask_path = write_mask_pyramid(
-            output_dir / f"{path.stem}_mask.tif", bands(), slide.level_shapes[level:], mpp=mpp
-        )
+            with atomic_path(mask_path) as tmp:
+                bands = follower(segmenter.bands(read, shape, tissue))
+                write_mask_pyramid(tmp, bands, slide.level_shapes[level:], mpp=mpps)
+            mpp = None if mpps is None else mpps[0]
+    else:
+        image = read_image(path)
+        level, shape, downsample, mpp = 0, image.shape[1:], 1.0, None
+        rows, cols = _sample_grid(shape, _thumb_size(shape, config.thumbnail_size))
+        thumb = image[:, rows][:, :, cols]
+        tissue_mask = detect_tissue(thumb, config.tissue_threshold)
+        follower = _MaskFollower(shape, thumb.shape[1:], config.polygon_max_side)
+        read = lambda top, left, height, width: image[:, top : top + height, left : left + width]  # noqa: E731
+        labels = np.concatenate(list(follower(segmenter.bands(read, shape))), axis=0)
+        with atomic_path(mask_path) as tmp:
+            Image.fromarray(labels).save(tmp, format="PNG")
     overlay = _write_overlay(
-        output_dir / f"{path.stem}_overlay.png", thumb, thumb_labels, config.overlay_alpha
+        output_dir / f"{path.stem}_overlay.png", thumb, follower.thumb.labels, config.overlay_alpha
     )
-    return mask_path, overlay
+    sampled = follower.polygons
+    names = list(config.class_names)
+    names += [f"Class {c}" for c in range(len(names), config.num_classes)]
+    palette = _PALETTE[1:]
+    classes = {c: (names[c], palette[(c - 1) % len(palette)]) for c in range(1, config.num_classes)}
+    features = mask_features(
+        sampled.labels,
+        classes,
+        scale=(sampled.scale[0] * downsample, sampled.scale[1] * downsample),
+        pixel_area=sampled.scale[0] * sampled.scale[1],
+        min_area=config.min_region_pixels,
+    )
+    geojson = write_geojson(output_dir / f"{path.stem}_regions.geojson", features)
+    result = InferenceResult(
+        image=path,
+        mask=mask_path,
+        overlay=overlay,
+        geojson=geojson,
+        summary=output_dir / f"{path.stem}_summary.json",
+        level=level,
+        height=int(shape[0]),
+        width=int(shape[1]),
+        mpp=mpp,
+        tissue_pixels=int(round(tissue_mask.mean() * shape[0] * shape[1])),
+        tumour_pixels=follower.tumour_pixels,
+        windows_run=segmenter.windows_run - run_before,
+        windows_skipped=segmenter.windows_skipped - skipped_before,
+        seconds=time.perf_counter() - start,
+    )
+    result.write()
+    return result
 
 
 def infer_file(
@@ -265,7 +352,11 @@ def infer_file(
     output_dir: Union[str, os.PathLike],
     config: Optional[SlideInferenceConfig] = None,
 ) -> InferenceResult:
-    """Segment one tile or slide and write ``<stem>_mask.png|.tif`` and ``<stem>_overlay.png``.
+    """Segment one tile or slide and write its mask, overlay, GeoJSON regions and summary.
+
+    Writes, each file atomically, ``<stem>_mask.png|.tif``, ``<stem>_overlay.png``,
+    ``<stem>_regions.geojson`` (:mod:`~monai_coco.inference.geojson`) and last ``<stem>_summary.json``
+    (:mod:`~monai_coco.inference.summary`).
 
     Args:
         network: maps ``(B, C, h, w)`` windows to logits ``(B, num_classes, h, w)``; moved to the
@@ -291,12 +382,7 @@ def infer_file(
         )
     output_dir.mkdir(parents=True, exist_ok=True)
     segmenter = network if isinstance(network, GridSegmenter) else make_segmenter(network, config)
-    run_before, skipped_before = segmenter.windows_run, segmenter.windows_skipped
-    run = _infer_slide if is_slide(path) else _infer_tile
-    mask, overlay = run(segmenter, path, output_dir, config)
-    return InferenceResult(
-        path, mask, overlay, segmenter.windows_run - run_before, segmenter.windows_skipped - skipped_before
-    )
+    return _infer_one(segmenter, path, output_dir, config)
 
 
 def infer_path(

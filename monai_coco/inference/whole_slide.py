@@ -26,6 +26,7 @@ Command line: ``python -m monai_coco.inference`` (:mod:`monai_coco.inference.__m
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -59,6 +60,7 @@ __all__ = [
     "infer_path",
     "BLEND_MODES",
     "make_segmenter",
+    "list_images",
 ]
 
 _PALETTE = np.array([(0, 0, 0), (0, 230, 0), (255, 215, 0), (0, 190, 255), (255, 0, 255)], dtype=np.float32)
@@ -385,6 +387,46 @@ def infer_file(
     return _infer_one(segmenter, path, output_dir, config)
 
 
+def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str]] = None) -> list[Path]:
+    """The images of a folder (not recursive, sorted by name) or of a CSV list.
+
+    Args:
+        source: a folder, or a ``.csv`` file whose column ``image`` (else its first column) holds paths,
+            relative ones taken from the CSV's folder.
+        suffixes: image suffixes taken from a folder (default: all supported). Files named ``*_mask.*`` or
+            ``*_overlay.*`` (inference outputs) are never taken.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: naming ``source``: no image in it, or a CSV without rows.
+    """
+    source = Path(source)
+    if source.suffix.lower() == ".csv" and source.is_file():
+        with open(source, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or not rows[0]:
+            raise ValueError(f"slide list {source} is empty; expected a column 'image' of slide paths.")
+        column = rows[0].index("image") if "image" in rows[0] else 0
+        body = rows[1:] if "image" in rows[0] else rows
+        images = [source.parent / row[column] for row in body if row and row[column].strip()]
+        if not images:
+            raise ValueError(f"slide list {source} has no slide path in column {column}.")
+        return images
+    if not source.is_dir():
+        raise FileNotFoundError(f"input {source} is neither a folder nor a .csv list of slides.")
+    wanted = tuple(
+        "." + s.lower().lstrip(".") for s in (suffixes or TILE_SUFFIXES + TIFF_SUFFIXES + SLIDE_SUFFIXES)
+    )
+    images = sorted(
+        p
+        for p in source.iterdir()
+        if p.is_file() and p.suffix.lower() in wanted and not p.stem.endswith(("_mask", "_overlay"))
+    )
+    if not images:
+        raise ValueError(f"folder {source} holds no image with suffix {wanted}.")
+    return images
+
+
 def infer_path(
     network: torch.nn.Module,
     path: Union[str, os.PathLike],
@@ -392,27 +434,16 @@ def infer_path(
     config: Optional[SlideInferenceConfig] = None,
     suffixes: Optional[Sequence[str]] = None,
 ) -> list[InferenceResult]:
-    """:func:`infer_file` on one file, or on every image of a folder (not recursive, sorted by name).
+    """:func:`infer_file` on one file, or on every image of a folder or CSV list (:func:`list_images`), in
+    this process (for many slides, see :func:`~monai_coco.inference.cohort.run_cohort`).
 
     Args:
         suffixes: image suffixes taken from a folder (default: all supported). In the authors' layout,
-            where ``<id>.png`` masks lie beside ``<id>.jpg`` images, pass ``(".jpg",)``. Files named
-            ``*_mask.*`` or ``*_overlay.*`` (this module's outputs) are never taken.
+            where ``<id>.png`` masks lie beside ``<id>.jpg`` images, pass ``(".jpg",)``.
     """
     path = Path(path)
-    if path.is_file():
+    if path.is_file() and path.suffix.lower() != ".csv":
         return [infer_file(network, path, output_dir, config)]
-    if not path.is_dir():
-        raise FileNotFoundError(f"input {path} is neither a file nor a folder.")
-    wanted = tuple(
-        "." + s.lower().lstrip(".") for s in (suffixes or TILE_SUFFIXES + TIFF_SUFFIXES + SLIDE_SUFFIXES)
-    )
-    images = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and p.suffix.lower() in wanted and not p.stem.endswith(("_mask", "_overlay"))
-    )
-    if not images:
-        raise ValueError(f"folder {path} holds no image with suffix {wanted}.")
+    images = list_images(path, suffixes)
     segmenter = make_segmenter(network, config or SlideInferenceConfig())
     return [infer_file(segmenter, p, output_dir, config) for p in images]

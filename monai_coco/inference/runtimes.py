@@ -14,7 +14,8 @@ onnx_export``), with a dynamic batch axis.
 Threads: ``num_threads`` sets torch's intra-op threads (eager, TorchScript) or ONNX Runtime's
 ``intra_op_num_threads``; ``None`` keeps torch's current setting. The allocator setting that removes
 page-fault churn (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) must be in the environment when
-the process starts, so it belongs to the launching script (``scripts/infer_cohort.sh``), not here.
+the process starts, so it belongs to the launching command (see :mod:`monai_coco.inference.cohort` and the
+bundle README), not here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MONAI's bundle exporters on inference.yaml's student: ONNX and TorchScript give the checkpoint's logits."""
+"""MONAI's bundle exporters on base.yaml's student: ONNX and TorchScript give the checkpoint's logits."""
 
 import os
 import subprocess
@@ -19,7 +19,7 @@ CONFIGS = ROOT / "bundle" / "configs"
 def _export(command: str, filepath: Path, checkpoint: Path) -> None:
     args = [sys.executable, "-m", "monai.bundle", command, "network_def", "--filepath", str(filepath)]
     args += ["--ckpt_file", str(checkpoint), "--key_in_ckpt", "model", "--use_trace", "True"]
-    args += ["--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.yaml")]
+    args += ["--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "base.yaml")]
     args += ["--input_shape", "[1, 3, 64, 64]", "--network_def#width_mult", "0.25"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)

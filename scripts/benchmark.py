@@ -7,7 +7,9 @@ every distillation method on the built-in synthetic data; writes a Markdown repo
     .venv/bin/python scripts/benchmark.py --from-json bundle/docs/benchmarks/results.json  # report only
 
 Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/results.json`` (every raw
-number); ``OUT`` defaults to ``bundle/docs``. Sections: ``--sections loss networks training accuracy``.
+number); ``OUT`` defaults to ``bundle/docs``. Sections: ``--sections loss networks training accuracy
+deployment`` (the last: whole-slide student inference in each runtime against plain MONAI, see
+``scripts/benchmark_deployment.py``).
 The run is single-threaded by default (``--threads``): on a machine whose cores are shared with other
 jobs, more threads than free cores makes PyTorch's CPU kernels spin and the timings meaningless.
 """
@@ -34,7 +36,7 @@ for _path in (SCRIPTS.parent, SCRIPTS):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-SECTIONS = ("loss", "networks", "training", "accuracy")
+SECTIONS = ("loss", "networks", "training", "accuracy", "deployment")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Preset:
     tile_batch: int
     tile_repeats: int
     large_side: int
+    deployment_side: int  # side of the synthetic slide of the deployment section
     overlap: float
     matmul_n: int
     train_iterations: int
@@ -67,6 +70,7 @@ PRESETS = {
         tile_batch=1,
         tile_repeats=2,
         large_side=2048,
+        deployment_side=4096,
         overlap=0.0,
         matmul_n=4096,
         train_iterations=10,
@@ -82,6 +86,7 @@ PRESETS = {
         tile_batch=1,
         tile_repeats=1,
         large_side=512,
+        deployment_side=2048,
         overlap=0.0,
         matmul_n=2048,
         train_iterations=2,
@@ -103,6 +108,7 @@ PRESETS = {
         tile_batch=1,
         tile_repeats=1,
         large_side=64,
+        deployment_side=512,
         overlap=0.0,
         matmul_n=128,
         train_iterations=1,
@@ -340,6 +346,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 results["networks"] = run_networks(preset, settings)
             elif section == "training":
                 results["training"] = run_training(preset, settings)
+            elif section == "deployment":
+                from benchmark_deployment import benchmark as deployment
+
+                rounds = 1 if preset_name == "smoke" else 2
+                results["deployment"] = deployment(preset.deployment_side, rounds, args.threads, workdir)
             else:
                 results["accuracy"] = run_accuracy_section(settings, workdir, preset_name)
             print(f"[{section}] {time.perf_counter() - t:.0f} s", flush=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_module_state"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_module_state", "atomic_path"]
 
 
 def _unwrap(obj: Any) -> Any:
@@ -139,3 +139,25 @@ def load_checkpoint(
         except (ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise ValueError(f"cannot load checkpoint {path} into '{name}': {exc}") from exc
     return dict(checkpoint)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a file of any format atomically: yields a temporary path beside ``path`` to write to, then
+    renames it over ``path`` with ``os.replace`` (or removes it when the block raises).
+
+    The temporary name keeps ``path``'s suffix (writers that choose a format by suffix see the right one)
+    and starts with a dot.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise

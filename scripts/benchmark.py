@@ -9,7 +9,9 @@ Every training stage is the bundle's own (``bundle/configs``, with the size pres
     python scripts/benchmark.py --dataset-dir DIR  # another data set (any layout the bundle reads)
 
 Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/results.json`` (every raw
-number); ``OUT`` defaults to ``bundle/docs``. Sections: ``--sections loss networks training accuracy``.
+number); ``OUT`` defaults to ``bundle/docs``. Sections: ``--sections loss networks training accuracy
+deployment`` (the last: whole-slide student inference in each runtime against plain MONAI, see
+``scripts/benchmark_deployment.py``).
 The run is single-threaded by default (``--threads``): on a machine whose cores are shared with other
 jobs, more threads than free cores makes PyTorch's CPU kernels spin and the timings meaningless.
 """
@@ -31,7 +33,7 @@ from pathlib import Path
 from benchmark_bundle import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("loss", "networks", "training", "accuracy")
+SECTIONS = ("loss", "networks", "training", "accuracy", "deployment")
 MODE_NOTES = {
     "smoke": " Tiny sizes that only check that every part runs; the figures mean nothing.",
 }
@@ -245,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 results["networks"] = run_networks(preset["networks"], recipe)
             elif section == "training":
                 results["training"] = run_training(preset["training"], recipe)
+            elif section == "deployment":
+                from benchmark_deployment import benchmark as deployment
+
+                dep = preset["deployment"]
+                results["deployment"] = deployment(dep["side"], dep["rounds"], args.threads, recipe.workdir)
             else:
                 results["accuracy"] = run_accuracy_section(recipe, unlabelled)
             print(f"[{section}] {time.perf_counter() - t:.0f} s", flush=True)

@@ -102,6 +102,7 @@ def sliding_window_throughput(
         amp=False,
         chunk_size=max(side, roi),
         device=str(_device()),
+        runtime="torch",
     )
     _sync()
     start = time.perf_counter()

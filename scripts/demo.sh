@@ -32,30 +32,20 @@ export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::UserWarning}"  # MONAI warns ab
 if [ "$FULL" = 0 ] && "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
     FULL=1
 fi
+CFG=bundle/configs
 if [ "$FULL" = 1 ]; then
     MODE="paper-sized (256² tiles, batch 2, FANet features 64..512, Mobile U-Net x1.0)"
-    DATA=()                      # the bundle's defaults: 160/32/32 synthetic tiles of 256², batch 2
-    LOADER=()
-    TEACHER=()
-    CRITIC=()
-    EPOCHS_TEACHER=40 EPOCHS_PARAPHRASER=10 EPOCHS_STUDENT=40
-    PARAPHRASER_OPT=()
-    LOG=(--log_interval 40)
+    PRESET=$CFG/demo_full.yaml
 else
     MODE="CPU-sized (128² tiles, batch 4, FANet features 16..128, Mobile U-Net x1.0)"
+    PRESET=$CFG/demo_cpu.yaml
     # one thread per process: on a shared 2-core machine more threads than free cores stall PyTorch
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-    DATA=(--roi_size "[128,128]" --synthetic#n_train 48 --synthetic#n_val 12 --synthetic#n_test 12)
-    LOADER=(--batch_size 4 --num_workers 0)
-    TEACHER=(--teacher_def#features "[16,32,64,128]")
-    CRITIC=(--critic_def#channels "[16,32,64,128]")
-    EPOCHS_TEACHER=12 EPOCHS_PARAPHRASER=2 EPOCHS_STUDENT=12
-    # Adam instead of the paper's SGD at 3e-4, which needs far more than the demo's few dozen iterations
-    PARAPHRASER_OPT=(--optimizer "{'_target_': 'torch.optim.Adam', 'params': '\$@network.parameters()', 'lr': 0.001}")
-    LOG=(--log_interval 6)
 fi
+configs() {  # configs STAGE.yaml: the --config_file list of a stage (base, the demo's preset, the stage)
+    printf "['%s','%s','%s']" "$CFG/base.yaml" "$PRESET" "$CFG/$1"
+}
 
-CFG=bundle/configs
 EVAL=bundle/eval/demo
 OUT=bundle/outputs/demo
 STAGE=0
@@ -71,32 +61,27 @@ echo "=== monai_coco demo: $MODE"
 rm -f bundle/models/train_state_{teacher,paraphraser,student_none,model}.pt
 rm -rf "$EVAL" "$OUT"
 
-stage "teacher: FANet, cross-entropy" run training --config_file $CFG/train_teacher.yaml \
-    "${DATA[@]}" "${LOADER[@]}" "${TEACHER[@]}" "${LOG[@]}" --epochs $EPOCHS_TEACHER
+stage "teacher: FANet, cross-entropy" run training --config_file "$(configs train_teacher.yaml)"
 stage "paraphrasers: reconstruct the frozen teacher's taps" run training \
-    --config_file $CFG/train_paraphraser.yaml "${DATA[@]}" "${LOADER[@]}" "${TEACHER[@]}" "${LOG[@]}" \
-    "${PARAPHRASER_OPT[@]}" --epochs $EPOCHS_PARAPHRASER
-stage "student without distillation (distill=none)" run training --config_file $CFG/train.yaml \
-    "${DATA[@]}" "${LOADER[@]}" "${TEACHER[@]}" "${LOG[@]}" --epochs $EPOCHS_STUDENT \
+    --config_file "$(configs train_paraphraser.yaml)"
+stage "student without distillation (distill=none)" run training --config_file "$(configs train.yaml)" \
     --distill none --model_name student_none.pt
 stage "student distilled: CE + CoCo (on paraphraser factors) + adversarial critic" run training \
-    --config_file $CFG/train.yaml "${DATA[@]}" "${LOADER[@]}" "${TEACHER[@]}" "${CRITIC[@]}" "${LOG[@]}" \
-    --epochs $EPOCHS_STUDENT --distill coco
-stage "evaluate the teacher on the test split" run evaluating --config_file $CFG/evaluate.yaml \
-    "${DATA[@]}" "${LOADER[@]}" "${TEACHER[@]}" --network_def @teacher_def --model_name teacher.pt \
-    --output_dir $EVAL/teacher
-stage "evaluate the student without distillation" run evaluating --config_file $CFG/evaluate.yaml \
-    "${DATA[@]}" "${LOADER[@]}" --model_name student_none.pt --output_dir $EVAL/student_none
-stage "evaluate the distilled student" run evaluating --config_file $CFG/evaluate.yaml \
-    "${DATA[@]}" "${LOADER[@]}" --model_name model.pt --output_dir $EVAL/student_coco
+    --config_file "$(configs train.yaml)" --distill coco
+stage "evaluate the teacher on the test split" run evaluating --config_file "$(configs evaluate.yaml)" \
+    --network_def @teacher_def --model_name teacher.pt --output_dir $EVAL/teacher
+stage "evaluate the student without distillation" run evaluating --config_file "$(configs evaluate.yaml)" \
+    --model_name student_none.pt --output_dir $EVAL/student_none
+stage "evaluate the distilled student" run evaluating --config_file "$(configs evaluate.yaml)" \
+    --model_name model.pt --output_dir $EVAL/student_coco
 stage "inference: the test tiles, then a pyramidal slide at level 2 (2 µm/px)" run inference \
-    --config_file $CFG/inference.yaml "${DATA[@]}" --output_dir $OUT/tiles
-"$PY" -m monai.bundle run inference --config_file $CFG/inference.yaml "${DATA[@]}" \
+    --config_file "$(configs inference.yaml)" --output_dir $OUT/tiles
+"$PY" -m monai.bundle run inference --config_file "$(configs inference.yaml)" \
     --dataset_dir bundle/data/synthetic/slide/gastric_slide.tif --level 2 --output_dir $OUT/slide
 
 STAGE=$((STAGE + 1))
 printf '\n=== [demo %d/9, %dm%02ds] results\n' "$STAGE" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60))
-"$PY" scripts/demo_report.py --bundle-root bundle --eval-root $EVAL --out $EVAL -- \
-    "${DATA[@]}" "${TEACHER[@]}"
+"$PY" scripts/demo_report.py --bundle-root bundle --eval-root $EVAL --out $EVAL \
+    --configs $CFG/base.yaml "$PRESET" $CFG/evaluate.yaml
 echo "[demo] masks and overlays: $OUT/tiles, $OUT/slide (gastric_slide_mask.tif, gastric_slide_overlay.png)"
 printf '[demo] done in %dm%02ds (%s)\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$MODE"

@@ -1,15 +1,17 @@
 """The end of ``scripts/demo.sh``: a results table and one PNG panel per test tile.
 
     .venv/bin/python scripts/demo_report.py --bundle-root bundle --eval-root bundle/eval/demo \\
-        --out bundle/eval/demo -- --roi_size "[128,128]" --teacher_def#features "[16,32,64,128]" ...
+        --out bundle/eval/demo --configs bundle/configs/base.yaml bundle/configs/demo_cpu.yaml \\
+        bundle/configs/evaluate.yaml [-- OVERRIDES]
 
-The arguments after ``--`` are the bundle overrides the demo ran with; the networks, the test split and
-its transforms are taken from ``bundle/configs/evaluate.yaml`` with those overrides, so the report sees
-exactly what ``run evaluating`` saw. For each of the teacher, the student trained without distillation and
-the distilled student the table gives the test scores that ``evaluate.yaml`` wrote (``<eval-root>/<name>/
-metrics.csv``), the parameters, the GFLOPs of one 256² tile (counted, in the papers' convention) and the
-milliseconds of one 256² tile (median forward time on this machine). Each panel shows
-image | ground truth | teacher | student | distilled student, predictions drawn over the image.
+``--configs`` are the config files the demo evaluated with (base, presets, ``evaluate.yaml``) and the
+arguments after ``--`` its bundle overrides: the networks, the test split and its transforms come from
+them, so the report sees exactly what ``run evaluating`` saw. For each of the teacher, the student
+trained without distillation and the distilled student the table gives the test scores that
+``evaluate.yaml`` wrote (``<eval-root>/<name>/metrics.csv``), the parameters, the GFLOPs of one 256² tile
+(counted, in the papers' convention) and the milliseconds of one 256² tile (median forward time on this
+machine). Each panel shows image | ground truth | teacher | student | distilled student, predictions
+drawn over the image.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_networks import network_counts, tile_throughput  # scripts/ is on sys.path when run as a script
+from benchmark_networks import network_counts, tile_throughput
 from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint
@@ -141,14 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="scripts/demo_report.py", description=__doc__.split("\n")[0])
     parser.add_argument("--bundle-root", default="bundle")
-    parser.add_argument("--config", default=None, help="default: <bundle-root>/configs/evaluate.yaml")
+    parser.add_argument(
+        "--configs", nargs="+", default=None, help="default: <bundle-root>/configs/{base,evaluate}.yaml"
+    )
     parser.add_argument("--eval-root", required=True, help="folder of the evaluate.yaml outputs per model")
     parser.add_argument("--out", required=True, help="where results.md and panels/ are written")
     parser.add_argument("--panels", type=int, default=4, help="number of test tiles drawn")
     args = parser.parse_args(argv)
 
     config = ConfigParser()
-    config.read_config(args.config or f"{args.bundle_root}/configs/evaluate.yaml")
+    default_configs = [f"{args.bundle_root}/configs/{name}" for name in ("base.yaml", "evaluate.yaml")]
+    config.read_config(args.configs or default_configs)
     config.update({"bundle_root": args.bundle_root, **parse_overrides(overrides)})
     in_channels = config.get_parsed_content("in_channels")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -180,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(rows, "CUDA" if device.type == "cuda" else "this CPU")
     (out / "results.md").write_text(table + "\n")
 
-    transform = config.get_parsed_content("preprocessing")
-    for i, item in enumerate(config.get_parsed_content("datalist")[: args.panels]):
+    transform = config.get_parsed_content("validate#preprocessing")
+    for i, item in enumerate(config.get_parsed_content("validate#datalist")[: args.panels]):
         data = transform(item)
         image, truth = data["image"], data["label"][0].numpy().astype(np.int64)
         masks = [("ground truth", truth)]

@@ -4,12 +4,15 @@ Command line: ``python -m monai_coco.inference INPUT OUTPUT_DIR --network Mobile
 models/model.pt`` (:mod:`monai_coco.inference.__main__`).
 """
 
+from .cohort import run_cohort
+from .summary import InferenceResult
 from .whole_slide import (
     BLEND_MODES,
-    InferenceResult,
     SlideInferenceConfig,
     infer_file,
     infer_path,
+    list_images,
+    make_segmenter,
     scale_to_unit,
     segment_image,
 )
@@ -20,6 +23,9 @@ __all__ = [
     "SlideInferenceConfig",
     "infer_file",
     "infer_path",
+    "make_segmenter",
+    "list_images",
+    "run_cohort",
     "scale_to_unit",
     "segment_image",
 ]

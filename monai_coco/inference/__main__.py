@@ -1,6 +1,11 @@
 """Command line: segment tiles, slides or folders of them with a checkpointed network.
 
     python -m monai_coco.inference INPUT OUTPUT_DIR --network MobileUNet --checkpoint models/model.pt
+    torchrun --standalone --nproc_per_node 4 -m monai_coco.inference SLIDES/ OUTPUT_DIR --checkpoint ...
+
+A single image is segmented in this process. A folder or CSV list of slides is a cohort
+(:mod:`monai_coco.inference.cohort`): split across the ``torchrun`` workers, complete slides skipped (unless
+``--overwrite``), and summarised in ``OUTPUT_DIR/cohort_summary.csv``.
 
 Writes ``<stem>_mask.png`` (tiles) or ``<stem>_mask.tif`` (pyramidal slides) and ``<stem>_overlay.png``
 per image, see :mod:`monai_coco.inference.whole_slide`. The network is a class name (built with
@@ -13,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -22,6 +29,8 @@ from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint
 from monai_coco.data.slide_io import SLIDE_BACKENDS
+from monai_coco.inference.cohort import run_cohort
+from monai_coco.inference.runtimes import RUNTIMES
 from monai_coco.inference.whole_slide import BLEND_MODES, SlideInferenceConfig, infer_path
 
 __all__ = ["main"]
@@ -60,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     defaults = SlideInferenceConfig()
     parser.add_argument("--reader", default=defaults.reader, choices=SLIDE_BACKENDS)
-    parser.add_argument("--level", type=int, default=defaults.level)
+    parser.add_argument("--level", type=int, default=defaults.level, help="-1: nearest to --mpp")
     parser.add_argument("--roi", type=int, nargs=2, default=list(defaults.roi_size), metavar=("H", "W"))
     parser.add_argument("--overlap", type=float, default=defaults.overlap)
     parser.add_argument("--sw-batch-size", type=int, default=defaults.sw_batch_size)
@@ -73,12 +82,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--grayscale", action="store_true", help="feed the luma channel (in_channels=1)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument(
+        "--runtime",
+        default=defaults.runtime,
+        choices=RUNTIMES,
+        help="auto: the fastest exact one installed on CPU (onnxruntime, else torchscript), torch on CUDA",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     parser.add_argument("--suffix", action="append", help="image suffix to take from a folder (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="cohort: redo slides already complete")
+    parser.add_argument("--mpp", type=float, default=None, help="the network's training scale, µm/px")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         config = SlideInferenceConfig(
             reader=args.reader,
-            level=args.level,
+            level=None if args.level < 0 else args.level,
+            mpp=args.mpp,
             roi_size=tuple(args.roi),
             overlap=args.overlap,
             sw_batch_size=args.sw_batch_size,
@@ -91,9 +111,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             grayscale=args.grayscale,
             device=args.device,
             amp=not args.no_amp,
+            runtime=args.runtime,
+            num_threads=args.threads,
         )
         network = _build_network(args.network, 1 if args.grayscale else 3, args.num_classes)
         load_checkpoint(args.checkpoint, {args.checkpoint_key: network})
+        if Path(args.input).is_dir() or Path(args.input).suffix.lower() == ".csv":
+            table = run_cohort(network, args.input, args.output, config, args.suffix, args.overwrite)
+            if table is not None:
+                print(f"cohort summary: {table}")
+            return 0
         results = infer_path(network, args.input, args.output, config, suffixes=args.suffix)
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"error: {exc}\n")

@@ -1,27 +1,36 @@
 """Whole-image inference: a segmentation network over tiles and pyramidal slides, writing masks and overlays.
 
-For every image, MONAI's ``SlidingWindowInferer`` runs the network over one level, region by region:
+For every image, the network runs over the windows of one MONAI ``SlidingWindowInferer`` pass over the
+inference level, each window once, region by region
+(:class:`~monai_coco.inference.window_grid.GridSegmenter`):
 
-* the level is cut into chunks (``chunk_size`` pixels a side); each chunk is read with a margin of at
-  least one window, so that every window covering the chunk lies inside the region read and on the same
-  global window grid — chunked and whole-image results agree, and seams are invisible;
+* the level is read in chunks of about ``chunk_size`` pixels a side, with no margin; a window's blended
+  output reaches every pixel it covers across chunk borders, so the mask equals a single pass's;
 * a window whose tissue fraction (from a thumbnail tissue mask, :mod:`monai_coco.data.tissue`) is below
   ``min_tissue_fraction`` is background without running the network; a chunk without tissue is not
   even read;
-* window outputs are blended as softmax probabilities; the mask holds the argmax class index.
+* the network runs in the config's runtime (:mod:`monai_coco.inference.runtimes`: eager torch,
+  TorchScript or ONNX Runtime); window outputs are blended as softmax probabilities; the mask holds the
+  argmax class index.
 
 Outputs, in ``output_dir``: ``<stem>_mask.png`` for tiles (JPEG/PNG/single-level TIFF, read whole),
 ``<stem>_mask.tif`` for slides (tiled, lossless pyramid with the slide's level sizes from the inference
-level down, written band by band, see :func:`~monai_coco.data.slide_io.write_mask_pyramid`), and
-``<stem>_overlay.png``: a thumbnail with the predicted classes drawn over it.
+level down, written band by band, see :func:`~monai_coco.data.slide_io.write_mask_pyramid`),
+``<stem>_overlay.png``: a thumbnail with the predicted classes drawn over it, ``<stem>_regions.geojson``:
+the regions of each class as QuPath annotations in level-0 pixels (:mod:`monai_coco.inference.geojson`),
+and last ``<stem>_summary.json``: tissue and tumour areas (:mod:`monai_coco.inference.summary`). Every file
+is written atomically; the summary's presence marks an image done.
 
 Command line: ``python -m monai_coco.inference`` (:mod:`monai_coco.inference.__main__`).
 """
 
 from __future__ import annotations
 
+import csv
+import logging
 import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +38,18 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
 from PIL import Image
 
+from monai_coco.checkpoints import atomic_path
 from monai_coco.data.slide_io import SLIDE_BACKENDS, Slide, is_slide, read_image, write_mask_pyramid
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.data.transforms import ColorChannels
+from monai_coco.inference.geojson import MIN_REGION_PIXELS, mask_features, write_geojson
+from monai_coco.inference.runtimes import RUNTIMES, build_runtime
+from monai_coco.inference.scale import choose_level
+from monai_coco.inference.summary import InferenceResult
+from monai_coco.inference.window_grid import GridSegmenter
 
 __all__ = [
     "SlideInferenceConfig",
@@ -45,11 +59,13 @@ __all__ = [
     "infer_file",
     "infer_path",
     "BLEND_MODES",
+    "make_segmenter",
+    "list_images",
 ]
 
 _PALETTE = np.array([(0, 0, 0), (0, 230, 0), (255, 215, 0), (0, 190, 255), (255, 0, 255)], dtype=np.float32)
 BLEND_MODES = ("constant", "gaussian")
-RegionReader = Callable[[int, int, int, int], np.ndarray]
+logger = logging.getLogger("monai_coco.inference")
 
 
 def scale_to_unit(image: torch.Tensor, grayscale: bool = False) -> torch.Tensor:
@@ -70,13 +86,19 @@ class SlideInferenceConfig:
     Args:
         reader: slide backend, ``"tifffile"`` or ``"openslide"`` (tiles are read whole, with Pillow or
             tifffile).
-        level: slide level to run the network at (0 = full resolution).
+        level: slide level to run the network at (0 = full resolution); ``None`` with ``mpp``: the level
+            nearest to ``mpp`` (:func:`~monai_coco.inference.scale.choose_level`).
+        mpp: µm/px of the network's training tiles (the bundle's ``metadata.json`` records it). Given, each
+            slide's level is checked against it, or chosen by it when ``level`` is ``None``, and a slide
+            without µm/px or at a scale more than 1.25 times off gets a one-line warning naming both scales.
+            Tiles are taken to be at the training scale.
         roi_size: sliding-window size ``(h, w)`` (an int means square); the network's input size.
         overlap: fraction of overlap between neighbouring windows, in ``[0, 1)``.
         sw_batch_size: windows per network call.
         blend_mode: ``"constant"`` or ``"gaussian"`` weighting of overlapping windows.
         num_classes: number of output channels of the network (>= 2, softmax over classes).
-        chunk_size: side (level pixels) of the regions read and processed at once; bounds memory.
+        chunk_size: side (level pixels) of the regions read and processed at once; bounds memory (one
+            accumulator of ``num_classes x (chunk_size + roi) x level width`` float32).
         min_tissue_fraction: windows with less tissue than this are background without running the
             network; 0 runs every window. Slides only: tiles are taken as tissue.
         tissue_threshold: saturation threshold of the tissue mask; ``None`` = Otsu (clipped).
@@ -86,17 +108,28 @@ class SlideInferenceConfig:
             float; it must match the training transforms. Default :func:`scale_to_unit` (``[0, 1]``).
         device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available.
         amp: mixed precision for the network (CUDA only).
+        runtime: ``"auto"``, ``"torch"``, ``"torchscript"`` or ``"onnxruntime"``, see
+            :mod:`monai_coco.inference.runtimes` (``"auto"``: the fastest exact one installed on CPU, eager
+            torch with ``amp`` on CUDA).
+        num_threads: intra-op threads of the runtime; ``None`` keeps torch's current count.
         overlay_alpha: opacity of the classes drawn on the overlay.
+        class_names: QuPath class name of each class index (index 0, background, is not traced); a class
+            without a name here is called ``"Class <index>"``.
+        min_region_pixels: GeoJSON regions and holes smaller than this many inference-level pixels are
+            dropped (filled), see :mod:`monai_coco.inference.geojson`.
+        polygon_max_side: longer side of the sampled mask traced into polygons (a level up to this size is
+            traced pixel-exact; a larger one at the centres of a coarser grid).
     """
 
     reader: str = "tifffile"
-    level: int = 0
+    level: Optional[int] = 0
+    mpp: Optional[float] = None
     roi_size: Union[int, Sequence[int]] = (256, 256)
     overlap: float = 0.25
     sw_batch_size: int = 4
     blend_mode: str = "constant"
     num_classes: int = 2
-    chunk_size: int = 2048
+    chunk_size: int = 1024
     min_tissue_fraction: float = 0.05
     tissue_threshold: Optional[float] = None
     thumbnail_size: int = 1024
@@ -104,7 +137,12 @@ class SlideInferenceConfig:
     preprocess: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     device: Optional[str] = None
     amp: bool = True
+    runtime: str = "auto"
+    num_threads: Optional[int] = None
     overlay_alpha: float = 0.45
+    class_names: Sequence[str] = ("Background", "Tumor")
+    min_region_pixels: float = MIN_REGION_PIXELS
+    polygon_max_side: int = 4096
 
     def __post_init__(self) -> None:
         roi = (self.roi_size, self.roi_size) if isinstance(self.roi_size, int) else tuple(self.roi_size)
@@ -115,7 +153,13 @@ class SlideInferenceConfig:
         self.roi_size = (int(roi[0]), int(roi[1]))
         checks = {
             "reader": (self.reader in SLIDE_BACKENDS, f"one of {SLIDE_BACKENDS}"),
-            "level": (self.level >= 0, ">= 0"),
+            "level": (
+                (self.level is None and self.mpp is not None) or (self.level is not None and self.level >= 0),
+                ">= 0 (or None, with mpp set)",
+            ),
+            "mpp": (self.mpp is None or self.mpp > 0, "None or > 0 µm/px"),
+            "min_region_pixels": (self.min_region_pixels >= 0, ">= 0"),
+            "polygon_max_side": (self.polygon_max_side >= 16, ">= 16"),
             "overlap": (0 <= self.overlap < 1, "in [0, 1)"),
             "sw_batch_size": (self.sw_batch_size >= 1, ">= 1"),
             "blend_mode": (self.blend_mode in BLEND_MODES, f"one of {BLEND_MODES}"),
@@ -124,6 +168,8 @@ class SlideInferenceConfig:
             "min_tissue_fraction": (0 <= self.min_tissue_fraction <= 1, "in [0, 1]"),
             "thumbnail_size": (self.thumbnail_size >= 16, ">= 16"),
             "overlay_alpha": (0 <= self.overlay_alpha <= 1, "in [0, 1]"),
+            "runtime": (self.runtime in RUNTIMES, f"one of {RUNTIMES}"),
+            "num_threads": (self.num_threads is None or self.num_threads >= 1, "None or >= 1"),
         }
         for name, (ok, expected) in checks.items():
             if not ok:
@@ -132,141 +178,34 @@ class SlideInferenceConfig:
                 )
 
 
-@dataclass(frozen=True)
-class InferenceResult:
-    """What :func:`infer_file` wrote for one image.
-
-    ``windows_run``/``windows_skipped``: sliding windows given to the network / set to background by the
-    tissue mask (windows in chunk margins are counted once per chunk that reads them).
-    """
-
-    image: Path
-    mask: Path
-    overlay: Path
-    windows_run: int
-    windows_skipped: int
-
-
-class _TissueWindowPredictor:
-    """``SlidingWindowInferer`` predictor (``with_coord=True``): the network's softmax on tissue windows,
-    background probability 1 on the others. Tracks where the current chunk lies in its level."""
-
-    def __init__(self, network: torch.nn.Module, config: SlideInferenceConfig, device: torch.device) -> None:
-        self.network = network
-        self.num_classes = config.num_classes
-        self.min_fraction = config.min_tissue_fraction
-        self.autocast = config.amp and device.type == "cuda"
-        self.tissue: Optional[TissueMap] = None
-        self.origin = (0, 0)  # top-left level pixel of the chunk given to the inferer
-        self.pad = (0, 0)  # padding the inferer adds before a chunk smaller than a window
-        self.windows_run = 0
-        self.windows_skipped = 0
-
-    def _has_tissue(self, coord: Sequence[slice]) -> bool:
-        if self.tissue is None:
-            return True
-        ys, xs = coord[-2], coord[-1]
-        height, width = self.tissue.level_shape
-        top = min(max(self.origin[0] + ys.start - self.pad[0], 0), height - 1)
-        left = min(max(self.origin[1] + xs.start - self.pad[1], 0), width - 1)
-        bottom = min(max(self.origin[0] + ys.stop - self.pad[0], top + 1), height)
-        right = min(max(self.origin[1] + xs.stop - self.pad[1], left + 1), width)
-        return self.tissue.fraction(top, left, bottom, right) >= self.min_fraction
-
-    def __call__(self, windows: torch.Tensor, coords: Sequence[Sequence[slice]]) -> torch.Tensor:
-        keep = torch.tensor([self._has_tissue(c) for c in coords], device=windows.device)
-        probs = torch.zeros(windows.shape[0], self.num_classes, *windows.shape[2:], device=windows.device)
-        probs[:, 0] = 1.0
-        n_keep = int(keep.sum())
-        self.windows_skipped += windows.shape[0] - n_keep
-        if n_keep:
-            with torch.autocast("cuda", enabled=self.autocast):
-                logits = self.network(windows[keep])
-            expected = (n_keep, self.num_classes, *windows.shape[2:])
-            if tuple(logits.shape) != expected:
-                raise ValueError(
-                    f"the network returned logits of shape {tuple(logits.shape)} for windows "
-                    f"{tuple(windows[keep].shape)}; expected {expected} (num_classes={self.num_classes})."
-                )
-            probs[keep] = torch.softmax(logits.float(), dim=1)
-            self.windows_run += n_keep
-        return probs
-
-
-class _ChunkedSegmenter:
-    """Runs the sliding-window inference over a level chunk by chunk and yields the labels by row bands."""
-
-    def __init__(self, network: torch.nn.Module, config: SlideInferenceConfig) -> None:
-        device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.device = device
-        self.network = network.to(device).eval()
-        self.preprocess = config.preprocess or (lambda image: scale_to_unit(image, config.grayscale))
-        self.predictor = _TissueWindowPredictor(self.network, config, device)
-        self.inferer = SlidingWindowInferer(
-            roi_size=config.roi_size,
-            sw_batch_size=config.sw_batch_size,
-            overlap=config.overlap,
-            mode=config.blend_mode,
-            sw_device=device,
-            device=device,
-            with_coord=True,
-        )
-        self.roi = config.roi_size
-        # MONAI's window grid: starts at multiples of the stride (the last one shifted to the border).
-        # Chunks and margins on multiples of the stride, margins >= one window: exact seams.
-        stride = [max(int(r * (1 - config.overlap)), 1) for r in self.roi]
-        self.chunk = [math.ceil(config.chunk_size / s) * s for s in stride]
-        self.margin = [math.ceil(r / s) * s for r, s in zip(self.roi, stride)]
-
-    @torch.inference_mode()
-    def _labels(self, region: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
-        """Class indices ``(h, w)`` of a ``(3, h, w)`` region whose top-left level pixel is ``origin``."""
-        x = self.preprocess(torch.tensor(region))[None].to(self.device)
-        self.predictor.origin = origin
-        self.predictor.pad = tuple(max(r - s, 0) // 2 for r, s in zip(self.roi, region.shape[1:]))
-        probs = self.inferer(x, self.predictor)
-        return probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
-
-    def bands(
-        self, read_region: RegionReader, shape: Sequence[int], tissue: Optional[TissueMap] = None
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """``(top, labels)`` row bands of the level, top to bottom; ``labels`` is ``(h, W)`` ``uint8``.
-
-        Args:
-            read_region: ``(top, left, height, width) -> (3, height, width)`` ``uint8`` of the level.
-            shape: ``(H, W)`` of the level.
-            tissue: tissue map of the level; ``None`` runs every window.
-        """
-        height, width = shape
-        (ch, cw), (mh, mw) = self.chunk, self.margin
-        self.predictor.tissue = tissue
-        for top in range(0, height, ch):
-            band = np.zeros((min(ch, height - top), width), dtype=np.uint8)
-            for left in range(0, width, cw):
-                y0, y1 = max(top - mh, 0), min(top + ch + mh, height)
-                x0, x1 = max(left - mw, 0), min(left + cw + mw, width)
-                if (
-                    tissue is not None
-                    and self.predictor.min_fraction > 0
-                    and tissue.count(y0, x0, y1, x1) == 0
-                ):
-                    continue  # no window here can reach the tissue fraction: background, nothing read
-                labels = self._labels(read_region(y0, x0, y1 - y0, x1 - x0), (y0, x0))
-                inner = labels[top - y0 : top - y0 + band.shape[0], left - x0 : left - x0 + cw]
-                band[:, left : left + inner.shape[1]] = inner
-            yield top, band
-
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        """Class indices ``(H, W)`` of a whole in-memory ``(3, H, W)`` ``uint8`` image (every window run)."""
-        read = lambda top, left, height, width: image[:, top : top + height, left : left + width]  # noqa: E731
-        return np.concatenate([band for _, band in self.bands(read, image.shape[1:])], axis=0)
+def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> GridSegmenter:
+    """The network in the config's runtime (:func:`~monai_coco.inference.runtimes.build_runtime`), run over
+    window grids with the config's settings; build it once for many files."""
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    preprocess = config.preprocess or (lambda image: scale_to_unit(image, config.grayscale))
+    seed = torch.Generator().manual_seed(0)
+    window = torch.randint(0, 256, (3, *config.roi_size), dtype=torch.uint8, generator=seed)
+    example = torch.stack([preprocess(window)] * min(config.sw_batch_size, 2))
+    runtime = build_runtime(network, config.runtime, example, device, config.amp, config.num_threads)
+    return GridSegmenter(
+        runtime,
+        preprocess,
+        config.roi_size,
+        config.overlap,
+        config.blend_mode,
+        config.sw_batch_size,
+        config.num_classes,
+        config.chunk_size,
+        config.min_tissue_fraction,
+        device,
+    )
 
 
 def segment_image(
     network: torch.nn.Module, image: np.ndarray, config: Optional[SlideInferenceConfig] = None
 ) -> np.ndarray:
     """Class-index mask ``(H, W)`` ``uint8`` of a whole in-memory RGB image ``(3, H, W)`` ``uint8``."""
-    return _ChunkedSegmenter(network, config or SlideInferenceConfig()).segment(image)
+    return make_segmenter(network, config or SlideInferenceConfig()).segment(image)
 
 
 def _sample_grid(shape: Sequence[int], thumb_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -277,11 +216,12 @@ def _sample_grid(shape: Sequence[int], thumb_shape: Sequence[int]) -> tuple[np.n
 
 
 def _write_overlay(path: Path, thumbnail: np.ndarray, labels: np.ndarray, alpha: float) -> Path:
-    """PNG of the ``(3, h, w)`` thumbnail with the ``(h, w)`` classes > 0 painted over it."""
+    """PNG of the ``(3, h, w)`` thumbnail with the ``(h, w)`` classes > 0 painted over it, atomically."""
     rgb = np.moveaxis(thumbnail, 0, -1).astype(np.float32)
     colour = _PALETTE[1 + (labels.astype(np.int64) - 1) % (len(_PALETTE) - 1)]
     weight = np.where(labels > 0, alpha, 0.0)[..., None]
-    Image.fromarray(np.round(rgb * (1 - weight) + colour * weight).astype(np.uint8)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.round(rgb * (1 - weight) + colour * weight).astype(np.uint8)).save(tmp)
     return path
 
 
@@ -290,65 +230,140 @@ def _thumb_size(shape: Sequence[int], max_side: int) -> tuple[int, int]:
     return (math.ceil(shape[0] / stride), math.ceil(shape[1] / stride))
 
 
-def _infer_tile(
-    segmenter: _ChunkedSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
-) -> tuple[Path, Path]:
-    image = read_image(path)
-    labels = segmenter.segment(image)
-    mask_path = output_dir / f"{path.stem}_mask.png"
-    Image.fromarray(labels).save(mask_path)
-    rows, cols = _sample_grid(labels.shape, _thumb_size(labels.shape, config.thumbnail_size))
-    thumb = image[:, rows][:, :, cols]
-    overlay = _write_overlay(
-        output_dir / f"{path.stem}_overlay.png", thumb, labels[rows][:, cols], config.overlay_alpha
-    )
-    return mask_path, overlay
+class _Sampled:
+    """A smaller copy of the level's mask (pixels at the centres of a coarser grid), filled band by band."""
+
+    def __init__(self, shape: Sequence[int], sampled_shape: Sequence[int]) -> None:
+        self.rows, self.cols = _sample_grid(shape, sampled_shape)
+        self.labels = np.zeros(tuple(sampled_shape), dtype=np.uint8)
+        self.scale = (shape[0] / sampled_shape[0], shape[1] / sampled_shape[1])  # level pixels per pixel
+
+    def update(self, top: int, band: np.ndarray) -> None:
+        inside = (self.rows >= top) & (self.rows < top + band.shape[0])
+        self.labels[inside] = band[self.rows[inside] - top][:, self.cols]
 
 
-def _infer_slide(
-    segmenter: _ChunkedSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
-) -> tuple[Path, Path]:
-    level = config.level
-    with Slide(path, config.reader) as slide:
-        slide.check_level(level)
-        shape = slide.level_shapes[level]
-        thumb = slide.thumbnail(config.thumbnail_size)
-        tissue = None
-        if config.min_tissue_fraction > 0:
-            tissue = TissueMap(detect_tissue(thumb, config.tissue_threshold), shape)
-        rows, cols = _sample_grid(shape, thumb.shape[1:])
-        thumb_labels = np.zeros(thumb.shape[1:], dtype=np.uint8)
+class _MaskFollower:
+    """Passes the level's mask bands on, keeping the overlay's and the polygons' sampled copies and the
+    class-1 pixel count."""
 
-        def bands() -> Iterator[np.ndarray]:
+    def __init__(self, shape: Sequence[int], thumb_shape: Sequence[int], polygon_max_side: int) -> None:
+        self.thumb = _Sampled(shape, thumb_shape)
+        self.polygons = _Sampled(shape, _thumb_size(shape, polygon_max_side))
+        self.tumour_pixels = 0
+
+    def __call__(self, bands: Iterator[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
+        for top, band in bands:
+            self.thumb.update(top, band)
+            self.polygons.update(top, band)
+            self.tumour_pixels += int(np.count_nonzero(band == 1))
+            yield band
+
+
+def _slide_level(slide: Slide, config: SlideInferenceConfig, name: str) -> int:
+    """The configured level, or with ``config.mpp`` the level nearest to it; logs the choice in one line."""
+    if config.level is not None:
+        slide.check_level(config.level)
+    if config.mpp is None:
+        return config.level
+    mpp0 = slide.mpp()
+    mpps = None
+    if mpp0 is not None:
+        mpps = [(mpp0[0] + mpp0[1]) / 2 * slide.downsample(i) for i in range(slide.level_count)]
+    level, warning = choose_level(mpps, config.mpp, name, config.level)
+    if warning:
+        logger.warning(warning)
+    else:
+        logger.info("%s: level %d at %.3g µm/px (network: %g µm/px)", name, level, mpps[level], config.mpp)
+    return level
+
+
+def _infer_one(
+    segmenter: GridSegmenter, path: Path, output_dir: Path, config: SlideInferenceConfig
+) -> InferenceResult:
+    start = time.perf_counter()
+    run_before, skipped_before = segmenter.windows_run, segmenter.windows_skipped
+    mask_path = output_dir / f"{path.stem}_mask{'.tif' if is_slide(path) else '.png'}"
+    if mask_path.suffix == ".tif":
+        with Slide(path, config.reader) as slide:
+            level = _slide_level(slide, config, path.name)
+            shape = slide.level_shapes[level]
+            downsample = slide.downsample(level)
+            thumb = slide.thumbnail(config.thumbnail_size)
+            tissue_mask = detect_tissue(thumb, config.tissue_threshold)
+            tissue = TissueMap(tissue_mask, shape) if config.min_tissue_fraction > 0 else None
+            follower = _MaskFollower(shape, thumb.shape[1:], config.polygon_max_side)
+            mpp0 = slide.mpp()
+            downsamples = [slide.downsample(i) for i in range(level, slide.level_count)]
+            mpps = None if mpp0 is None else [(mpp0[0] * d, mpp0[1] * d) for d in downsamples]
             read = lambda top, left, height, width: slide.read(level, top, left, height, width)  # noqa: E731
-            for top, band in segmenter.bands(read, shape, tissue):
-                inside = (rows >= top) & (rows < top + band.shape[0])
-                thumb_labels[inside] = band[rows[inside] - top][:, cols]
-                yield band
-
-        mpp0 = slide.mpp()
-        downsamples = [slide.downsample(i) for i in range(level, slide.level_count)]
-        mpp = None if mpp0 is None else [(mpp0[0] * d, mpp0[1] * d) for d in downsamples]
-        mask_path = write_mask_pyramid(
-            output_dir / f"{path.stem}_mask.tif", bands(), slide.level_shapes[level:], mpp=mpp
-        )
+            with atomic_path(mask_path) as tmp:
+                bands = follower(segmenter.bands(read, shape, tissue))
+                write_mask_pyramid(tmp, bands, slide.level_shapes[level:], mpp=mpps)
+            mpp = None if mpps is None else mpps[0]
+    else:
+        image = read_image(path)
+        level, shape, downsample, mpp = 0, image.shape[1:], 1.0, None
+        rows, cols = _sample_grid(shape, _thumb_size(shape, config.thumbnail_size))
+        thumb = image[:, rows][:, :, cols]
+        tissue_mask = detect_tissue(thumb, config.tissue_threshold)
+        follower = _MaskFollower(shape, thumb.shape[1:], config.polygon_max_side)
+        read = lambda top, left, height, width: image[:, top : top + height, left : left + width]  # noqa: E731
+        labels = np.concatenate(list(follower(segmenter.bands(read, shape))), axis=0)
+        with atomic_path(mask_path) as tmp:
+            Image.fromarray(labels).save(tmp, format="PNG")
     overlay = _write_overlay(
-        output_dir / f"{path.stem}_overlay.png", thumb, thumb_labels, config.overlay_alpha
+        output_dir / f"{path.stem}_overlay.png", thumb, follower.thumb.labels, config.overlay_alpha
     )
-    return mask_path, overlay
+    sampled = follower.polygons
+    names = list(config.class_names)
+    names += [f"Class {c}" for c in range(len(names), config.num_classes)]
+    palette = _PALETTE[1:]
+    classes = {c: (names[c], palette[(c - 1) % len(palette)]) for c in range(1, config.num_classes)}
+    features = mask_features(
+        sampled.labels,
+        classes,
+        scale=(sampled.scale[0] * downsample, sampled.scale[1] * downsample),
+        pixel_area=sampled.scale[0] * sampled.scale[1],
+        min_area=config.min_region_pixels,
+    )
+    geojson = write_geojson(output_dir / f"{path.stem}_regions.geojson", features)
+    result = InferenceResult(
+        image=path,
+        mask=mask_path,
+        overlay=overlay,
+        geojson=geojson,
+        summary=output_dir / f"{path.stem}_summary.json",
+        level=level,
+        height=int(shape[0]),
+        width=int(shape[1]),
+        mpp=mpp,
+        tissue_pixels=int(round(tissue_mask.mean() * shape[0] * shape[1])),
+        tumour_pixels=follower.tumour_pixels,
+        windows_run=segmenter.windows_run - run_before,
+        windows_skipped=segmenter.windows_skipped - skipped_before,
+        seconds=time.perf_counter() - start,
+    )
+    result.write()
+    return result
 
 
 def infer_file(
-    network: torch.nn.Module,
+    network: Union[torch.nn.Module, GridSegmenter],
     path: Union[str, os.PathLike],
     output_dir: Union[str, os.PathLike],
     config: Optional[SlideInferenceConfig] = None,
 ) -> InferenceResult:
-    """Segment one tile or slide and write ``<stem>_mask.png|.tif`` and ``<stem>_overlay.png``.
+    """Segment one tile or slide and write its mask, overlay, GeoJSON regions and summary.
+
+    Writes, each file atomically, ``<stem>_mask.png|.tif``, ``<stem>_overlay.png``,
+    ``<stem>_regions.geojson`` (:mod:`~monai_coco.inference.geojson`) and last ``<stem>_summary.json``
+    (:mod:`~monai_coco.inference.summary`).
 
     Args:
         network: maps ``(B, C, h, w)`` windows to logits ``(B, num_classes, h, w)``; moved to the
-            config's device and put in ``eval()`` mode.
+            config's device, put in ``eval()`` mode and wrapped in the config's runtime. Or a segmenter
+            from :func:`make_segmenter` (the runtime built once for many files).
         path: a JPEG/PNG/TIFF tile or a TIFF/SVS slide (see :func:`~monai_coco.data.slide_io.is_slide`).
         output_dir: created if needed.
         config: settings, default :class:`SlideInferenceConfig()`.
@@ -368,11 +383,48 @@ def infer_file(
             "<stem>_mask file beside the image (e.g. a ground-truth mask) is overwritten."
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    segmenter = _ChunkedSegmenter(network, config)
-    run = _infer_slide if is_slide(path) else _infer_tile
-    mask, overlay = run(segmenter, path, output_dir, config)
-    predictor = segmenter.predictor
-    return InferenceResult(path, mask, overlay, predictor.windows_run, predictor.windows_skipped)
+    segmenter = network if isinstance(network, GridSegmenter) else make_segmenter(network, config)
+    return _infer_one(segmenter, path, output_dir, config)
+
+
+def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str]] = None) -> list[Path]:
+    """The images of a folder (not recursive, sorted by name) or of a CSV list.
+
+    Args:
+        source: a folder, or a ``.csv`` file whose column ``image`` (else its first column) holds paths,
+            relative ones taken from the CSV's folder.
+        suffixes: image suffixes taken from a folder (default: all supported). Files named ``*_mask.*`` or
+            ``*_overlay.*`` (inference outputs) are never taken.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: naming ``source``: no image in it, or a CSV without rows.
+    """
+    source = Path(source)
+    if source.suffix.lower() == ".csv" and source.is_file():
+        with open(source, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or not rows[0]:
+            raise ValueError(f"slide list {source} is empty; expected a column 'image' of slide paths.")
+        column = rows[0].index("image") if "image" in rows[0] else 0
+        body = rows[1:] if "image" in rows[0] else rows
+        images = [source.parent / row[column] for row in body if row and row[column].strip()]
+        if not images:
+            raise ValueError(f"slide list {source} has no slide path in column {column}.")
+        return images
+    if not source.is_dir():
+        raise FileNotFoundError(f"input {source} is neither a folder nor a .csv list of slides.")
+    wanted = tuple(
+        "." + s.lower().lstrip(".") for s in (suffixes or TILE_SUFFIXES + TIFF_SUFFIXES + SLIDE_SUFFIXES)
+    )
+    images = sorted(
+        p
+        for p in source.iterdir()
+        if p.is_file() and p.suffix.lower() in wanted and not p.stem.endswith(("_mask", "_overlay"))
+    )
+    if not images:
+        raise ValueError(f"folder {source} holds no image with suffix {wanted}.")
+    return images
 
 
 def infer_path(
@@ -382,26 +434,16 @@ def infer_path(
     config: Optional[SlideInferenceConfig] = None,
     suffixes: Optional[Sequence[str]] = None,
 ) -> list[InferenceResult]:
-    """:func:`infer_file` on one file, or on every image of a folder (not recursive, sorted by name).
+    """:func:`infer_file` on one file, or on every image of a folder or CSV list (:func:`list_images`), in
+    this process (for many slides, see :func:`~monai_coco.inference.cohort.run_cohort`).
 
     Args:
         suffixes: image suffixes taken from a folder (default: all supported). In the authors' layout,
-            where ``<id>.png`` masks lie beside ``<id>.jpg`` images, pass ``(".jpg",)``. Files named
-            ``*_mask.*`` or ``*_overlay.*`` (this module's outputs) are never taken.
+            where ``<id>.png`` masks lie beside ``<id>.jpg`` images, pass ``(".jpg",)``.
     """
     path = Path(path)
-    if path.is_file():
+    if path.is_file() and path.suffix.lower() != ".csv":
         return [infer_file(network, path, output_dir, config)]
-    if not path.is_dir():
-        raise FileNotFoundError(f"input {path} is neither a file nor a folder.")
-    wanted = tuple(
-        "." + s.lower().lstrip(".") for s in (suffixes or TILE_SUFFIXES + TIFF_SUFFIXES + SLIDE_SUFFIXES)
-    )
-    images = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and p.suffix.lower() in wanted and not p.stem.endswith(("_mask", "_overlay"))
-    )
-    if not images:
-        raise ValueError(f"folder {path} holds no image with suffix {wanted}.")
-    return [infer_file(network, p, output_dir, config) for p in images]
+    images = list_images(path, suffixes)
+    segmenter = make_segmenter(network, config or SlideInferenceConfig())
+    return [infer_file(segmenter, p, output_dir, config) for p in images]

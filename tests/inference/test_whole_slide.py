@@ -64,7 +64,8 @@ class ColourNet(torch.nn.Module):
 
 
 def _config(**kw):
-    return SlideInferenceConfig(**{"roi_size": 32, "chunk_size": 96, "device": "cpu", **kw})
+    settings = {"roi_size": 32, "chunk_size": 96, "device": "cpu", "runtime": "torch"}
+    return SlideInferenceConfig(**{**settings, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,12 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
         "### 4.1 Sanity",
         "### 4.2 λ_coco from the gradient ratio",
         "### 4.3 Results",
+        "## Whole-slide deployment",
     ):
         assert heading in report
+    deployment = {r["candidate"]: r for r in results["deployment"]["rows"]}
+    assert set(deployment) == {"monai", "torch", "torchscript", "onnxruntime"}
+    assert all(r["agree"] >= 0.999 and r["windows_run"] <= r["windows_in_grid"] for r in deployment.values())
     assert "`python scripts/benchmark.py --smoke" in report and "| torch | " + torch.__version__ in report
     for plot in ("loss_scaling.png", "accuracy_paired.png"):
         with Image.open(out / "benchmarks" / plot) as image:
@@ -238,6 +242,7 @@ def test_window_count_matches_monai_sliding_window(tmp_path):
         config = SlideInferenceConfig(
             roi_size=32, overlap=overlap, sw_batch_size=1, amp=False, chunk_size=80, device="cpu"
         )
+        config.runtime = "torch"  # eager, so that the forward hook counts the windows
         segment_image(network, image, config)
         assert sum(calls) == sliding_window_windows(80, 32, overlap)
     assert sliding_window_windows(2048, 256, 0.25) == 11 * 11  # stride 192: (2048 - 256) / 192 -> 10 more

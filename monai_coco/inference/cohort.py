@@ -1,0 +1,110 @@
+"""Cohort inference: a folder or CSV list of slides split across processes, resumable, with one summary CSV.
+
+Launch one process per worker with ``torchrun`` (as multi-GPU training does), e.g. on a CPU server::
+
+    MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \\
+    torchrun --standalone --nproc_per_node 4 -m monai_coco.inference slides/ out/ --checkpoint models/model.pt
+
+Worker ``r`` of ``n`` takes slides ``r, r + n, r + 2n, ...`` of the sorted list, one at a time. A slide whose
+``<stem>_summary.json`` (written last and atomically by :func:`~monai_coco.inference.infer_file`) exists
+is complete and skipped, so an interrupted cohort resumes where it stopped. When every worker is done,
+worker 0 gathers the summaries of all listed slides into ``cohort_summary.csv`` (atomically). Under
+``torchrun`` the workers meet at a ``gloo`` barrier; without it, the one process does everything.
+
+A slide that fails (unreadable file, ...) is reported in one line and left out; the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.distributed as dist
+
+from monai_coco.checkpoints import atomic_path
+from monai_coco.inference.summary import SUMMARY_FIELDS, read_summary
+from monai_coco.inference.whole_slide import SlideInferenceConfig, infer_file, list_images, make_segmenter
+
+__all__ = ["run_cohort", "COHORT_CSV"]
+
+COHORT_CSV = "cohort_summary.csv"
+logger = logging.getLogger("monai_coco.inference")
+
+
+def _world() -> tuple[int, int]:
+    """``(rank, world size)``; joins ``torchrun``'s process group (``gloo``) when launched by it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _write_csv(path: Path, images: Sequence[Path], output_dir: Path) -> tuple[Path, int]:
+    rows = [read_summary(output_dir / f"{image.stem}_summary.json") for image in images]
+    rows = [row for row in rows if row is not None]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, len(rows)
+
+
+def run_cohort(
+    network: torch.nn.Module,
+    source: Union[str, os.PathLike],
+    output_dir: Union[str, os.PathLike],
+    config: Optional[SlideInferenceConfig] = None,
+    suffixes: Optional[Sequence[str]] = None,
+    overwrite: bool = False,
+) -> Optional[Path]:
+    """Segment this worker's share of a cohort; worker 0 then writes ``cohort_summary.csv``.
+
+    Args:
+        network: as for :func:`~monai_coco.inference.infer_file`.
+        source: a folder or a CSV list of slides (:func:`~monai_coco.inference.list_images`).
+        output_dir: where every slide's outputs and the cohort CSV go.
+        config: inference settings; with ``num_threads=None`` each of ``n`` workers takes
+            ``os.cpu_count() // n`` threads (at least 1), so that the workers do not oversubscribe the CPU.
+        suffixes: see :func:`~monai_coco.inference.list_images`.
+        overwrite: redo slides whose outputs are complete.
+
+    Returns:
+        the cohort CSV's path on worker 0, ``None`` on the others.
+    """
+    config = config or SlideInferenceConfig()
+    output_dir = Path(output_dir)
+    images = list_images(source, suffixes)
+    rank, world = _world()
+    if config.num_threads is None:
+        config = replace(config, num_threads=max(1, (os.cpu_count() or 1) // world))
+    mine = images[rank::world]
+    todo = [p for p in mine if overwrite or read_summary(output_dir / f"{p.stem}_summary.json") is None]
+    logger.info("worker %d/%d: %d of its %d slides to do", rank, world, len(todo), len(mine))
+    if todo:
+        segmenter = make_segmenter(network, config)
+        for image in todo:
+            try:
+                result = infer_file(segmenter, image, output_dir, config)
+            except (ValueError, FileNotFoundError) as exc:
+                logger.error("worker %d: %s", rank, exc)
+                continue
+            logger.info("worker %d: %s done in %.1f s", rank, image.name, result.seconds)
+    if dist.is_initialized():
+        dist.barrier()
+    path = None
+    if rank == 0:
+        path, done = _write_csv(output_dir / COHORT_CSV, images, output_dir)
+        if done < len(images):
+            logger.warning("%s: %d of %d slides complete; rerun to resume", path, done, len(images))
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return path

@@ -1,0 +1,156 @@
+"""Whole-slide deployment benchmark: the student in each runtime against a plain MONAI baseline, one slide.
+
+Candidates, each run in a fresh process (so that its peak RSS is its own), interleaved round by round so
+that a shared machine's load falls on all of them alike; speed is reported as ratios of median times:
+
+* ``monai``: the plain MONAI way: ``WSIReader`` reads the whole level, one ``SlidingWindowInferer`` pass of
+  the eager student over it (every window, no tissue skipping);
+* ``torch``, ``torchscript``, ``onnxruntime``: :func:`monai_coco.inference.infer_file` in that runtime
+  (each window of the level's grid once, tissue skipping, mask pyramid, GeoJSON and summary written).
+
+Each reports megapixels of the level per second, windows run against windows in the grid, peak RSS, and
+the fraction of mask pixels equal to the eager ``torch`` candidate's.
+
+    python scripts/benchmark_deployment.py --side 4096 --rounds 2   # one candidate: --candidate NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CANDIDATES = ("monai", "torch", "torchscript", "onnxruntime")
+ROI, OVERLAP, BATCH = 256, 0.25, 4
+
+
+def _student():
+    import torch
+
+    from monai_coco.networks import MobileUNet
+
+    torch.manual_seed(0)
+    return MobileUNet(3, 2).eval()
+
+
+def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
+    """Run one candidate on ``slide`` (level 0) in this process; its mask goes to ``out/<name>.npy``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    network = _student()
+    start = time.perf_counter()
+    if name == "monai":
+        from monai.data import WSIReader
+        from monai.inferers import SlidingWindowInferer
+
+        reader = WSIReader(backend="tifffile", channel_dim=0)
+        wsi = reader.read(str(slide))
+        image, _ = reader.get_data(wsi, level=0)
+        inferer = SlidingWindowInferer(ROI, sw_batch_size=BATCH, overlap=OVERLAP)
+        with torch.inference_mode():
+            logits = inferer(torch.from_numpy(np.asarray(image, np.float32) / 255)[None], network)
+        mask = logits[0].argmax(0).numpy().astype(np.uint8)
+        from monai_coco.inference.window_grid import WindowGrid
+
+        windows = len(WindowGrid(mask.shape, (ROI, ROI), OVERLAP, "constant"))
+        run, grid = windows, windows
+    else:
+        import tifffile
+
+        from monai_coco.inference import SlideInferenceConfig, infer_file
+
+        config = SlideInferenceConfig(
+            roi_size=ROI,
+            overlap=OVERLAP,
+            sw_batch_size=BATCH,
+            runtime=name,
+            num_threads=threads,
+            device="cpu",
+        )
+        result = infer_file(network, slide, out / name, config)
+        mask = tifffile.imread(result.mask, key=0)
+        run, grid = result.windows_run, result.windows_run + result.windows_skipped
+    seconds = time.perf_counter() - start
+    np.save(out / f"{name}.npy", mask)
+    return {
+        "candidate": name,
+        "seconds": seconds,
+        "mpix_per_s": mask.size / seconds / 1e6,
+        "windows_run": run,
+        "windows_in_grid": grid,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def benchmark(side: int, rounds: int, threads: int, workdir: Path) -> dict:
+    """Every candidate ``rounds`` times, interleaved, on one synthetic ``side x side`` slide."""
+    from monai_coco.data.synthetic import write_synthetic_slide
+
+    slide, _ = write_synthetic_slide(workdir / "slide.tif", size=side, tile=256)
+    runs: dict[str, list[dict]] = {name: [] for name in CANDIDATES}
+    for _ in range(rounds):
+        for name in CANDIDATES:
+            command = [sys.executable, __file__, "--candidate", name, "--slide", str(slide)]
+            command += ["--workdir", str(workdir), "--threads", str(threads)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    reference = np.load(workdir / "torch.npy")
+    rows = []
+    for name, results in runs.items():
+        seconds = statistics.median(r["seconds"] for r in results)
+        agree = float((np.load(workdir / f"{name}.npy") == reference).mean())
+        rows.append(
+            {**results[-1], "seconds": seconds, "mpix_per_s": side * side / seconds / 1e6, "agree": agree}
+        )
+    base = {r["candidate"]: r["seconds"] for r in rows}
+    for r in rows:
+        r["speed_vs_monai"] = base["monai"] / r["seconds"]
+        r["speed_vs_eager"] = base["torch"] / r["seconds"]
+    return {"side": side, "rounds": rounds, "threads": threads, "rows": rows}
+
+
+def table(results: dict) -> str:
+    """Markdown table of :func:`benchmark`'s rows."""
+    lines = [
+        "| candidate | MP/s | × MONAI | × eager | windows run / in grid | peak RSS (MiB) | mask = eager |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['candidate']} | {r['mpix_per_s']:.3f} | {r['speed_vs_monai']:.2f} | "
+            f"{r['speed_vs_eager']:.2f} | {r['windows_run']} / {r['windows_in_grid']} | "
+            f"{r['peak_rss_mib']:.0f} | {100 * r['agree']:.3f} % |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--side", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--candidate", choices=CANDIDATES, default=None, help="run one candidate (internal)")
+    parser.add_argument("--slide", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.candidate:
+        result = run_candidate(args.candidate, args.slide, args.workdir, args.threads)
+        print(json.dumps(result))
+        return result
+    with tempfile.TemporaryDirectory() as scratch:
+        results = benchmark(args.side, args.rounds, args.threads, args.workdir or Path(scratch))
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""A cohort split across two torchrun workers on CPU (gloo), resumed after an interruption."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monai_coco.inference import list_images
+from monai_coco.inference.__main__ import main
+
+from .test_whole_slide import ColourNet, _scene, _write_slide
+
+ROOT = Path(__file__).resolve().parents[2]
+NETWORK = '{"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}'
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    img, expected = _scene(128, 192)
+    for i in range(4):  # the cancer block moves with i; slides differ
+        _write_slide(folder / f"s{i}.tif", np.roll(img, 16 * i, axis=1), levels=1)
+    torch.save({"model": ColourNet().conv.state_dict()}, tmp_path / "model.pt")
+    args = ["--checkpoint", str(tmp_path / "model.pt"), "--network", NETWORK, "--roi", "32", "32"]
+    args += ["--chunk-size", "64", "--device", "cpu", "--runtime", "torch", "--threads", "1"]
+    return folder, tmp_path / "out", args
+
+
+def _rows(out):
+    with open(out / "cohort_summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_two_torchrun_workers_share_a_cohort_and_a_rerun_resumes(cohort, caplog):
+    folder, out, args = cohort
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "monai_coco.inference", str(folder), str(out), *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout + done.stderr
+    assert "worker 0/2: 2 of its 2 slides to do" in log and "worker 1/2: 2 of its 2 slides to do" in log
+    rows = _rows(out)
+    assert [Path(r["image"]).name for r in rows] == ["s0.tif", "s1.tif", "s2.tif", "s3.tif"]
+    assert all(int(r["tumour_pixels"]) > 0 and r["tumour_area_mm2"] for r in rows)
+    assert all(int(r["windows_run"]) + int(r["windows_skipped"]) == 5 * 8 for r in rows)  # 128 x 192
+
+    (out / "s2_summary.json").unlink()  # s2 interrupted: its summary (written last) is missing
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("s[013]_*")}
+    with caplog.at_level("INFO", logger="monai_coco.inference"):
+        assert main([str(folder), str(out), *args]) == 0
+    assert "worker 0/1: 1 of its 4 slides to do" in caplog.text
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("s[013]_*")} == stamps  # complete slides untouched
+    assert json.loads((out / "s2_summary.json").read_text())["image"].endswith("s2.tif")
+    assert len(_rows(out)) == 4
+
+
+def test_a_csv_list_names_slides_relative_to_itself(tmp_path):
+    (tmp_path / "a.tif").write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "list.csv").write_text("patient,image\np1,a.tif\np2,sub/b.svs\n")
+    assert list_images(tmp_path / "list.csv") == [tmp_path / "a.tif", tmp_path / "sub" / "b.svs"]
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="empty.csv"):
+        list_images(tmp_path / "empty.csv")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        list_images(tmp_path / "nowhere")

@@ -1,0 +1,119 @@
+"""GeoJSON regions read back with shapely, per-slide summaries, and the scale-aware choice of level."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+from shapely.geometry import shape
+from shapely.ops import unary_union
+
+from monai_coco.inference import SlideInferenceConfig, infer_file
+from monai_coco.inference.geojson import mask_features
+from monai_coco.inference.scale import choose_level
+from monai_coco.inference.summary import read_summary
+
+from .test_whole_slide import PURPLE, ColourNet, _scene, _write_slide
+
+TUMOR = {1: ("Tumor", (200, 0, 0))}
+
+
+def _union(features):
+    return unary_union([shape(f["geometry"]) for f in features])
+
+
+def test_regions_keep_holes_drop_specks_and_match_the_mask_area():
+    labels = np.zeros((60, 80), np.uint8)
+    labels[10:50, 10:50] = 1
+    labels[20:30, 20:30] = 0  # a 100-pixel hole: kept
+    labels[40:42, 40:42] = 0  # a 4-pixel pinhole: filled
+    labels[5:7, 70:72] = 1  # a 4-pixel speck: dropped
+    labels[30:60, 60:80] = 1  # a second region touching the border
+    features = mask_features(labels, TUMOR, scale=(2.0, 2.0), pixel_area=1.0, min_area=16)
+    assert [f["geometry"]["type"] for f in features] == ["Polygon", "Polygon"]
+    for f in features:
+        assert f["type"] == "Feature"
+        assert f["properties"] == {
+            "objectType": "annotation",
+            "classification": {"name": "Tumor", "color": [200, 0, 0]},
+        }
+    square, corner = (shape(f["geometry"]) for f in features)
+    assert square.is_valid and corner.is_valid
+    assert len(square.interiors) == 1 and square.area == (40 * 40 - 100) * 4  # level-0 pixels: x2 a side
+    assert square.bounds == (20.0, 20.0, 100.0, 100.0)  # (minx, miny, maxx, maxy): columns are x
+    assert corner.bounds == (120.0, 60.0, 160.0, 120.0) and corner.area == 30 * 20 * 4
+    kept = labels.copy()
+    kept[40:42, 40:42], kept[5:7, 70:72] = 1, 0
+    assert _union(features).area == kept.sum() * 4
+
+
+def test_slide_gets_qupath_geojson_and_a_summary_agreeing_with_its_mask(tmp_path):
+    img, expected = _scene()
+    path = _write_slide(tmp_path / "case.tif", img, mpp=0.5)
+    config = SlideInferenceConfig(roi_size=32, chunk_size=64, device="cpu", runtime="torch", level=1)
+    result = infer_file(ColourNet(), path, tmp_path / "out", config)
+    collection = json.loads(result.geojson.read_text())
+    assert result.geojson.name == "case_regions.geojson" and collection["type"] == "FeatureCollection"
+    assert len(collection["features"]) == 2  # the two purple blocks
+    with tifffile.TiffFile(result.mask) as tif:
+        mask = tif.pages[0].asarray()  # level 1: 128 x 192
+    regions = _union(collection["features"])
+    assert regions.area == pytest.approx(mask.sum() * 4, rel=1e-9)  # level-0 pixels: 2 x 2 per mask pixel
+    assert regions.bounds == pytest.approx((96, 64, 352, 224), abs=4)  # the blocks in level-0 pixels
+
+    summary = read_summary(result.summary)
+    assert summary == json.loads(json.dumps(result.row()))
+    assert result.level == summary["level"] == 1 and (result.height, result.width) == (128, 192)
+    assert result.mpp == pytest.approx((1.0, 1.0))  # 0.5 um/px at level 0, x2
+    assert result.tumour_pixels == int(mask.sum()) == pytest.approx(int(expected[::2, ::2].sum()), rel=0.05)
+    tissue = ((img[::2, ::2] == PURPLE).all(-1) | (img[::2, ::2] != 240).any(-1)).sum()
+    assert result.tissue_pixels == pytest.approx(tissue, rel=0.05)
+    assert summary["tumour_area_mm2"] == pytest.approx(mask.sum() * 1e-6)  # 1 um^2 per level-1 pixel
+    assert summary["tumour_fraction"] == pytest.approx(mask.sum() / result.tissue_pixels)
+    assert summary["windows_run"] + summary["windows_skipped"] == 5 * 8  # 128 x 192 level, 32-px windows
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
+
+
+def test_tile_summary_has_no_mm2_without_a_scale(tmp_path):
+    from PIL import Image
+
+    img, expected = _scene(96, 160)
+    Image.fromarray(img).save(tmp_path / "tile.png")
+    config = SlideInferenceConfig(roi_size=32, chunk_size=64, device="cpu", runtime="torch")
+    result = infer_file(ColourNet(), tmp_path / "tile.png", tmp_path / "out", config)
+    assert result.tumour_pixels == expected.sum() and result.tumour_area_mm2 is None
+    assert _union(json.loads(result.geojson.read_text())["features"]).area == expected.sum()
+
+
+@pytest.mark.parametrize(
+    "mpps, train, level, expected_level, warns",
+    [
+        ([0.25, 0.5, 1.0, 2.0], 0.5, None, 1, None),
+        ([0.25, 1.0, 4.0], 2.0, None, 1, "factor 0.50"),  # log-nearest: 1 and 4 are equally far; first
+        ([0.25, 0.5, 1.0, 2.0], 1.1, None, 2, None),
+        ([0.25, 0.5], 2.0, None, 1, "level 1 is at 0.5 µm/px, but the network was trained at 2 µm/px"),
+        ([0.25, 0.5], 0.5, 0, 0, "factor 0.50"),
+        (None, 2.0, None, 0, "does not record its µm/px"),
+    ],
+)
+def test_choose_level_by_scale(mpps, train, level, expected_level, warns):
+    chosen, warning = choose_level(mpps, train, "s.tif", level)
+    assert chosen == expected_level
+    assert (warning is None) if warns is None else (warns in warning and "s.tif" in warning)
+
+
+def test_slide_level_is_chosen_by_the_training_scale_and_said_so(tmp_path, caplog):
+    img, _ = _scene()
+    path = _write_slide(tmp_path / "case.tif", img, mpp=0.5)  # levels at 0.5 and 1 um/px
+    config = SlideInferenceConfig(roi_size=32, device="cpu", runtime="torch", level=None, mpp=1.0)
+    with caplog.at_level(logging.INFO, logger="monai_coco.inference"):
+        result = infer_file(ColourNet(), path, tmp_path / "out", config)
+    assert result.level == 1 and "case.tif: level 1 at 1 µm/px (network: 1 µm/px)" in caplog.text
+    caplog.clear()
+    config = SlideInferenceConfig(roi_size=32, device="cpu", runtime="torch", level=None, mpp=4.0)
+    with caplog.at_level(logging.WARNING, logger="monai_coco.inference"):
+        assert infer_file(ColourNet(), path, tmp_path / "out4", config).level == 1
+    assert len(caplog.records) == 1 and "trained at 4 µm/px" in caplog.text
+    with pytest.raises(ValueError, match="SlideInferenceConfig.level"):
+        SlideInferenceConfig(level=None)

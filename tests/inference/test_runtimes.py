@@ -1,0 +1,86 @@
+"""Each runtime computes the eager student's logits (within 1e-4) and the same whole-image mask."""
+
+import numpy as np
+import pytest
+import torch
+
+from monai_coco.inference import SlideInferenceConfig, make_segmenter, segment_image
+from monai_coco.inference.runtimes import RUNTIMES, OnnxRuntime, build_runtime, installed_runtimes
+from monai_coco.networks import MobileUNet
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    net = MobileUNet(3, 2, width_mult=0.25).eval()
+    for module in net.modules():  # trained-looking BatchNorm statistics, so that folding them matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():  # centre the class-1 logit so that both classes occur
+        logits = net(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
+        net.head.bias[1] -= (logits[:, 1] - logits[:, 0]).median()
+    return net
+
+
+def test_the_onnx_runtime_is_installed_for_these_tests():
+    assert installed_runtimes() == ("torch", "torchscript", "onnxruntime")
+
+
+@pytest.mark.parametrize("name", ["torchscript", "onnxruntime"])
+def test_compiled_runtimes_give_the_eager_logits(student, name):
+    example = torch.rand(2, 3, 64, 64)
+    runtime = build_runtime(student, name, example, torch.device("cpu"), num_threads=1)
+    assert runtime.name == name
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))  # another batch size
+    with torch.inference_mode():
+        expected = student(x)
+    got = runtime(x)
+    assert got.shape == (3, 2, 64, 64)
+    assert (got - expected).abs().max() < 1e-4
+    assert (got - expected).abs().max() < 1e-3 * expected.abs().max()
+
+
+def test_auto_takes_onnxruntime_on_cpu_and_eager_torch_elsewhere(student):
+    runtime = build_runtime(student, "auto", torch.rand(2, 3, 64, 64), torch.device("cpu"))
+    assert isinstance(runtime, OnnxRuntime)
+
+
+def test_auto_falls_back_to_eager_torch_when_a_compiled_runtime_differs(caplog):
+    class Stateful(torch.nn.Module):
+        """Differs between calls: traced or exported, it cannot reproduce the eager logits."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 1)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.conv(x) + self.calls
+
+    runtime = build_runtime(Stateful(), "auto", torch.rand(1, 3, 32, 32), torch.device("cpu"))
+    assert runtime.name == "torch" and "using torch" in caplog.text
+
+
+def test_whole_image_masks_agree_across_runtimes(student):
+    image = np.random.default_rng(0).integers(0, 256, (3, 96, 160), dtype=np.uint8)
+    masks = {
+        name: segment_image(student, image, SlideInferenceConfig(roi_size=64, chunk_size=64, runtime=name))
+        for name in ("torch", "torchscript", "onnxruntime")
+    }
+    assert 0.05 < masks["torch"].mean() < 0.95
+    for name in ("torchscript", "onnxruntime"):
+        assert (masks[name] == masks["torch"]).mean() >= 0.999
+
+
+def test_bad_runtime_settings_are_named():
+    with pytest.raises(ValueError, match="SlideInferenceConfig.runtime"):
+        SlideInferenceConfig(runtime="tensorrt")
+    with pytest.raises(ValueError, match="SlideInferenceConfig.num_threads"):
+        SlideInferenceConfig(num_threads=0)
+    with pytest.raises(ValueError, match=r"runtime must be one of"):
+        build_runtime(torch.nn.Conv2d(3, 2, 1), "tvm", torch.rand(1, 3, 8, 8), torch.device("cpu"))
+    assert RUNTIMES[0] == "auto"
+    segmenter = make_segmenter(torch.nn.Conv2d(3, 2, 1), SlideInferenceConfig(roi_size=32, runtime="torch"))
+    assert segmenter.runtime.name == "torch"

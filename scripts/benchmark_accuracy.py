@@ -131,9 +131,14 @@ def run_protocol(
             log(f"screen {arm.name}: validation mIoU {screening[-1]['best_val_miou']:.4f}")
         baseline = max(screening, key=lambda row: row["best_val_miou"])["arm"]
 
-    if unlabelled_dir and not recipe.has_setting("train.yaml", "unlabelled_dir"):
-        log(f"train.yaml has no unlabelled_dir setting: the unlabelled arms ({unlabelled_dir}) are skipped")
+    if not unlabelled_dir:
+        unlabelled_note = "no unlabelled pool (give --unlabelled-dir, or a --dataset-dir with unlabelled/)"
+    elif not recipe.has_setting("train.yaml", "unlabelled_dir"):
+        unlabelled_note = f"train.yaml has no unlabelled_dir setting to pass {unlabelled_dir} to"
         unlabelled_dir = None
+    else:
+        unlabelled_note = f"unlabelled pool: {unlabelled_dir}"
+    log(f"unlabelled arms: {'run' if unlabelled_dir else 'skipped'} ({unlabelled_note})")
     noop = float(settings["noop_lambda_coco"])
     arms = protocol_arms(baseline, lambdas["plain"], lambdas["paraphraser"], noop, unlabelled_dir)
     runs = []
@@ -155,6 +160,7 @@ def run_protocol(
         "screening": screening,
         "baseline": baseline,
         "unlabelled_dir": unlabelled_dir,
+        "unlabelled_note": unlabelled_note,
         "arms": [
             {"name": a.name, "label": a.label, "command": a.command(), "distill": a.distill} for a in arms
         ],

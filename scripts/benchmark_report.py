@@ -320,6 +320,8 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         f"two-sided {level} Student t interval of the mean difference (n − 1 degrees of freedom). "
         "Verdict: **gain** when the interval against the student alone lies above 0 and so does the one "
         "against the no-op arm; **loss** when it lies below 0; otherwise no resolved difference.",
+        f"- Arms with unlabelled tiles (KD and the full method, distilling on the labelled subset plus the "
+        f"pool): {'run' if acc['unlabelled_dir'] else 'not run'}, {acc['unlabelled_note']}.",
         f"- {setup['note']}",
     ]
     sanity_text = [

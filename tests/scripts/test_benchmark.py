@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from benchmark_accuracy import choose_lambda, summarise
-from benchmark_bundle import CONFIGS, Recipe, term_signature
+from benchmark_bundle import CONFIGS, Recipe, protocol_arms, term_signature
 from benchmark_networks import sliding_window_windows
 from benchmark_stats import paired_interval, verdict
 from monai.bundle import ConfigParser
@@ -252,3 +252,15 @@ def test_benchmark_code_needs_no_sys_path_edits_and_no_tests():
     for script in (Path(benchmark.__file__).parent).glob("*.py"):
         text = script.read_text()
         assert "sys.path.insert" not in text and "from tests" not in text, script.name
+
+
+def test_unlabelled_arms_only_with_a_pool_and_the_setting():
+    names = [a.name for a in protocol_arms("cwd", 0.5, 0.25, 1e-4)]
+    assert names == ["none", "kd", "coco", "coco_p", "coco_p_adv", "cwd", "noop"]
+    with_pool = {a.name: a for a in protocol_arms("kd", 0.5, 0.25, 1e-4, unlabelled_dir="/data/unlabelled")}
+    assert list(with_pool)[-2:] == ["kd_unlabelled", "coco_p_adv_unlabelled"] and "kd" in with_pool
+    assert with_pool["coco_p_adv_unlabelled"].overrides == {**with_pool["coco_p_adv"].overrides,
+                                                            "unlabelled_dir": "/data/unlabelled"}  # fmt: skip
+    assert with_pool["coco_p_adv"].command() == "--distill coco --lambda_coco 0.25"
+    recipe = Recipe("smoke", Path("/nonexistent"))
+    assert recipe.has_setting("train.yaml", "distill") and not recipe.has_setting("train.yaml", "no_such_id")

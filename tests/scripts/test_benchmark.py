@@ -3,8 +3,12 @@ writes the report; the arms are the bundle's ``--distill`` choices; the paired s
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import benchmark
@@ -19,6 +23,8 @@ from monai.bundle import ConfigParser
 from PIL import Image
 
 from monai_coco.inference import SlideInferenceConfig, segment_image
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -264,3 +270,39 @@ def test_unlabelled_arms_only_with_a_pool_and_the_setting():
     assert with_pool["coco_p_adv"].command() == "--distill coco --lambda_coco 0.25"
     recipe = Recipe("smoke", Path("/nonexistent"))
     assert recipe.has_setting("train.yaml", "distill") and not recipe.has_setting("train.yaml", "no_such_id")
+
+
+def test_a_report_row_is_what_the_bundle_command_line_runs(smoke_run):
+    """The KD row of seed 1, rerun as ``python -m monai.bundle run`` with the report's overrides, gives the
+    same test scores: the benchmark runs the bundle's stages, not a copy of them."""
+    out, results = smoke_run
+    result = results["accuracy"]["result"]
+    arm = next(a for a in result["arms"] if a["name"] == "kd")
+    expected = next(r for r in result["runs"] if r["arm"] == "kd" and r["seed"] == 1)
+    work = out / "work"
+    configs = ["bundle/configs/base.yaml", *result["files"]]
+    student = [token for k, v in result["settings"]["student"].items() for token in (f"--{k}", str(v))]
+    common = ["--bundle_root", str(work), "--model_name", "cli_kd_s1.pt"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for action, stage, extra in (
+        ("training", "train.yaml", [*arm["command"].split(), *student, "--seed", "1"]),
+        ("evaluating", "evaluate.yaml", ["--output_dir", str(work / "eval" / "cli_kd_s1")]),
+    ):
+        config = repr([*configs, f"bundle/configs/{stage}"])
+        command = [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            action,
+            "--config_file",
+            config,
+            *common,
+            *extra,
+        ]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    with open(work / "eval" / "cli_kd_s1" / "metrics.csv") as f:
+        metrics = {name: float(value) for name, value in csv.reader(f)}
+    assert metrics["miou"] == pytest.approx(expected["miou"], abs=1e-6)
+    assert metrics["dice"] == pytest.approx(expected["dice"], abs=1e-6)

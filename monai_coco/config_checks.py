@@ -23,6 +23,7 @@ from monai_coco.data.datalist import load_paired_datalist
 __all__ = [
     "bundle_datalist",
     "check_choice",
+    "check_optional_count",
     "check_path",
     "check_roi_size",
     "exit_on_error",
@@ -41,6 +42,13 @@ def check_choice(setting: str, value: Any, choices: Iterable[Any]) -> Any:
     choices = list(choices)
     if value not in choices:
         fail(f"{setting}={value!r} is not one of {', '.join(map(repr, choices))}.")
+    return value
+
+
+def check_optional_count(setting: str, value: Any) -> int | None:
+    """``value`` if it is None or an integer ``>= 1`` (e.g. ``n_labelled``), else stop naming ``setting``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        fail(f"{setting}={value!r} must be null (all) or an integer >= 1.")
     return value
 
 

@@ -310,7 +310,7 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         f"**{sizes['teacher_params'] / 1e6:.2f} M** parameters, trained on all {sizes['n_train']} tiles "
         f"({_kv(settings['teacher'])}); students: Mobile U-Net "
         f"width {sizes['student_width']}, **{sizes['student_params'] / 1e6:.2f} M** "
-        f"({sizes['teacher_params'] / sizes['student_params']:.1f}× fewer), each from the first "
+        f"(teacher / student: ×{sizes['teacher_params'] / sizes['student_params']:.1f}), each from the first "
         f"{student.get('n_labelled', 'all')} tiles ({_kv(student)}), kept at its best validation mIoU.",
         f"- Every run is a bundle stage: `python -m monai.bundle run training {config} {overrides} "
         "--seed S` plus the arm's overrides below (the teacher's and paraphrasers' stages likewise with "

@@ -12,6 +12,7 @@ from monai.networks.nets import BasicUNet
 from monai_coco.config_checks import (
     bundle_datalist,
     check_choice,
+    check_optional_count,
     check_path,
     check_roi_size,
     exit_on_error,
@@ -30,6 +31,13 @@ def _stop_message(function, *args, **kwargs) -> str:
 # ---------------------------------------------------------------- config_checks
 def test_fail_puts_any_message_on_one_prefixed_line():
     assert _stop_message(fail, "a\n  multi-line\tmessage ") == "monai_coco: a multi-line message"
+
+
+def test_check_optional_count_takes_none_or_a_positive_integer_and_names_the_setting_otherwise():
+    assert check_optional_count("n_labelled", None) is None and check_optional_count("n_labelled", 16) == 16
+    for bad in (0, -3, 2.5, "16", True):
+        message = _stop_message(check_optional_count, "n_labelled", bad)
+        assert message == f"monai_coco: n_labelled={bad!r} must be null (all) or an integer >= 1."
 
 
 def test_check_choice_returns_a_valid_value_and_names_the_setting_otherwise():

@@ -42,3 +42,23 @@ def test_training_transforms_make_label_mask_greater_than_zero(tmp_path, mask_va
         torch.testing.assert_close(label[0], (image[0] > 0.5).to(label.dtype))
         flipped += not torch.equal(label[0].bool(), torch.from_numpy(region))
     assert flipped > 0  # the flips did run
+
+
+def test_n_labelled_trains_on_the_first_tiles_of_the_sorted_training_list(tmp_path):
+    """``n_labelled: N`` keeps the first N pairs of the training datalist (the benchmark's small labelled
+    subset); null keeps them all; validation is untouched."""
+    train = tmp_path / "train"
+    train.mkdir()
+    for name in ("c", "a", "d", "b"):  # written out of order: the datalist is sorted
+        paths, _ = _pair(tmp_path, (0, 1))
+        (tmp_path / "tile.png").rename(train / f"{name}.png")
+        (tmp_path / "tile_mask.png").rename(train / f"{name}_mask.png")
+    (tmp_path / "val").symlink_to(train)
+
+    def datalists(n_labelled) -> tuple[list[str], int]:
+        parser = parse_stage("train_teacher.yaml", {"dataset_dir": str(tmp_path), "n_labelled": n_labelled})
+        names = [item["image"].rsplit("/", 1)[-1] for item in parser.get_parsed_content("train#datalist")]
+        return names, len(parser.get_parsed_content("validate#datalist"))
+
+    assert datalists(None) == (["a.png", "b.png", "c.png", "d.png"], 4)
+    assert datalists(2) == (["a.png", "b.png"], 4)

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from inspect import signature
 from pathlib import Path
 
 import benchmark
@@ -22,6 +23,7 @@ from benchmark_stats import paired_interval, verdict
 from monai.bundle import ConfigParser
 from PIL import Image
 
+from monai_coco.data import synthetic_dataset
 from monai_coco.inference import SlideInferenceConfig, segment_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -306,3 +308,21 @@ def test_a_report_row_is_what_the_bundle_command_line_runs(smoke_run):
         metrics = {name: float(value) for name, value in csv.reader(f)}
     assert metrics["miou"] == pytest.approx(expected["miou"], abs=1e-6)
     assert metrics["dice"] == pytest.approx(expected["dice"], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["cpu", "gpu"])
+def test_full_modes_have_paired_seeds_a_larger_teacher_and_a_small_labelled_subset(mode, tmp_path):
+    recipe = Recipe(mode, tmp_path)
+    settings = recipe.settings
+    assert len(settings["seeds"]) >= 5 and settings["screen_seed"] not in settings["seeds"]
+    parser = recipe.parser("train.yaml")
+    teacher, student = (sum(p.numel() for p in parser.get_parsed_content(k).parameters()) for k in
+                        ("teacher_def", "network_def"))  # fmt: skip
+    assert teacher >= 5 * student
+    n_train = parser.get("synthetic").get(
+        "n_train", signature(synthetic_dataset).parameters["n_train"].default
+    )
+    assert settings["student"]["n_labelled"] < n_train and "n_labelled" not in settings["teacher"]
+    if mode == "gpu":  # the paper's pair at the paper's tile size
+        assert parser.get("roi_size") == [256, 256]
+        assert (round(teacher / 1e6, 1), round(student / 1e6, 1)) == (38.3, 4.7)

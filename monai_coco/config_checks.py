@@ -19,9 +19,11 @@ import torch
 
 from monai_coco.checkpoints import load_checkpoint
 from monai_coco.data.datalist import load_paired_datalist
+from monai_coco.data.unlabelled import list_unlabelled, slide_patches
 
 __all__ = [
     "bundle_datalist",
+    "bundle_unlabelled",
     "check_choice",
     "check_optional_count",
     "check_path",
@@ -122,3 +124,33 @@ def bundle_datalist(
     except (ValueError, FileNotFoundError) as exc:
         fail(f"{setting}={str(dataset_dir)!r}: {exc}")
 
+
+
+def bundle_unlabelled(
+    unlabelled_dir: str | os.PathLike | None,
+    mpp: float,
+    roi_size: Sequence[int],
+    backend: str = "tifffile",
+    min_tissue: float = 0.5,
+    setting: str = "unlabelled_dir",
+) -> dict[str, list[dict]]:
+    """The unannotated images of ``unlabelled_dir``: ``{"tiles": [{"image": path}, ...], "patches": [...]}``,
+    the patches cut from its slides at ``mpp`` µm/px and ``roi_size`` pixels inside their tissue
+    (:func:`~monai_coco.data.unlabelled.slide_patches`, entries for MONAI's ``PatchWSIDataset``); both empty
+    when ``unlabelled_dir`` is None. Stops the run with one line naming ``setting`` (and the problem file)
+    when the folder cannot be used or yields no image.
+    """
+    if unlabelled_dir is None:
+        return {"tiles": [], "patches": []}
+    try:
+        images = list_unlabelled(unlabelled_dir)
+        patches = [
+            entry
+            for slide in images.slides
+            for entry in slide_patches(slide, mpp, roi_size, backend=backend, min_tissue=min_tissue)
+        ]
+    except (ValueError, FileNotFoundError) as exc:
+        fail(f"{setting}={str(unlabelled_dir)!r}: {exc}")
+    if not images.tiles and not patches:
+        fail(f"{setting}={str(unlabelled_dir)!r}: its slides {images.slides} hold no patch with tissue.")
+    return {"tiles": images.tile_datalist(), "patches": patches}

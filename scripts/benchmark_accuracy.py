@@ -41,7 +41,7 @@ def gradient_norms(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, fl
     batch = next(iter(trainer.data_loader))
     inputs, targets = trainer.prepare_batch(batch, trainer.state.device, trainer.non_blocking)[:2]
     trainer.network.train()
-    trainer.state.output = {"image": inputs, "label": targets}
+    trainer.state.batch, trainer.state.output = batch, {"image": inputs, "label": targets}
     terms = trainer.loss_terms(trainer.forward(inputs, targets), targets)
     params = [p for p in trainer.network.parameters() if p.requires_grad]
     norms = {}

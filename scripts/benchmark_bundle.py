@@ -143,6 +143,7 @@ class Recipe:
         """MONAI's ``ConfigParser`` of ``stage`` with the work folder's settings and ``overrides``."""
         parser = ConfigParser()
         parser.read_config(self.files(stage))
+        parser.read_meta(str(self.configs / "metadata.json"))  # as monai.bundle run reads it
         parser.update({**self.common, **(overrides or {})})
         parser.parse()
         return parser

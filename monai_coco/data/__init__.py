@@ -2,7 +2,8 @@
 
 Paired datalists (:mod:`.datalist`), the data check (``python -m monai_coco.data.check DIR``), the one
 table of file suffixes (:mod:`.suffixes`), slide I/O (:mod:`.slide_io`), tissue masks (:mod:`.tissue`),
-transforms (:mod:`.transforms`) and the built-in synthetic data set (:mod:`.synthetic`). Tile and
+transforms (:mod:`.transforms`), unannotated tiles and slide patches (:mod:`.unlabelled`) and the
+built-in synthetic data set (:mod:`.synthetic`). Tile and
 whole-slide inference moved to :mod:`monai_coco.inference` and ``bundle_datalist`` to
 :mod:`monai_coco.config_checks`; both names still resolve from here.
 """
@@ -21,6 +22,7 @@ from .synthetic import (
 )
 from .tissue import TissueMap, detect_tissue
 from .transforms import ColorChannels, ColorChannelsd
+from .unlabelled import MarkLabelledd, UnlabelledImages, list_unlabelled, slide_patches
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -40,6 +42,10 @@ __all__ = [
     "write_mask_pyramid",
     "TissueMap",
     "detect_tissue",
+    "MarkLabelledd",
+    "UnlabelledImages",
+    "list_unlabelled",
+    "slide_patches",
 ]
 
 __getattr__ = moved_names(

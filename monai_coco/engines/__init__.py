@@ -4,11 +4,12 @@ The checkpoint functions live in :mod:`monai_coco.checkpoints` and are re-export
 
 from monai_coco.checkpoints import load_checkpoint, load_module_state, save_checkpoint
 
-from .distillation import TEACHER_PRED, DistillationTerm, DistillationTrainer
+from .distillation import LABELLED, TEACHER_PRED, DistillationTerm, DistillationTrainer
 from .multi_term import TERMS, MultiTermTrainer
 from .paraphraser import ParaphraserTrainer
 
 __all__ = [
+    "LABELLED",
     "TEACHER_PRED",
     "TERMS",
     "DistillationTerm",

@@ -12,10 +12,14 @@ from torch.optim import Optimizer
 from monai_coco.engines.multi_term import MultiTermTrainer
 from monai_coco.networks.taps import feature_taps
 
-__all__ = ["DistillationTerm", "DistillationTrainer", "TEACHER_PRED", "feature_taps"]
+__all__ = ["DistillationTerm", "DistillationTrainer", "LABELLED", "TEACHER_PRED", "feature_taps"]
 
 TEACHER_PRED = "teacher_pred"
 """Key of the teacher's logits ``(B, K, H, W)`` in the trainer's output."""
+
+LABELLED = "labelled"
+"""Batch key of the per-sample flag ``(B,)``: 1 where the image has a mask, 0 for an image alone (whose
+``label`` is a placeholder of the right shape); a batch without it is labelled throughout."""
 
 TermInputs = Union[str, Sequence[int]]
 
@@ -80,10 +84,21 @@ class DistillationTrainer(MultiTermTrainer):
     - the teacher runs in ``eval()`` under ``torch.no_grad()`` (its parameters have
       ``requires_grad=False``), and its tap features pass through the frozen paraphraser encoders;
     - ``FORWARD_COMPLETED`` fires (the ``AdversarialDistillationHandler`` adds ``adv`` here);
-    - loss = ``loss_function(student_logits, labels)`` (named ``loss_name``) + Σ each term;
+    - loss = ``loss_function(student_logits, labels)`` (named ``loss_name``) on the labelled samples only
+      + Σ each term on every sample (see *Unannotated images*);
     - after the step ``engine.state.output`` holds ``IMAGE``, ``LABEL``, ``PRED`` (student logits
       ``(B, K, H, W)``), ``LOSS``, ``"teacher_pred"`` (teacher logits) and every term's weighted value
       as a float (``ce``, ``coco``, ``adv``, ...), so ``LOSS`` equals their sum.
+
+    Unannotated images: a batch may carry a per-sample flag ``batch[labelled_key]`` ``(B,)`` (1: the image
+    has a mask; 0: an image alone, its ``label`` a placeholder). The supervised term is then
+    ``loss_function`` on the labelled samples alone, so with a mean-reduced loss it is the mean over the
+    labelled pixels, and the logits of an unlabelled sample get exactly zero gradient from it; a batch with
+    no labelled sample gives a supervised term of exactly 0 (no NaN). The distillation terms, and the
+    adversarial handler's, see every sample: they need no labels (METHOD.md §6). One mixed loader keeps
+    MONAI's contracts (one batch per iteration, events, ``amp``, accumulation, epoch length); note that
+    the student's batch norm (train mode) still pools statistics over all the batch's samples. A batch
+    without the key is labelled throughout, and ``loss_function`` sees it unchanged.
 
     Args:
         device, max_epochs, train_data_loader, network, optimizer, loss_function: as in
@@ -98,6 +113,7 @@ class DistillationTrainer(MultiTermTrainer):
         paraphrasers: one frozen ``Paraphraser`` per teacher tap (e.g. an ``nn.ModuleList``), whose
             ``encode`` turns a teacher feature into its factor; None uses the raw teacher features.
         loss_name: the name of the supervised term in the output.
+        labelled_key: the batch key of the per-sample labelled flag (default ``"labelled"``).
         kwargs: any other ``SupervisedTrainer`` argument (``epoch_length``, ``train_handlers``, ``amp``,
             ``accumulation_steps``, ``optim_set_to_none``, ``key_train_metric``, ...).
     """
@@ -118,11 +134,13 @@ class DistillationTrainer(MultiTermTrainer):
         teacher_taps: Sequence[str] | None = None,
         paraphrasers: Sequence[torch.nn.Module] | None = None,
         loss_name: str = "ce",
+        labelled_key: str = LABELLED,
         **kwargs: Any,
     ) -> None:
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, loss_function, **kwargs)
         self.terms = dict(terms)
         self.loss_name = loss_name
+        self.labelled_key = labelled_key
         self.teacher = teacher
         if teacher is None:
             if terms:
@@ -178,10 +196,29 @@ class DistillationTrainer(MultiTermTrainer):
         student_features = [f.float() for f in context[0]]
         teacher_features = [f.float() for f in context[1]]
         student_logits = self.state.output[Keys.PRED].float()
-        terms = {self.loss_name: self.loss_function(student_logits, targets).mean()}
+        terms = {self.loss_name: self.supervised_term(student_logits, targets)}
         if self.teacher is None:
             return terms
         teacher_logits = self.state.output[TEACHER_PRED].float()
         for name, term in self.terms.items():
             terms[name] = term(student_logits, teacher_logits, student_features, teacher_features)
         return terms
+
+    def supervised_term(self, student_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``loss_function`` on the samples whose ``labelled_key`` flag is set (all when the batch has no
+        flag); exactly 0, with a graph, when none is."""
+        batch = self.state.batch
+        flag = batch.get(self.labelled_key) if isinstance(batch, Mapping) else None
+        if flag is None:
+            return self.loss_function(student_logits, targets).mean()
+        labelled = torch.as_tensor(flag, device=student_logits.device).reshape(-1).bool()
+        if labelled.shape[0] != student_logits.shape[0]:
+            raise ValueError(
+                f"batch['{self.labelled_key}'] must hold one flag per sample ({student_logits.shape[0]}), "
+                f"got {labelled.shape[0]}."
+            )
+        if bool(labelled.all()):
+            return self.loss_function(student_logits, targets).mean()
+        if not bool(labelled.any()):
+            return student_logits.sum() * 0.0
+        return self.loss_function(student_logits[labelled], targets[labelled]).mean()

@@ -9,11 +9,12 @@ from ignite.engine import Engine
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from monai_coco.checkpoints import load_module_state
 from monai_coco.engines.distillation import TEACHER_PRED, DistillationTrainer
 from monai_coco.engines.multi_term import TERMS
-from monai_coco.losses.adversarial import critic_loss, generator_loss
+from monai_coco.losses.adversarial import GP_SCORES, critic_loss, generator_loss
 
 __all__ = ["AdversarialDistillationHandler"]
 
@@ -28,16 +29,24 @@ class AdversarialDistillationHandler:
       ``optimizer`` on ``critic_loss(critic, teacher logits, student logits, gp_weight)`` with both logits
       detached; under ``amp`` (CUDA only) with autocast and the handler's own ``GradScaler``.
       The last critic loss is put into the output as the float ``"critic"``. The critic steps every
-      iteration, also when the trainer accumulates the student's gradients over several.
+      iteration, also when the trainer accumulates the student's gradients over several; then its
+      ``lr_scheduler`` (if any) steps once.
 
-    ``state_dict`` / ``load_state_dict`` hold the critic, its optimiser and its scaler, so the handler can
-    be listed in a ``save_dict`` (``ResumableCheckpoint``, MONAI's ``CheckpointSaver``/``CheckpointLoader``).
+    ``state_dict`` / ``load_state_dict`` hold the critic, its optimiser, its scaler and its LR scheduler, so
+    the handler can be listed in a ``save_dict`` (``ResumableCheckpoint``, MONAI's
+    ``CheckpointSaver``/``CheckpointLoader``) and a resumed run continues the critic's schedule.
 
     Args:
         critic: the critic ``D``, e.g. ``LogitCritic(in_channels=K)``: logits ``(B, K, H, W)`` -> scores.
         optimizer: the critic's optimiser (METHOD §5: Adam, lr 2e-5, betas (0.9, 0.99)).
         weight: λ_adv, the weight of the generator term in the student's loss.
         gp_weight: λ_gp of the gradient penalty.
+        gp_score: the penalty's convention: ``"sum"`` (SKD, default) or ``"mean"``, see
+            :mod:`monai_coco.losses.adversarial`.
+        lr_scheduler: a per-iteration LR scheduler of ``optimizer``, stepped after each iteration's critic
+            steps; the CoCo authors' loop decays the critic's LR by poly(0.9) over the run
+            (``torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=iterations, power=0.9)``).
+            None keeps the LR constant.
         critic_steps: critic steps per student iteration.
         amp: autocast and gradient scaling for the critic (effective on CUDA tensors only).
         name: the term's name in the output.
@@ -49,6 +58,8 @@ class AdversarialDistillationHandler:
         optimizer: Optimizer,
         weight: float = 0.1,
         gp_weight: float = 10.0,
+        gp_score: str = "sum",
+        lr_scheduler: LRScheduler | None = None,
         critic_steps: int = 1,
         amp: bool = False,
         name: str = "adv",
@@ -57,12 +68,18 @@ class AdversarialDistillationHandler:
             raise ValueError(f"weight and gp_weight must be >= 0, got {weight!r} and {gp_weight!r}.")
         if critic_steps < 1:
             raise ValueError(f"critic_steps must be a positive integer, got {critic_steps!r}.")
+        if gp_score not in GP_SCORES:
+            raise ValueError(f"gp_score must be one of {GP_SCORES}, got {gp_score!r}.")
+        if lr_scheduler is not None and lr_scheduler.optimizer is not optimizer:
+            raise ValueError("lr_scheduler must schedule the critic's optimizer.")
         if name == "critic":
             raise ValueError("name 'critic' is taken by the critic loss in the output.")
         self.critic = critic
         self.optimizer = optimizer
         self.weight = float(weight)
         self.gp_weight = float(gp_weight)
+        self.gp_score = gp_score
+        self.lr_scheduler = lr_scheduler
         self.critic_steps = critic_steps
         self.amp = amp
         self.name = name
@@ -104,30 +121,40 @@ class AdversarialDistillationHandler:
         for _ in range(self.critic_steps):
             self.optimizer.zero_grad(set_to_none=True)
             with self._autocast(fake):
-                loss = critic_loss(self.critic, real, fake, gp_weight=self.gp_weight).float()
+                loss = critic_loss(self.critic, real, fake, self.gp_weight, self.gp_score).float()
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
         value = loss.detach().item()
         output = engine.state.output
         for item in output if isinstance(output, list) else [output]:
             item["critic"] = value
 
     def state_dict(self) -> dict[str, Any]:
-        """The critic's, its optimiser's and its scaler's state."""
-        return {
+        """The critic's, its optimiser's, its scaler's and its LR scheduler's state (``lr_scheduler``
+        only with a scheduler)."""
+        state = {
             "critic": self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; raises ``ValueError`` naming the first critic key
-        that does not fit the critic's architecture."""
-        missing = {"critic", "optimizer", "scaler"}.difference(state_dict)
+        """Restore what :meth:`state_dict` returned; raises ``ValueError`` when a part is missing (the
+        scheduler's too, when this handler has one) or naming the first critic key that does not fit the
+        critic's architecture."""
+        needed = {"critic", "optimizer", "scaler"} | ({"lr_scheduler"} if self.lr_scheduler else set())
+        missing = needed.difference(state_dict)
         if missing:
             raise ValueError(f"the adversarial handler's state lacks {sorted(missing)}.")
         load_module_state(self.critic, state_dict["critic"], "critic")
         self.optimizer.load_state_dict(state_dict["optimizer"])
         if state_dict["scaler"]:  # empty when saved without AMP
             self.scaler.load_state_dict(state_dict["scaler"])
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(state_dict["lr_scheduler"])

@@ -124,15 +124,23 @@ class PairwiseSimilarityLoss(PerImageLoss):
     Args:
         pool_scale: SKD's pooling fraction; default 0.5 (SKD's and the CoCo authors' setting: a 2×2 grid
             of pooled nodes); ``None`` for every pixel.
-        eps: added to each pixel's channel norm. (SKD adds 1e-8 and detaches the norm; here it is not
-            detached, so the gradient is that of the formula.)
+        eps: added to each pixel's channel norm (SKD: 1e-8).
+        detach_norm: divide by the norm detached from the graph, as SKD does (default); False gives the
+            exact gradient of the formula (see :class:`~monai_coco.losses.CoCoDistillationLoss`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)``) over the batch.
     """
 
-    def __init__(self, pool_scale: float | None = 0.5, eps: float = 1e-8, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        pool_scale: float | None = 0.5,
+        eps: float = 1e-8,
+        detach_norm: bool = True,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(reduction=reduction)
         self.pool_scale = validate_pool_scale(pool_scale)
         self.eps = float(eps)
+        self.detach_norm = bool(detach_norm)
 
     def forward(self, student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
         """Features ``(B, C_s, H, W)`` and ``(B, C_t, H, W)``; returns a scalar or ``(B,)``."""
@@ -141,7 +149,7 @@ class PairwiseSimilarityLoss(PerImageLoss):
 
     def _per_image(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         student, teacher = (max_pool_by_fraction(m, self.pool_scale) for m in (student, teacher))
-        return correlation_gap(student, student, teacher, teacher, eps=self.eps)
+        return correlation_gap(student, student, teacher, teacher, eps=self.eps, detach_norm=self.detach_norm)
 
 
 class AttentionTransferLoss(PerImageLoss):

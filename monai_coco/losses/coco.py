@@ -13,6 +13,14 @@ Every product is a channel-by-channel matrix: O(N·C²) time and O(C²) memory i
 O(N²) (at 128×128 taps one ``A`` is 1 GiB per image in float32). The three terms are large and can
 cancel, so the small matrices are computed and summed in float64 whatever the input dtype (autocast is
 switched off inside) and the difference is clamped at 0.
+
+The per-pixel norm can be detached from the graph (``detach_norm``), as SKD's ``similarity`` does
+(``L2(f).detach()`` in ``sim_dis_compute``, which the CoCo authors' code borrows): the loss value is the
+same, the gradient is not. With ``u = f / n``, ``n = ‖f‖₂ + eps`` and ``g = ∂L/∂u`` at one pixel, the
+exact gradient is ``∂L/∂f = (g − u·(uᵀg)·‖f‖/n) / n`` (with ``eps = 0``: ``g``'s component orthogonal to
+``f``, divided by ``‖f‖``; the loss is blind to each pixel's scale, so is its gradient), while the
+detached norm gives ``g / n``: the same plus a radial component ``u·(uᵀg)·‖f‖/n²`` that also grows or
+shrinks the feature's norm.
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ __all__ = ["CoCoDistillationLoss", "MultiPairCoCoDistillationLoss", "correlation
 __getattr__ = moved_names(__name__, {"check_same_grid": "monai_coco.losses.per_image"})
 
 
-def _normalised_columns(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, C, N)`` float64, every pixel's channel vector divided by ``(‖·‖₂ + eps)``."""
+def _normalised_columns(x: torch.Tensor, eps: float, detach_norm: bool) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, N)`` float64, every pixel's channel vector divided by ``(‖·‖₂ + eps)``
+    (the norm detached from the graph when ``detach_norm``)."""
     x = x.to(torch.float64).flatten(2)
-    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + eps)
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    return x / ((norm.detach() if detach_norm else norm) + eps)
 
 
 def _gram_inner(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
@@ -54,6 +64,7 @@ def correlation_gap(
     teacher_shallow: torch.Tensor,
     teacher_deep: torch.Tensor,
     eps: float = 1e-8,
+    detach_norm: bool = True,
 ) -> torch.Tensor:
     """``‖A_S − A_T‖²_F / N²`` per image, exactly, without any ``N × N`` tensor.
 
@@ -62,13 +73,16 @@ def correlation_gap(
         teacher_shallow, teacher_deep: ``(B, C_t, H, W)`` each; all four on one
             ``(B, H, W)`` grid (see :func:`align_feature_pairs`).
         eps: added to each pixel's channel norm before dividing.
+        detach_norm: divide by the norm detached from the graph (SKD's gradient; the same value), see the
+            module docstring.
 
     Returns:
         ``(B,)`` float64, ``≥ 0``. With ``A = X1ᵀX2`` from the per-pixel L2-normalised maps flattened to
         ``(B, C, N)``: ``Σ_ij (A_S − A_T)²_ij / N²``, from the Gram identity in the module docstring.
     """
     xs1, xs2, xt1, xt2 = (
-        _normalised_columns(m, eps) for m in (student_shallow, student_deep, teacher_shallow, teacher_deep)
+        _normalised_columns(m, eps, detach_norm)
+        for m in (student_shallow, student_deep, teacher_shallow, teacher_deep)
     )
     n = xs1.shape[-1]
     student = _gram_inner(xs1, xs1, xs2, xs2)
@@ -86,7 +100,11 @@ class CoCoDistillationLoss(PerImageLoss):
     result is float32 (float64 for float64 inputs).
 
     Args:
-        eps: added to each pixel's channel norm (``f / (‖f‖₂ + eps)``). Default 1e-8.
+        eps: added to each pixel's channel norm (``f / (‖f‖₂ + eps)``). Default 1e-8 (SKD's).
+        detach_norm: divide by the per-pixel norm detached from the graph, as SKD's ``sim_dis_compute``
+            (borrowed by the CoCo authors' code) does: the same value, a gradient with an extra radial
+            component (module docstring). Default True, to train as the method's sources do; False gives
+            the exact gradient of the formula, which leaves every pixel's feature norm alone.
         pool_scale: ``None`` (default, full resolution) or the SKD max-pooling fraction in ``(0, 1]``
             applied to all four maps after resizing (see :func:`max_pool_by_fraction`).
         reduction: ``"mean"`` (default, over the batch: METHOD.md §3 exactly), ``"sum"`` over the batch,
@@ -98,11 +116,18 @@ class CoCoDistillationLoss(PerImageLoss):
             channel counts.
     """
 
-    def __init__(self, eps: float = 1e-8, pool_scale: float | None = None, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        eps: float = 1e-8,
+        detach_norm: bool = True,
+        pool_scale: float | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(reduction=reduction)
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}.")
         self.eps = float(eps)
+        self.detach_norm = bool(detach_norm)
         self.pool_scale = validate_pool_scale(pool_scale)
 
     def forward(
@@ -132,7 +157,8 @@ class CoCoDistillationLoss(PerImageLoss):
                 f"{t1.shape[1]}/{t2.shape[1]} (shallow/deep)."
             )
         maps = (s1, s2, t1, t2)
-        return correlation_gap(*(max_pool_by_fraction(m, self.pool_scale) for m in maps), eps=self.eps)
+        pooled = (max_pool_by_fraction(m, self.pool_scale) for m in maps)
+        return correlation_gap(*pooled, eps=self.eps, detach_norm=self.detach_norm)
 
 
 class MultiPairCoCoDistillationLoss(PerImageLoss):
@@ -145,7 +171,8 @@ class MultiPairCoCoDistillationLoss(PerImageLoss):
     Args:
         pairs: ``(shallow index, deep index)`` per pair, e.g. ``((0, 1), (1, 2))``.
         weights: one weight per pair; default all 1.
-        eps, pool_scale, reduction: as in :class:`CoCoDistillationLoss` (``"none"`` gives ``(B,)``).
+        eps, detach_norm, pool_scale, reduction: as in :class:`CoCoDistillationLoss` (``"none"`` gives
+            ``(B,)``).
 
     Raises:
         ValueError: empty or malformed ``pairs``, or ``weights`` of another length; in ``forward``, an odd
@@ -157,6 +184,7 @@ class MultiPairCoCoDistillationLoss(PerImageLoss):
         pairs: Sequence[Sequence[int]],
         weights: Sequence[float] | None = None,
         eps: float = 1e-8,
+        detach_norm: bool = True,
         pool_scale: float | None = None,
         reduction: str = "mean",
     ) -> None:
@@ -169,7 +197,9 @@ class MultiPairCoCoDistillationLoss(PerImageLoss):
             raise ValueError(f"weights must give one weight per pair ({len(pairs)}), got {len(weights)}.")
         self.pairs = pairs
         self.weights = weights
-        self.coco = CoCoDistillationLoss(eps=eps, pool_scale=pool_scale, reduction="none")
+        self.coco = CoCoDistillationLoss(
+            eps=eps, detach_norm=detach_norm, pool_scale=pool_scale, reduction="none"
+        )
 
     def forward(self, *maps: torch.Tensor) -> torch.Tensor:
         """

@@ -95,6 +95,7 @@ def parse_stage(stage: str, overrides: dict) -> ConfigParser:
     ``overrides`` (``{"a#b": value}``)."""
     parser = ConfigParser()
     parser.read_config(stage_files(CONFIGS, stage))
+    parser.read_meta(str(CONFIGS / "metadata.json"))  # as python -m monai.bundle run reads it
     parser.update(overrides)
     parser.parse()
     return parser

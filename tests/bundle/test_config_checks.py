@@ -11,6 +11,7 @@ from monai.networks.nets import BasicUNet
 
 from monai_coco.config_checks import (
     bundle_datalist,
+    bundle_unlabelled,
     check_choice,
     check_optional_count,
     check_path,
@@ -144,3 +145,19 @@ def test_tap_channels_of_named_layers_leaves_the_network_as_it_was():
     assert not any(m._forward_hooks for m in network.modules())  # hooks removed
     with pytest.raises(ValueError, match="no default_taps"):
         tap_channels(network, 1)
+
+
+def test_bundle_unlabelled_lists_tiles_and_stops_with_one_line_on_bad_folders(tmp_path):
+    from PIL import Image
+
+    assert bundle_unlabelled(None, 2.0, [32, 32]) == {"tiles": [], "patches": []}
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    assert bundle_unlabelled(tmp_path, 2.0, [32, 32]) == {
+        "tiles": [{"image": str(tmp_path / "a.jpg")}],
+        "patches": [],
+    }
+    message = _stop_message(bundle_unlabelled, tmp_path / "nowhere", 2.0, [32, 32])
+    assert message.startswith("monai_coco: unlabelled_dir=") and "is not a folder" in message
+    assert "\n" not in message
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    assert "a.jpg has a mask beside it" in _stop_message(bundle_unlabelled, tmp_path, 2.0, [32, 32])

@@ -44,6 +44,7 @@ def _initialize(bundle_root, config: str = "train.yaml", **overrides) -> str:
     """Run the config's ``initialize`` in-process; return the message it stops with."""
     parser = ConfigParser()
     parser.read_config(stage_files(CONFIGS, config))
+    parser.read_meta(str(CONFIGS / "metadata.json"))  # as python -m monai.bundle run reads it
     parser.update({"bundle_root": str(bundle_root), **applicable(parser.get(), TINY), **overrides})
     with pytest.raises(SystemExit) as stop:
         parser.get_parsed_content("initialize")
@@ -69,6 +70,7 @@ def test_distilling_without_paraphrasers_names_the_paraphraser_stage(tmp_path):
     # KD compares logits only: no paraphrasers needed, so the run gets past its prerequisites' checks
     parser = ConfigParser()
     parser.read_config(stage_files(CONFIGS, "train.yaml"))
+    parser.read_meta(str(CONFIGS / "metadata.json"))
     parser.update({"bundle_root": str(tmp_path), **TINY, "distill": "kd", "synthetic#slide_size": 0})
     parser.get_parsed_content("initialize")
     assert parser.get_parsed_content("paraphrasers") is None

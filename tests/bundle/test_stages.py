@@ -40,7 +40,10 @@ def test_each_training_stage_writes_its_checkpoint_and_resumable_state(trained_b
     state = torch.load(models / "train_state_model.pt", weights_only=True)
     assert set(state) == {"model", "optimizer", "lr_scheduler", "adversarial", "trainer"}
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] == 2  # 1 epoch: 4 tiles, batch 2
-    assert set(state["adversarial"]) == {"critic", "optimizer", "scaler"}
+    assert set(state["adversarial"]) == {"critic", "optimizer", "scaler", "lr_scheduler"}
+    assert state["adversarial"]["lr_scheduler"]["last_epoch"] == 2  # the critic's poly: once per iteration
+    # the student's schedule: poly over the run and the authors' step-downs, each stepped once per iteration
+    assert [part["last_epoch"] for part in state["lr_scheduler"]["_schedulers"]] == [2, 2]
 
 
 def test_distillation_logs_each_loss_term(trained_bundle):

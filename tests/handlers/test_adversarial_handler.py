@@ -222,3 +222,57 @@ def test_amp_on_cuda_uses_the_handlers_own_scaler(student, teacher, critic, batc
     assert handler.scaler.is_enabled() and handler.scaler is not trainer.scaler
     assert all(math.isfinite(out[k]) for k in ("ce", "coco", "adv", "critic"))
     assert not same(before, params(critic))
+
+
+def test_critic_lr_decays_by_poly_each_iteration_and_resumes_from_a_checkpoint(
+    tmp_path, student, teacher, critic, batches
+):
+    optimizer = torch.optim.Adam(critic.parameters(), lr=3e-5)
+    schedule = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=6, power=0.9)
+    handler = AdversarialDistillationHandler(critic, optimizer, lr_scheduler=schedule)
+    trainer = distillation_trainer(student, teacher, batches, max_epochs=1)  # 3 of the 6 iterations
+    used = []  # the LR of each iteration's critic step
+    trainer.add_event_handler(
+        IterationEvents.MODEL_COMPLETED, lambda e: used.append(optimizer.param_groups[0]["lr"])
+    )
+    handler.attach(trainer)
+    trainer.run()
+    # the authors' poly: lr_k = base · (1 − k / total)^0.9 for the k-th critic step, k = 0, 1, 2
+    assert used == pytest.approx([3e-5 * (1 - k / 6) ** 0.9 for k in range(3)], rel=1e-12)
+    path = save_checkpoint(tmp_path / "state.pt", {"adversarial": handler})
+
+    critic2 = copy.deepcopy(critic)
+    optimizer2 = torch.optim.Adam(critic2.parameters(), lr=3e-5)
+    schedule2 = torch.optim.lr_scheduler.PolynomialLR(optimizer2, total_iters=6, power=0.9)
+    load_checkpoint(
+        path, {"adversarial": AdversarialDistillationHandler(critic2, optimizer2, lr_scheduler=schedule2)}
+    )
+    assert schedule2.last_epoch == 3
+    assert optimizer2.param_groups[0]["lr"] == pytest.approx(3e-5 * (1 - 3 / 6) ** 0.9, rel=1e-12)
+
+    no_schedule = save_checkpoint(
+        tmp_path / "plain.pt",
+        {"adversarial": AdversarialDistillationHandler(critic, torch.optim.Adam(critic.parameters()))},
+    )
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        load_checkpoint(
+            no_schedule,
+            {"adversarial": AdversarialDistillationHandler(critic2, optimizer2, lr_scheduler=schedule2)},
+        )
+
+
+def test_handler_passes_its_gp_convention_to_the_critic_loss(student, teacher, critic, batches):
+    """With a 5×5 score map the two penalty conventions give different critic losses on one batch."""
+    losses = {}
+    for gp_score in ("sum", "mean"):
+        critic_copy = copy.deepcopy(critic)
+        handler = AdversarialDistillationHandler(
+            critic_copy, torch.optim.SGD(critic_copy.parameters(), lr=0.0), gp_score=gp_score
+        )
+        trainer = distillation_trainer(copy.deepcopy(student), teacher, batches[:1], [handler], max_epochs=1)
+        torch.manual_seed(0)
+        trainer.run()
+        losses[gp_score] = trainer.state.output["critic"]
+    assert abs(losses["sum"] - losses["mean"]) > 0.01 * abs(losses["mean"])
+    with pytest.raises(ValueError, match="gp_score"):
+        AdversarialDistillationHandler(critic, torch.optim.Adam(critic.parameters()), gp_score="max")

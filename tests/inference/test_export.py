@@ -18,7 +18,8 @@ CONFIGS = ROOT / "bundle" / "configs"
 
 def _export(command: str, filepath: Path, checkpoint: Path) -> None:
     args = [sys.executable, "-m", "monai.bundle", command, "network_def", "--filepath", str(filepath)]
-    args += ["--ckpt_file", str(checkpoint), "--use_trace", "True", "--meta_file", str(CONFIGS / "metadata.json")]
+    args += ["--ckpt_file", str(checkpoint), "--use_trace", "True"]
+    args += ["--meta_file", str(CONFIGS / "metadata.json")]
     args += ["--config_file", repr([str(CONFIGS / "base.yaml"), str(CONFIGS / "inference.yaml")])]
     args += ["--input_shape", "[1, 3, 64, 64]", "--network_def#width_mult", "0.25"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

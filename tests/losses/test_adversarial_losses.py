@@ -33,18 +33,58 @@ def logits(seed: int) -> torch.Tensor:
     return torch.randn(B, K, H, W, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def test_gradient_penalty_of_a_linear_critic_by_hand():
-    # ∇_x D̄ = w / (H·W) at every pixel: ‖∇‖ = ‖w‖ / √(H·W) = 5 / √6, whatever the interpolation
+@pytest.mark.parametrize("gp_score, side", [("sum", math.sqrt(H * W)), ("mean", 1 / math.sqrt(H * W))])
+def test_gradient_penalty_of_a_linear_critic_by_hand(gp_score, side):
+    # ∇_x Σ_pixels D = w at every pixel: ‖∇‖ = ‖w‖·√(H·W) (SKD's convention); of the mean: ‖w‖ / √(H·W)
     critic = linear_critic()
-    expected = (5 / math.sqrt(H * W) - 1) ** 2
-    penalty = gradient_penalty(critic, logits(0), logits(1))
+    expected = (5 * side - 1) ** 2
+    penalty = gradient_penalty(critic, logits(0), logits(1), gp_score=gp_score)
     assert penalty.item() == pytest.approx(expected, rel=1e-9)
-    # d/dw (‖w‖/s − 1)² = 2 (‖w‖/s − 1) · w / (‖w‖ s): the penalty trains the critic (create_graph)
-    s = math.sqrt(H * W)
+    # d/dw (‖w‖·s − 1)² = 2 (‖w‖·s − 1) · s · w / ‖w‖: the penalty trains the critic (create_graph)
     grad_w, grad_b = torch.autograd.grad(penalty, (critic.weight, critic.bias), allow_unused=True)
-    expected_w = [2 * (5 / s - 1) * w / (5 * s) for w in WEIGHT]
+    expected_w = [2 * (5 * side - 1) * side * w / 5 for w in WEIGHT]
     torch.testing.assert_close(grad_w.flatten(), torch.tensor(expected_w, dtype=torch.float64))
     assert grad_b is None  # the input gradient does not depend on the bias
+
+
+def skd_gradient_penalty(critic, real, fake):
+    """SKD's ``CriterionAdditionalGP`` (utils/criterion.py of irfanICMLL/structure_knowledge_distillation),
+    written out literally: α per image, the gradient of the whole score map with ``grad_outputs`` of ones,
+    the per-image L2 norm, ``mean (‖g‖ − 1)²``."""
+    alpha = torch.rand(real.size(0), 1, 1, 1, dtype=real.dtype).expand_as(real)
+    interpolated = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = critic(interpolated)
+    grad = torch.autograd.grad(
+        outputs=out,
+        inputs=interpolated,
+        grad_outputs=torch.ones(out.size(), dtype=out.dtype),
+        retain_graph=True,
+        create_graph=True,
+        only_inputs=True,
+    )[0]
+    grad = grad.view(grad.size(0), -1)
+    return torch.mean((torch.sqrt(torch.sum(grad**2, dim=1)) - 1) ** 2)
+
+
+def test_gradient_penalty_is_skds_on_a_logit_critic_and_the_mean_convention_is_not():
+    critic = small_critic().double()
+    real, fake = (
+        torch.randn(3, 2, 80, 80, dtype=torch.float64, generator=torch.Generator().manual_seed(s))
+        for s in (0, 1)
+    )
+    assert critic(real).shape[-2:] == (2, 2)  # a score map of 4 scores: the conventions differ
+    critic.eval()  # spectral norm's power iteration would move between the two calls
+    torch.manual_seed(5)
+    reference = skd_gradient_penalty(critic, real, fake)
+    torch.manual_seed(5)
+    ours = gradient_penalty(critic, real, fake)
+    torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-12)
+    # the penalty's gradient for the critic too (it trains the critic)
+    head = critic.head.weight
+    torch.testing.assert_close(torch.autograd.grad(ours, head)[0], torch.autograd.grad(reference, head)[0])
+    torch.manual_seed(5)
+    swapped = gradient_penalty(critic, real, fake, gp_score="mean")
+    assert abs(swapped.item() - reference.item()) > 0.01 * reference.item()
 
 
 def test_critic_loss_by_hand_and_it_trains_only_the_critic():
@@ -52,19 +92,21 @@ def test_critic_loss_by_hand_and_it_trains_only_the_critic():
     critic = linear_critic()
     loss = critic_loss(critic, real, fake, gp_weight=10.0)
     expected = image_scores_by_hand(fake).mean() - image_scores_by_hand(real).mean()
-    expected = expected.item() + 10.0 * (5 / math.sqrt(H * W) - 1) ** 2
+    expected = expected.item() + 10.0 * (5 * math.sqrt(H * W) - 1) ** 2
     assert loss.item() == pytest.approx(expected, rel=1e-9)
     loss.backward()
     assert fake.grad is None
     assert critic.weight.grad.abs().sum() > 0
     no_penalty = critic_loss(critic, real, fake, gp_weight=0.0)
-    assert no_penalty.item() == pytest.approx(expected - 10.0 * (5 / math.sqrt(H * W) - 1) ** 2, rel=1e-9)
+    assert no_penalty.item() == pytest.approx(expected - 10.0 * (5 * math.sqrt(H * W) - 1) ** 2, rel=1e-9)
 
 
 def test_generator_term_reaches_the_student_logits_and_not_the_critic():
     critic = linear_critic()
     fake = logits(1).requires_grad_(True)
     loss = generator_loss(critic, fake)
+    # SKD's CriterionAdvForG: −mean over every score of the map
+    assert loss.item() == pytest.approx(-critic(fake.detach()).mean().item(), rel=1e-12)
     assert loss.item() == pytest.approx(-image_scores_by_hand(fake.detach()).mean().item(), rel=1e-12)
     loss.backward()
     # d(−mean_b mean_pixels w·x)/dx = −w / (B·H·W)
@@ -107,5 +149,7 @@ def test_invalid_arguments_raise():
     critic = linear_critic()
     with pytest.raises(ValueError, match="gp_weight"):
         critic_loss(critic, logits(0), logits(1), gp_weight=-1.0)
+    with pytest.raises(ValueError, match="gp_score must be one of"):
+        critic_loss(critic, logits(0), logits(1), gp_score="max")
     with pytest.raises(ValueError, match=r"\(2, 2, 2, 3\) and \(2, 2, 2, 2\)"):
         gradient_penalty(critic, logits(0), logits(1)[..., :2])

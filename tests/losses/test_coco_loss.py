@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_coco.losses import CoCoDistillationLoss, MultiPairCoCoDistillationLoss
+from monai_coco.losses import CoCoDistillationLoss, MultiPairCoCoDistillationLoss, PairwiseSimilarityLoss
 from monai_coco.losses.naive_coco import naive_coco_loss
 
 
@@ -86,8 +86,11 @@ def test_gradcheck_in_float64(pool_scale, fast_mode):
     """Full Jacobians without pooling; with pooling, gradcheck's fast mode (random projections), as
     max-pooling calls are slow on a busy 2-core machine."""
     maps = [m.requires_grad_(True) for m in random_maps(2, 2, 3, (3, 4), (2, 2), (3, 4), seed=3)]
-    loss = CoCoDistillationLoss(pool_scale=pool_scale)
+    loss = CoCoDistillationLoss(detach_norm=False, pool_scale=pool_scale)
     assert torch.autograd.gradcheck(lambda *m: loss(*m), maps, fast_mode=fast_mode)
+    # SKD's detached norm is not the derivative of the value: finite differences tell them apart
+    skd = CoCoDistillationLoss(detach_norm=True, pool_scale=pool_scale)
+    assert not torch.autograd.gradcheck(lambda *m: skd(*m), maps, fast_mode=fast_mode, raise_exception=False)
 
 
 def test_bfloat16_autocast_is_finite_and_close_to_float32():
@@ -234,3 +237,70 @@ def test_multi_pair_errors():
     for pairs in ((), ((0, 1, 2),), ((-1, 0),)):
         with pytest.raises(ValueError, match="pairs"):
             MultiPairCoCoDistillationLoss(pairs=pairs)
+
+
+def skd_similarity(shallow: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+    """SKD's ``similarity`` (networks/sagan_models.py of irfanICMLL/structure_knowledge_distillation)
+    written literally, with the deep map as the second operand: ``L2 = ‖f‖₂ + 1e-8`` per pixel,
+    **detached**, ``f / L2``, then ``einsum('icm,icn->imn')``."""
+
+    def normalised(f):
+        l2 = (((f**2).sum(dim=1)) ** 0.5).reshape(f.shape[0], 1, f.shape[2], f.shape[3]) + 1e-8
+        return (f / l2.detach()).reshape(f.shape[0], f.shape[1], -1)
+
+    return torch.einsum("icm,icn->imn", normalised(shallow), normalised(deep))
+
+
+def skd_coco_loss(s1, s2, t1, t2) -> torch.Tensor:
+    """SKD's ``sim_dis_compute`` made cross-layer: ``Σ (A_T − A_S)² / N² / B``."""
+    n = s1.shape[-1] * s1.shape[-2]
+    return ((skd_similarity(t1, t2) - skd_similarity(s1, s2)) ** 2 / n**2 / s1.shape[0]).sum()
+
+
+def test_detach_norm_keeps_the_value_and_gives_skds_gradient():
+    maps = random_maps(2, 3, 5, (4, 6), (4, 6), (4, 6), seed=7)
+    grads = {}
+    for detach in (True, False):
+        student = [m.clone().requires_grad_(True) for m in maps[:2]]
+        value = CoCoDistillationLoss(detach_norm=detach)(*student, *maps[2:])
+        value.backward()
+        grads[detach] = [s.grad for s in student]
+        grads[detach, "value"] = value.detach()
+    torch.testing.assert_close(grads[True, "value"], grads[False, "value"], rtol=1e-12, atol=0.0)
+
+    student = [m.clone().requires_grad_(True) for m in maps[:2]]
+    reference = skd_coco_loss(*student, *maps[2:])
+    reference.backward()
+    torch.testing.assert_close(grads[True, "value"], reference.detach(), rtol=1e-10, atol=0.0)
+    for ours, skd in zip(grads[True], (s.grad for s in student)):
+        torch.testing.assert_close(ours, skd, rtol=1e-9, atol=1e-15)
+
+
+def test_the_exact_gradient_is_the_detached_one_without_its_radial_part():
+    """With eps = 0, pixel by pixel: ∂L/∂f = (I − û ûᵀ) g / ‖f‖ against SKD's g / ‖f‖, û = f / ‖f‖."""
+    maps = random_maps(2, 3, 5, (4, 6), (4, 6), (4, 6), seed=7)
+    grads = {}
+    for detach in (True, False):
+        student = [m.clone().requires_grad_(True) for m in maps[:2]]
+        CoCoDistillationLoss(eps=0.0, detach_norm=detach)(*student, *maps[2:]).backward()
+        grads[detach] = [s.grad for s in student]
+    for f, exact, detached in zip(maps[:2], grads[False], grads[True]):
+        u = f / f.norm(dim=1, keepdim=True)
+        radial = u * (u * detached).sum(dim=1, keepdim=True)
+        torch.testing.assert_close(exact, detached - radial, rtol=1e-9, atol=1e-15)
+        assert radial.abs().max() > 0.1 * detached.abs().max()  # the two conventions do differ
+
+
+def test_multi_pair_and_pairwise_pass_detach_norm_on():
+    maps = random_maps(2, 3, 5, (4, 6), (4, 6), (4, 6), seed=8)
+    for detach in (True, False):
+        single = [m.clone().requires_grad_(True) for m in maps[:2]]
+        CoCoDistillationLoss(detach_norm=detach)(*single, *maps[2:]).backward()
+        multi = [m.clone().requires_grad_(True) for m in maps[:2]]
+        MultiPairCoCoDistillationLoss([(0, 1)], detach_norm=detach)(*multi, *maps[2:]).backward()
+        torch.testing.assert_close(multi[1].grad, single[1].grad, rtol=1e-12, atol=0.0)
+        same_layer = [maps[0].clone().requires_grad_(True) for _ in range(2)]
+        CoCoDistillationLoss(detach_norm=detach)(*same_layer, maps[2], maps[2]).backward()
+        pairwise = maps[0].clone().requires_grad_(True)
+        PairwiseSimilarityLoss(pool_scale=None, detach_norm=detach)(pairwise, maps[2]).backward()
+        torch.testing.assert_close(pairwise.grad, same_layer[0].grad + same_layer[1].grad)

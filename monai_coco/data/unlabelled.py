@@ -1,0 +1,175 @@
+"""Unannotated images for distillation: tiles, and whole slides cut into patches at the training scale.
+
+Distillation terms need no labels (METHOD.md §6), so a folder of images without masks can train the
+student alongside the annotated tiles. :func:`list_unlabelled` sorts a folder (searched recursively) into
+tiles (JPEG, PNG, single-level TIFF; read whole with ``LoadImaged``) and slides (SVS, tiled or pyramidal
+TIFF). :func:`slide_patches` cuts each slide into a grid of non-overlapping patches inside its tissue
+mask, at the scale of the training tiles, as entries for MONAI's ``monai.data.PatchWSIDataset``.
+
+:class:`MarkLabelledd` gives every sample the per-sample flag ``"labelled"`` the ``DistillationTrainer``
+reads (1: annotated; 0: leave it out of the cross-entropy) and an unannotated one a placeholder mask, so
+annotated and unannotated samples batch together.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+from .slide_io import Slide, is_slide
+from .suffixes import IMAGE_SUFFIXES, SLIDE_SUFFIXES, TIFF_SUFFIXES
+from .tissue import TissueMap, detect_tissue
+
+__all__ = ["MarkLabelledd", "UnlabelledImages", "list_unlabelled", "slide_patches"]
+
+LABELLED = "labelled"
+"""The per-sample flag's key (``monai_coco.engines.LABELLED``, which the data floor cannot import)."""
+
+
+@dataclass(frozen=True)
+class UnlabelledImages:
+    """The images of an unannotated folder: ``tiles`` and ``slides``, each a sorted list of paths."""
+
+    tiles: list[str] = field(default_factory=list)
+    slides: list[str] = field(default_factory=list)
+
+    def tile_datalist(self) -> list[dict]:
+        """``[{"image": path}, ...]`` for the tiles (``LoadImaged(keys="image")``)."""
+        return [{"image": path} for path in self.tiles]
+
+
+def list_unlabelled(folder: str | os.PathLike) -> UnlabelledImages:
+    """The tiles and slides under ``folder`` (recursively, sorted; hidden files skipped).
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+        ValueError: it holds no image (naming the suffixes looked for), an image has a same-stem PNG mask
+            beside it (``<id>.png`` or ``<id>_mask.png``: the folder is annotated, give it as
+            ``dataset_dir``), or a TIFF file cannot be read.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; expected a folder of unannotated tiles or slides.")
+    suffixes = IMAGE_SUFFIXES + SLIDE_SUFFIXES
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in suffixes and not any(part.startswith(".") for part in p.parts)
+    )
+    if not files:
+        raise ValueError(f"{root} holds no image; expected files ending in {', '.join(suffixes)}.")
+    names = {p.name.lower() for p in files}
+    tiles, slides = [], []
+    for path in files:
+        for mask in (f"{path.stem}_mask.png", f"{path.stem}.png" if path.suffix.lower() != ".png" else ""):
+            if mask and mask.lower() in names and (path.parent / mask).exists():
+                raise ValueError(
+                    f"{path} has a mask beside it ({mask}); unannotated folders hold images only (give an "
+                    "annotated folder as dataset_dir)."
+                )
+        if path.stem.lower().endswith("_mask") and path.suffix.lower() in TIFF_SUFFIXES:
+            continue  # a slide's mask pyramid beside it (as write_synthetic_slide writes), not an image
+        (slides if is_slide(path) else tiles).append(str(path))
+    return UnlabelledImages(tiles, slides)
+
+
+def slide_patches(
+    path: str | os.PathLike,
+    mpp: float,
+    patch_size: int | Sequence[int],
+    backend: str = "tifffile",
+    min_tissue: float = 0.5,
+    thumbnail_side: int = 1024,
+) -> list[dict]:
+    """A grid of non-overlapping patches of one slide, at ``mpp`` µm/px, inside its tissue mask.
+
+    The slide is read at its finest level no coarser than ``mpp`` (so patches are resized down, never up,
+    to ``patch_size``); each patch covers ``patch_size · mpp`` µm. Patches with at least ``min_tissue`` of
+    their area on tissue (:func:`~monai_coco.data.tissue.detect_tissue` on a thumbnail) are kept.
+
+    Args:
+        path: a slide (SVS or pyramidal TIFF) whose level-0 µm/px the file states.
+        mpp: µm/px of the training tiles (the bundle's synthetic data: 2.0).
+        patch_size: ``(H, W)`` in pixels at ``mpp`` (the bundle's ``roi_size``), or one side.
+        backend: ``"tifffile"`` or ``"openslide"`` (never MONAI's GPU-only default, cuCIM).
+        min_tissue: the least tissue fraction of a kept patch, in ``[0, 1]``.
+        thumbnail_side: longer side of the thumbnail the tissue mask is computed on, pixels.
+
+    Returns:
+        Entries for ``monai.data.PatchWSIDataset(..., include_label=False, center_location=False)``:
+        ``{"image": path, "location": [row, col] (level-0 pixels, top-left), "size": [h, w] (pixels of the
+        level read), "level": level}``; resize the patches to ``patch_size`` (e.g. ``Resized``) and mark
+        them with :class:`MarkLabelledd` (``PatchWSIDataset`` passes on the image alone).
+
+    Raises:
+        ValueError: the slide cannot be read or does not state its µm/px, ``mpp`` is finer than the slide's
+            level 0, or ``min_tissue`` lies outside ``[0, 1]``.
+    """
+    height, width = (patch_size, patch_size) if isinstance(patch_size, int) else map(int, patch_size)
+    if not 0.0 <= min_tissue <= 1.0:
+        raise ValueError(f"min_tissue must lie in [0, 1], got {min_tissue}.")
+    with Slide(path, backend) as slide:
+        slide_mpp = slide.mpp()
+        if slide_mpp is None:
+            raise ValueError(
+                f"slide {path} does not state its microns per pixel; cannot cut it at {mpp} µm/px."
+            )
+        scale = mpp / max(slide_mpp)  # level-0 pixels per training pixel
+        if scale < 1.0 - 1e-6:
+            raise ValueError(
+                f"slide {path} has {max(slide_mpp):g} µm/px at level 0, coarser than the training scale "
+                f"{mpp:g} µm/px."
+            )
+        level = max(i for i in range(slide.level_count) if slide.downsample(i) <= scale * (1 + 1e-6))
+        ratio = slide.downsample(level)
+        size = [max(1, round(height * scale / ratio)), max(1, round(width * scale / ratio))]
+        level_h, level_w = slide.level_shapes[level]
+        tissue = TissueMap(detect_tissue(slide.thumbnail(thumbnail_side)), (level_h, level_w))
+        entries = []
+        for top in range(0, level_h - size[0] + 1, size[0]):
+            for left in range(0, level_w - size[1] + 1, size[1]):
+                if tissue.fraction(top, left, top + size[0], left + size[1]) >= min_tissue:
+                    location = [math.floor(top * ratio), math.floor(left * ratio)]
+                    entries.append({"image": str(path), "location": location, "size": size, "level": level})
+    return entries
+
+
+class MarkLabelledd(MapTransform):
+    """Set the per-sample flag ``flag_key``: 1 for annotated samples; 0 for unannotated ones, which also get
+    a placeholder mask ``label_key`` of zeros, ``(1, H, W)`` in the image's type and dtype (no loss reads
+    it: the ``DistillationTrainer`` leaves flagged-0 samples out of the cross-entropy).
+
+    Args:
+        keys: the image key (its shape sizes the placeholder).
+        labelled: whether the samples this transform sees are annotated.
+        label_key: the mask key. flag_key: the flag key (default ``"labelled"``).
+        allow_missing_keys: as in ``MapTransform``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        labelled: bool = False,
+        label_key: str = "label",
+        flag_key: str = LABELLED,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.labelled = bool(labelled)
+        self.label_key = label_key
+        self.flag_key = flag_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        d[self.flag_key] = int(self.labelled)
+        if not self.labelled:
+            for key in self.key_iterator(d):
+                d[self.label_key] = d[key][:1] * 0
+        return d

@@ -23,7 +23,7 @@ from benchmark_stats import paired_interval, verdict
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from monai_coco.data import synthetic_dataset
+from monai_coco.data import synthetic_dataset, write_synthetic_dataset
 from monai_coco.inference import SlideInferenceConfig, segment_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +32,15 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
+    pool = out / "unlabelled"  # unannotated tiles for the unlabelled arms: synthetic images, masks removed
+    write_synthetic_dataset(pool, n=2, size=32, seed=99, mpp=8.0)
+    for mask in pool.glob("*.png"):
+        mask.unlink()
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
-        results = benchmark.main(["--smoke", "--out", str(out), "--workdir", str(out / "work")])
+        argv = ["--smoke", "--out", str(out), "--workdir", str(out / "work"), "--unlabelled-dir", str(pool)]
+        results = benchmark.main(argv)
     torch.set_num_threads(threads)
     return out, results
 
@@ -118,8 +123,14 @@ def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
     best = result["baseline"]
     assert best in ("kd", "at") and [r["arm"] for r in result["screening"]] == ["kd", "at"]
     assert {r["seed"] for r in result["screening"]} == {1000}
-    arms = ["none", "kd", "coco", "coco_p", "coco_p_adv", *([best] if best != "kd" else []), "noop"]
+    arms = ["none", "kd", "coco", "coco_p", "coco_p_adv", *([best] if best != "kd" else []), "noop",
+            "kd_unlabelled", "coco_p_adv_unlabelled"]  # fmt: skip
     assert [a["name"] for a in result["arms"]] == arms
+    assert (
+        result["unlabelled_dir"].endswith("unlabelled")
+        and "Arms with unlabelled tiles (KD and the full method"
+        in (smoke_run[0] / "benchmarks.md").read_text()
+    )
     assert sorted((r["seed"], r["arm"]) for r in result["runs"]) == sorted(
         (s, a) for s in (0, 1) for a in arms
     )

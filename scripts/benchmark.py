@@ -2,11 +2,13 @@
 protocol (teacher, student alone, distillation arms, paired seeds); writes a Markdown report with PNG plots.
 Every training stage is the bundle's own (``bundle/configs``, with the size preset of the mode).
 
-    python scripts/benchmark.py                    # full CPU mode (benchmark_cpu.yaml), <= 45 min on 2 cores
+    python scripts/benchmark.py                    # full CPU mode (benchmark_cpu.yaml)
+    python scripts/benchmark.py --sections accuracy  # the accuracy protocol alone (about 35 min on 2 cores)
     python scripts/benchmark.py --gpu              # paper sizes (benchmark_gpu.yaml): 256², FANet 38 M
     python scripts/benchmark.py --smoke --out DIR  # a minute or two, tiny sizes: runs every section for real
     python scripts/benchmark.py --from-json bundle/docs/benchmarks/results.json  # the report only
-    python scripts/benchmark.py --dataset-dir DIR  # another data set (any layout the bundle reads)
+    python scripts/benchmark.py --dataset-dir DIR  # another data set (any layout the bundle reads); with
+                                                   # DIR/unlabelled/ (or --unlabelled-dir) the unlabelled arms
 
 Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/results.json`` (every raw
 number); ``OUT`` defaults to ``bundle/docs``. Sections: ``--sections loss networks training accuracy

@@ -3,9 +3,9 @@
 
 Trains, with plain PyTorch, a narrow FANet on every labelled training tile of
 :func:`monai_coco.data.synthetic.histology_dataset` and a narrow MobileUNet on a small subset of them
-(spread over the training slides), each with cross-entropy, Adam, random flips and a cosine learning-rate
-decay, and reports test mIoU (one confusion matrix over the test set, whose slides neither saw) and its
-history on the validation slides (to show the plateau). Then, on test tiles holding both classes, the
+(spread over the training slides), each with cross-entropy, Adam, random windows and flips and a cosine
+learning-rate decay, and reports test mIoU (one confusion matrix over the test set, whose slides neither
+saw) and its history on the validation slides (to show the plateau). Then, on test tiles holding both classes, the
 Pearson correlation between the teacher's cross-layer similarity ``A = X1^T X2`` (per-pixel channel
 vectors of its shallow and deep METHOD §2 taps, L2-normalised, on random pixel pairs) and label affinity
 (1 where the two pixels share a label).
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,9 +69,11 @@ def train(
     batch: int,
     lr: float,
     seed: int,
+    crop: int,
     evals: int = 6,
 ) -> list[tuple[int, float]]:
-    """Cross-entropy training with random flips; returns ``[(iteration, val mIoU), ...]``."""
+    """Cross-entropy training on random ``crop`` x ``crop`` windows (one per batch) with random flips;
+    returns ``[(iteration, val mIoU), ...]``."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(network.parameters(), lr=lr, weight_decay=2e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
@@ -78,7 +81,8 @@ def train(
     network.train()
     for it in range(1, iterations + 1):
         idx = torch.randint(len(x), (batch,), generator=g)
-        xb, yb = x[idx], y[idx]
+        oy, ox = (int(torch.randint(x.shape[-1] - crop + 1, (), generator=g)) for _ in range(2))
+        xb, yb = x[idx, :, oy : oy + crop, ox : ox + crop], y[idx, oy : oy + crop, ox : ox + crop]
         if torch.rand((), generator=g) < 0.5:
             xb, yb = xb.flip(-1), yb.flip(-1)
         if torch.rand((), generator=g) < 0.5:
@@ -90,6 +94,7 @@ def train(
         sched.step()
         if it % max(iterations // evals, 1) == 0 or it == iterations:
             history.append((it, round(evaluate(network, *val), 4)))
+            print(f"{type(network).__name__} iteration {it}: val mIoU {history[-1][1]}", file=sys.stderr)
     return history
 
 
@@ -130,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--teacher-iters", type=int, default=300)
     parser.add_argument("--student-iters", type=int, default=600)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=64, help="training window side (multiple of 32)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--pairs", type=int, default=4000, help="pixel pairs per tile for r")
     parser.add_argument("--threads", type=int, default=1)
@@ -156,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("student", student, xtr[small], ytr[small], args.student_iters),
     ):
         t0 = time.time()
-        history = train(net, x, y, val, iters, args.batch, args.lr, args.seed)
+        history = train(net, x, y, val, iters, args.batch, args.lr, args.seed, args.crop)
         report[name] = {
             "test_miou": round(evaluate(net, xte, yte), 4),
             "val_history": history,

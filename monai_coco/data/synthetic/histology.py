@@ -4,7 +4,7 @@ In the built-in data set the cancer region is also a colour region (denser strom
 small network with a short view segments it from colour alone, and a big teacher knows nothing extra. This
 variant takes colour away as a cue and leaves the label to fine structure a small network misreads.
 
-What it models (scale 1.5 µm/px by default, 1–2 µm/px supported; nuclei 3–9 px across):
+What it models (scale 1.5 µm/px by default, 1–2 µm/px intended; nuclei 3–12 px across):
 
 - tumour (mask 1): crowded, distorted, fused glands with cribriform and slit-like lumens, solid nests where
   poorly differentiated; nuclear atypia: large (mean radius 4.4 µm against 3.0 µm benign epithelium and
@@ -36,7 +36,7 @@ from functools import cached_property
 import numpy as np
 
 from .noise import Hash
-from .world import _NUCLEI, SyntheticGastricTissue, TissueStyle, derive_seed
+from .world import SyntheticGastricTissue, TissueStyle, derive_seed
 
 __all__ = ["HISTOLOGY_STYLE", "HistologySlide"]
 
@@ -44,7 +44,7 @@ _TUMOUR_EPI = 1  # index of tumour epithelium in TissueStyle.nuclei
 _S_SLIDE = 7  # random stream of the per-slide settings (any integer distinct from derive_seed's)
 
 HISTOLOGY_STYLE = TissueStyle(
-    nuclei={**_NUCLEI, _TUMOUR_EPI: (4.4, 0.28, 1.0, 1.8, 0.16, 0.66, 0.22, 0.55)},
+    nuclei={**TissueStyle().nuclei, _TUMOUR_EPI: (4.4, 0.28, 1.0, 1.8, 0.16, 0.66, 0.22, 0.55)},
     stroma_tumour=(0.36, 0.05, 1.15, 0.065),
     stroma_benign=(0.36, 0.05, 1.15, 0.065),
     epithelium_tumour=None,

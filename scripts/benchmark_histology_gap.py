@@ -5,10 +5,10 @@ Trains, with plain PyTorch, a narrow FANet on every labelled training tile of
 :func:`monai_coco.data.synthetic.histology_dataset` and a narrow MobileUNet on a small subset of them
 (spread over the training slides), each with cross-entropy, Adam, random windows and flips and a cosine
 learning-rate decay, and reports test mIoU (one confusion matrix over the test set, whose slides neither
-saw) and its history on the validation slides (to show the plateau). Then, on test tiles holding both classes, the
-Pearson correlation between the teacher's cross-layer similarity ``A = X1^T X2`` (per-pixel channel
-vectors of its shallow and deep METHOD §2 taps, L2-normalised, on random pixel pairs) and label affinity
-(1 where the two pixels share a label).
+saw) and its history on the validation slides (to show the plateau). Then, on test tiles holding both
+classes, the Pearson correlation between the teacher's cross-layer similarity ``A = X1^T X2`` (per-pixel
+channel vectors of its shallow and deep METHOD §2 taps, L2-normalised, on random pixel pairs) and label
+affinity (1 where the two pixels share a label).
 
     python scripts/benchmark_histology_gap.py --data /tmp/histology --threads 1
 

@@ -37,11 +37,14 @@ from monai_coco.networks import FANet, FeatureTaps, MobileUNet
 
 
 def load_split(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Images ``(N, 3, H, W)`` float in [0, 1], masks ``(N, H, W)`` int64, and the tile names, sorted."""
+    """Images ``(N, 3, H, W)`` float, standardised per image and channel; masks ``(N, H, W)`` int64; the
+    tile names, sorted."""
     stems = sorted(p.stem for p in folder.glob("*.png"))
     images = np.stack([np.asarray(Image.open(folder / f"{s}.jpg").convert("RGB")) for s in stems])
     masks = np.stack([np.asarray(Image.open(folder / f"{s}.png")) for s in stems])
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    # per image and channel to zero mean, unit variance (MONAI's NormalizeIntensity(channel_wise=True))
+    x = (x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-6)
     return x, torch.from_numpy(masks.astype(np.int64)), stems
 
 
@@ -132,11 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-small", type=int, default=12, help="labelled tiles of the student")
     parser.add_argument("--teacher-features", type=int, nargs=4, default=(8, 16, 64, 320))
     parser.add_argument("--student-width", type=float, default=0.25)
-    parser.add_argument("--teacher-iters", type=int, default=300)
-    parser.add_argument("--student-iters", type=int, default=600)
+    parser.add_argument("--teacher-iters", type=int, default=150)
+    parser.add_argument("--student-iters", type=int, default=300)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--crop", type=int, default=64, help="training window side (multiple of 32)")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--crop", type=int, default=96, help="training window side (multiple of 32)")
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--pairs", type=int, default=4000, help="pixel pairs per tile for r")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)

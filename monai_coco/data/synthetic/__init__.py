@@ -35,12 +35,11 @@ by nuclear atypia and gland architecture at 1.5 µm/px, against benign mimics, w
 between train, val and test (``--histology``; :func:`histology_dataset` generates it once and caches it).
 """
 
-from .dataset import SYNTHETIC_SPLITS, synthetic_dataset
+from .dataset import SYNTHETIC_SPLITS, histology_dataset, synthetic_dataset
 from .histology import HISTOLOGY_STYLE, HistologySlide
 from .world import EOSIN_OD, HEMATOXYLIN_OD, SyntheticGastricTissue, TissueStyle
 from .writers import (
     HISTOLOGY_SPLITS,
-    histology_dataset,
     synthetic_tile,
     write_histology_dataset,
     write_synthetic_dataset,

@@ -3,8 +3,6 @@ and the fine-structure data set split by slide (generated once and cached)."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,6 @@ from .world import SyntheticGastricTissue, derive_seed
 
 __all__ = [
     "HISTOLOGY_SPLITS",
-    "histology_dataset",
     "synthetic_tile",
     "write_histology_dataset",
     "write_synthetic_dataset",
@@ -206,7 +203,6 @@ def write_synthetic_slide(
 
 
 HISTOLOGY_SPLITS = ("train", "val", "test", "unlabelled")
-_HISTOLOGY_MANIFEST = "histology.json"
 
 
 def _histology_settings(
@@ -302,44 +298,3 @@ def write_histology_dataset(
                 items[-1]["label"] = str(folder / f"{stem}.png")
         first_slide += -(-n // tiles_per_slide)
     return written
-
-
-def histology_dataset(
-    folder: str | Path,
-    n_train: int = 96,
-    n_val: int = 16,
-    n_test: int = 32,
-    n_unlabelled: int = 0,
-    tiles_per_slide: int = 8,
-    size: int = 128,
-    mpp: float = 1.5,
-    seed: int = 0,
-) -> str:
-    """The fine-structure data set folder, written by :func:`write_histology_dataset` if it is missing or
-    was made with other settings, otherwise reused.
-
-    The settings are kept in ``folder/histology.json``, written last, so a half-written data set is remade
-    on the next call. Arguments as in :func:`write_histology_dataset`.
-
-    Returns:
-        ``folder`` as a string.
-
-    Raises:
-        ValueError: a count, ``size`` or ``mpp`` out of range (the message names it).
-    """
-    settings = _histology_settings(n_train, n_val, n_test, n_unlabelled, tiles_per_slide, size, mpp, seed)
-    root = Path(folder)
-    manifest = root / _HISTOLOGY_MANIFEST
-    try:
-        if json.loads(manifest.read_text()) == settings:
-            return str(root)
-    except (OSError, ValueError):
-        pass
-    manifest.unlink(missing_ok=True)
-    for split in HISTOLOGY_SPLITS:
-        shutil.rmtree(root / split, ignore_errors=True)
-    write_histology_dataset(root, **settings)
-    tmp = manifest.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    tmp.replace(manifest)
-    return str(root)

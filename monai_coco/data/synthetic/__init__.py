@@ -29,19 +29,36 @@ Command line::
 writes ``DIR/gastric_0000.jpg`` + ``DIR/gastric_0000.png`` (mask in {0, 1}), ... and
 ``DIR/slide/gastric_slide.tif`` (pyramidal RGB, JPEG tiles) + ``DIR/slide/gastric_slide_mask.tif``
 (the mask pyramid, deflate). The same arguments give the same bytes.
+
+A second data set, :mod:`~monai_coco.data.synthetic.histology`, takes colour away as a cue: cancer is told
+by nuclear atypia and gland architecture at 1.5 µm/px, against benign mimics, with tiles from slides split
+between train, val and test (``--histology``; :func:`histology_dataset` generates it once and caches it).
 """
 
-from .dataset import SYNTHETIC_SPLITS, synthetic_dataset
-from .world import EOSIN_OD, HEMATOXYLIN_OD, SyntheticGastricTissue
-from .writers import synthetic_tile, write_synthetic_dataset, write_synthetic_slide
+from .dataset import SYNTHETIC_SPLITS, histology_dataset, synthetic_dataset
+from .histology import HISTOLOGY_STYLE, HistologySlide
+from .world import EOSIN_OD, HEMATOXYLIN_OD, SyntheticGastricTissue, TissueStyle
+from .writers import (
+    HISTOLOGY_SPLITS,
+    synthetic_tile,
+    write_histology_dataset,
+    write_synthetic_dataset,
+    write_synthetic_slide,
+)
 
 __all__ = [
     "EOSIN_OD",
     "HEMATOXYLIN_OD",
+    "HISTOLOGY_SPLITS",
+    "HISTOLOGY_STYLE",
+    "HistologySlide",
     "SYNTHETIC_SPLITS",
     "SyntheticGastricTissue",
+    "TissueStyle",
+    "histology_dataset",
     "synthetic_dataset",
     "synthetic_tile",
+    "write_histology_dataset",
     "write_synthetic_dataset",
     "write_synthetic_slide",
 ]

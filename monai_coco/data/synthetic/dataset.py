@@ -18,12 +18,19 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .writers import write_synthetic_dataset, write_synthetic_slide
+from .writers import (
+    HISTOLOGY_SPLITS,
+    _histology_settings,
+    write_histology_dataset,
+    write_synthetic_dataset,
+    write_synthetic_slide,
+)
 
-__all__ = ["SYNTHETIC_SPLITS", "synthetic_dataset"]
+__all__ = ["SYNTHETIC_SPLITS", "histology_dataset", "synthetic_dataset"]
 
 SYNTHETIC_SPLITS = ("train", "val", "test")
 _MANIFEST = "synthetic.json"
@@ -68,19 +75,36 @@ def synthetic_dataset(
         "slide_size": int(slide_size),
         "slide_mpp": float(slide_mpp),
     }
+
+    def write(root: Path) -> None:
+        for offset, (split, n) in enumerate(zip(SYNTHETIC_SPLITS, (n_train, n_val, n_test))):
+            shutil.rmtree(root / split, ignore_errors=True)
+            write_synthetic_dataset(root / split, int(n), int(size), seed=int(seed) + offset, mpp=float(mpp))
+        shutil.rmtree(root / _SLIDE.parent, ignore_errors=True)
+        if slide_size > 0:
+            write_synthetic_slide(root / _SLIDE, int(slide_size), int(seed), float(slide_mpp))
+
+    return _cached(folder, _MANIFEST, settings, write)
+
+
+def _cached(
+    folder: str | os.PathLike, manifest_name: str, settings: dict, write: Callable[[Path], None]
+) -> str:
+    """``folder`` as a string, after ``write(folder)`` unless its manifest records ``settings``.
+
+    The manifest ``folder/<manifest_name>`` is removed before writing and written last, atomically, so a
+    half-written data set is remade on the next call.
+    """
     root = Path(folder)
-    manifest = root / _MANIFEST
+    manifest = root / manifest_name
     if manifest.is_file() and _read_json(manifest) == settings:
         return str(root)
-    logger.info(f"writing the synthetic data set to {root} ({settings})")
-    manifest.unlink(missing_ok=True)  # written last: a half-written data set is remade next time
-    for offset, (split, n) in enumerate(zip(SYNTHETIC_SPLITS, (n_train, n_val, n_test))):
-        shutil.rmtree(root / split, ignore_errors=True)
-        write_synthetic_dataset(root / split, int(n), int(size), seed=int(seed) + offset, mpp=float(mpp))
-    shutil.rmtree(root / _SLIDE.parent, ignore_errors=True)
-    if slide_size > 0:
-        write_synthetic_slide(root / _SLIDE, int(slide_size), int(seed), float(slide_mpp))
-    manifest.write_text(json.dumps(settings, indent=2) + "\n")
+    logger.info(f"writing the data set {root} ({settings})")
+    manifest.unlink(missing_ok=True)
+    write(root)
+    partial = manifest.with_name(manifest.name + ".tmp")
+    partial.write_text(json.dumps(settings, indent=2) + "\n")
+    partial.replace(manifest)
     return str(root)
 
 
@@ -89,3 +113,36 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def histology_dataset(
+    folder: str | Path,
+    n_train: int = 96,
+    n_val: int = 16,
+    n_test: int = 32,
+    n_unlabelled: int = 0,
+    tiles_per_slide: int = 8,
+    size: int = 128,
+    mpp: float = 1.5,
+    seed: int = 0,
+) -> str:
+    """The fine-structure data set folder, written by :func:`write_histology_dataset` if it is missing or
+    was made with other settings, otherwise reused.
+
+    The settings are kept in ``folder/histology.json``, written last, so a half-written data set is remade
+    on the next call. Arguments as in :func:`write_histology_dataset`.
+
+    Returns:
+        ``folder`` as a string.
+
+    Raises:
+        ValueError: a count, ``size`` or ``mpp`` out of range (the message names it).
+    """
+    settings = _histology_settings(n_train, n_val, n_test, n_unlabelled, tiles_per_slide, size, mpp, seed)
+
+    def write(root: Path) -> None:
+        for split in HISTOLOGY_SPLITS:
+            shutil.rmtree(root / split, ignore_errors=True)
+        write_histology_dataset(root, **settings)
+
+    return _cached(folder, "histology.json", settings, write)

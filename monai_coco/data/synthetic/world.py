@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from .noise import Coords, Field, Hash
 
-__all__ = ["EOSIN_OD", "HEMATOXYLIN_OD", "SyntheticGastricTissue", "derive_seed"]
+__all__ = ["EOSIN_OD", "HEMATOXYLIN_OD", "SyntheticGastricTissue", "TissueStyle", "derive_seed"]
 
 HEMATOXYLIN_OD = (0.65, 0.70, 0.29)
 """Macenko's reference optical-density vector of hematoxylin (R, G, B)."""
@@ -41,13 +41,64 @@ _S_WORLD = 100  # + attribute
 # nucleus types: (mean radius um, radius cv, aspect lo, aspect hi, irregularity, H density, density cv,
 # chromatin texture)
 _BENIGN_EPI, _TUMOUR_EPI, _LYMPHOCYTE, _FIBROBLAST, _SIGNET = range(5)
-_NUCLEI = {
+NucleusType = tuple[float, float, float, float, float, float, float, float]
+_NUCLEI: dict[int, NucleusType] = {
     _BENIGN_EPI: (3.0, 0.08, 1.3, 1.7, 0.03, 0.75, 0.08, 0.10),
     _TUMOUR_EPI: (4.6, 0.28, 1.0, 1.8, 0.16, 0.95, 0.22, 0.55),
     _LYMPHOCYTE: (2.5, 0.07, 1.0, 1.15, 0.03, 1.25, 0.08, 0.08),
     _FIBROBLAST: (2.1, 0.10, 2.8, 4.2, 0.03, 0.80, 0.10, 0.10),
     _SIGNET: (3.6, 0.20, 1.2, 2.0, 0.10, 1.05, 0.15, 0.30),
 }
+
+
+@dataclass(frozen=True)
+class TissueStyle:
+    """The look of a world: cell mix, stain densities per compartment, stain and scanner variation.
+
+    The defaults are the built-in gastric data set's. Densities are stain concentrations (optical density
+    per unit stain vector); ``(lo, hi)`` ranges are drawn once per world from its seed.
+
+    Args:
+        nuclei: per nucleus type (benign epithelium, tumour epithelium, lymphocyte, fibroblast, signet
+            ring: indices 0..4) ``(mean radius um, radius cv, aspect lo, aspect hi, outline irregularity,
+            hematoxylin density, density cv, chromatin texture)``.
+        stroma_tumour, stroma_benign: stroma ``(eosin, eosin slow variation, fibre contrast, hematoxylin)``
+            inside and outside the tumour region.
+        epithelium_tumour: tumour gland cytoplasm ``(eosin, hematoxylin)``; ``None`` gives tumour glands the
+            benign glands' cytoplasm (pale apical mucin over a basal rim).
+        epithelium_apical, epithelium_basal: benign gland cytoplasm ``(eosin, hematoxylin)``.
+        tumour_epithelium_rate: share of nucleus lattice sites in tumour epithelium that hold a nucleus.
+        stroma_cells_tumour: in tumour stroma, share of lattice sites holding ``(lymphocyte, fibroblast,
+            signet-ring cell)`` nuclei (signet rings scaled by how poorly differentiated the tumour is).
+        stroma_cells_benign: in benign stroma, ``(lymphocyte, lymphocytes added at full aggregate strength,
+            fibroblast)``.
+        lymph_level: range of the threshold of the lymphoid aggregate field (higher: fewer aggregates).
+        stain_jitter: amplitude of the per-world jitter of each stain vector component.
+        concentration_jitter: amplitude of the per-world relative jitter of each stain's concentration.
+        blur: range of the optical blur sigma, in pixels at 1 um/px or finer (scaled by px/um above).
+        sensor_noise: range of the amplitude of the uniform sensor noise, in grey levels.
+    """
+
+    nuclei: Mapping[int, NucleusType] = field(default_factory=lambda: dict(_NUCLEI))
+    stroma_tumour: tuple[float, float, float, float] = (0.40, 0.05, 1.4, 0.07)
+    stroma_benign: tuple[float, float, float, float] = (0.30, 0.06, 0.9, 0.06)
+    epithelium_tumour: tuple[float, float] | None = (0.34, 0.16)
+    epithelium_apical: tuple[float, float] = (0.12, 0.13)
+    epithelium_basal: tuple[float, float] = (0.30, 0.08)
+    tumour_epithelium_rate: float = 0.22
+    stroma_cells_tumour: tuple[float, float, float] = (0.03, 0.06, 0.10)
+    stroma_cells_benign: tuple[float, float, float] = (0.06, 0.75, 0.035)
+    lymph_level: tuple[float, float] = (0.4, 1.5)
+    stain_jitter: float = 0.12
+    concentration_jitter: float = 0.6
+    blur: tuple[float, float] = (0.45, 0.45)
+    sensor_noise: tuple[float, float] = (4.0, 4.0)
+
+    def __post_init__(self) -> None:
+        if set(self.nuclei) != set(_NUCLEI):
+            raise ValueError(
+                f"nuclei must describe the nucleus types {sorted(_NUCLEI)}, got {sorted(self.nuclei)}."
+            )
 
 
 def _line_mean(a: np.ndarray, dy: float, dx: float, half: int) -> np.ndarray:
@@ -71,6 +122,7 @@ class SyntheticGastricTissue:
         section: ``(height, width)`` in pixels of a tissue section centred in that frame, with glass
             around it and one tumour focus always inside it (for slides); ``None`` puts tissue everywhere
             (tiles).
+        style: cell mix, stain densities and stain/scanner variation (:class:`TissueStyle`).
     """
 
     def __init__(
@@ -80,11 +132,13 @@ class SyntheticGastricTissue:
         tumour_offset: float | None = None,
         tumour_scale_um: float | None = None,
         section: tuple[int, int] | None = None,
+        style: TissueStyle | None = None,
     ) -> None:
         if mpp <= 0:
             raise ValueError(f"mpp must be > 0 micrometres per pixel, got {mpp}.")
         self.rng = rng = Hash(seed)
         self.mpp = float(mpp)
+        self.style = st = style if style is not None else TissueStyle()
         world = [rng.value(_S_WORLD, k) for k in range(16)]
         if tumour_offset is None:
             tumour_offset = math.inf if world[0] < 0.2 else -0.9 + 2.0 * world[1]
@@ -101,7 +155,8 @@ class SyntheticGastricTissue:
         self.tumour = (Field(rng, _S_TUMOUR, scale * px), Field(rng, _S_TUMOUR2, 0.4 * scale * px))
         self.differentiation = Field(rng, _S_DIFF, 220 * px)
         self.lymph = Field(rng, _S_LYMPH, 60 * px)
-        self.lymph_level = 0.4 + 1.1 * world[3]  # higher: fewer aggregates
+        # higher: fewer aggregates
+        self.lymph_level = st.lymph_level[0] + (st.lymph_level[1] - st.lymph_level[0]) * world[3]
         self.fibre_dir = Field(rng, _S_FIBRE_DIR, 90 * px)
         self.stroma = Field(rng, _S_STROMA, 35 * px)
         self.warps = {
@@ -117,11 +172,14 @@ class SyntheticGastricTissue:
         self.tissue_edge = Field(rng, _S_TISSUE, 180 * px)
         # stain: Macenko vectors jittered, concentrations scaled, illumination
         jit = [rng.value(_S_WORLD, 20 + k) - 0.5 for k in range(12)]
-        h = np.asarray(HEMATOXYLIN_OD) + 0.12 * np.asarray(jit[0:3])
-        e = np.asarray(EOSIN_OD) + 0.12 * np.asarray(jit[3:6])
+        h = np.asarray(HEMATOXYLIN_OD) + st.stain_jitter * np.asarray(jit[0:3])
+        e = np.asarray(EOSIN_OD) + st.stain_jitter * np.asarray(jit[3:6])
         self.stain = np.stack([h / np.linalg.norm(h), e / np.linalg.norm(e)]).astype(np.float32)  # (2, 3)
-        self.concentration = (1.0 + 0.6 * jit[6], 1.0 + 0.6 * jit[7])
+        self.concentration = (1.0 + st.concentration_jitter * jit[6], 1.0 + st.concentration_jitter * jit[7])
         self.illumination = np.float32(246 + 14 * jit[8]) + np.asarray(jit[9:12], np.float32) * 8
+        scanner = [rng.value(_S_WORLD, 40 + k) for k in range(2)]
+        self.blur = st.blur[0] + (st.blur[1] - st.blur[0]) * scanner[0]
+        self.sensor_noise = st.sensor_noise[0] + (st.sensor_noise[1] - st.sensor_noise[0]) * scanner[1]
 
     # ------------------------------------------------------------------ fields
     def _tumour_field(self, c: Coords) -> np.ndarray:
@@ -257,16 +315,21 @@ class SyntheticGastricTissue:
         bg = st["gland"] & ~st["tumour_gland"]
         kind[bg & basal & (p < 0.55)] = _BENIGN_EPI
         kind[bg & ~basal & (p < 0.02)] = _BENIGN_EPI
-        kind[tg & (st["rho"] > st["lumen_edge"] + 0.04) & (p < 0.22)] = _TUMOUR_EPI
-        s_lymph = np.where(tumour, 0.03, 0.06 + 0.75 * lymph)
-        s_fibro = np.where(tumour, 0.06, 0.035)
-        s_signet = np.where(tumour, 0.10 * (1 - st["diff"]), 0.0)
+        style = self.style
+        kind[tg & (st["rho"] > st["lumen_edge"] + 0.04) & (p < style.tumour_epithelium_rate)] = _TUMOUR_EPI
+        (t_lymph, t_fibro, t_signet), (b_lymph, b_aggregate, b_fibro) = (
+            style.stroma_cells_tumour,
+            style.stroma_cells_benign,
+        )
+        s_lymph = np.where(tumour, t_lymph, b_lymph + b_aggregate * lymph)
+        s_fibro = np.where(tumour, t_fibro, b_fibro)
+        s_signet = np.where(tumour, t_signet * (1 - st["diff"]), 0.0)
         kind[stroma & (p < s_lymph)] = _LYMPHOCYTE
         kind[stroma & (p >= s_lymph) & (p < s_lymph + s_fibro)] = _FIBROBLAST
         kind[stroma & (p >= s_lymph + s_fibro) & (p < s_lymph + s_fibro + s_signet)] = _SIGNET
         keep = kind >= 0
         kind, y, x, u = kind[keep], y[keep], x[keep], [v[keep] for v in u]
-        table = np.asarray([_NUCLEI[k] for k in range(len(_NUCLEI))], np.float64)[kind]
+        table = np.asarray([style.nuclei[k] for k in range(len(_NUCLEI))], np.float64)[kind]
         mean_r, cv, asp_lo, asp_hi, irr, dens, dens_cv, chrom = table.T
         z = np.sqrt(-2 * np.log(u[3] + 1e-12)) * np.cos(2 * math.pi * u[4])
         radius = mean_r * np.clip(1 + cv * z, 0.6, 2.2) * px
@@ -369,15 +432,18 @@ class SyntheticGastricTissue:
             )
         fibre = ndimage.gaussian_filter(fibre, 0.6) * 3.0
         local = c.field(self.stroma)
-        e_stroma = np.where(tumour, 0.40 + 0.05 * local, 0.30 + 0.06 * local) * (
-            1 + np.where(tumour, 1.4, 0.9) * fibre
-        )
-        h_stroma = np.where(tumour, 0.07, 0.06) + 0.01 * local
+        style = self.style
+        (te, tl, tf, th), (be, bl, bf, bh) = style.stroma_tumour, style.stroma_benign
+        e_stroma = np.where(tumour, te + tl * local, be + bl * local) * (1 + np.where(tumour, tf, bf) * fibre)
+        h_stroma = np.where(tumour, th, bh) + 0.01 * local
 
-        # epithelium: pale apical mucin in benign glands, amphophilic tumour cytoplasm
+        # epithelium: pale apical mucin in benign glands, amphophilic tumour cytoplasm (by default)
         apical = st["rho"] < st["lumen_edge"] + 0.45 * (1 - st["lumen_edge"])
-        e_epi = np.where(tumour_gland, 0.34, np.where(apical, 0.12, 0.30))
-        h_epi = np.where(tumour_gland, 0.16, np.where(apical, 0.13, 0.08))
+        (ae, ah), (ce, ch) = style.epithelium_apical, style.epithelium_basal
+        e_epi, h_epi = np.where(apical, ae, ce), np.where(apical, ah, ch)
+        if style.epithelium_tumour is not None:
+            e_epi = np.where(tumour_gland, style.epithelium_tumour[0], e_epi)
+            h_epi = np.where(tumour_gland, style.epithelium_tumour[1], h_epi)
 
         e = np.where(stroma, e_stroma, np.where(gland, e_epi, 0.035))
         hem = np.where(stroma, h_stroma, np.where(gland, h_epi, 0.012))
@@ -411,12 +477,12 @@ class SyntheticGastricTissue:
         e = e * (1 - 0.5 * np.clip(nd, 0, 1))
 
         # Beer-Lambert, optics and sensor
-        blur = 0.45 * max(px, 1)
+        blur = self.blur * max(px, 1)
         hem = ndimage.gaussian_filter(hem, blur) * np.float32(self.concentration[0])
         e = ndimage.gaussian_filter(e, blur) * np.float32(self.concentration[1])
         od = hem[..., None] * self.stain[0] + e[..., None] * self.stain[1]
         rgb = self.illumination * np.exp(-od)
-        rgb += 4.0 * self.rng.pixel_uniform(_S_PIX_SENSOR, Y0, X0, H, W)[..., None]
+        rgb += self.sensor_noise * self.rng.pixel_uniform(_S_PIX_SENSOR, Y0, X0, H, W)[..., None]
         rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)[m:-m, m:-m]
         mask = (tumour & tissue).astype(np.uint8)[m:-m, m:-m]
         return np.ascontiguousarray(rgb), np.ascontiguousarray(mask)

@@ -1,4 +1,5 @@
-"""Writers of the synthetic data set: tiles in the authors' layout and a pyramidal slide, tile by tile."""
+"""Writers of the synthetic data sets: tiles in the authors' layout, a pyramidal slide written tile by tile,
+and the fine-structure data set split by slide (generated once and cached)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from .histology import HistologySlide
 from .world import SyntheticGastricTissue, derive_seed
 
-__all__ = ["synthetic_tile", "write_synthetic_dataset", "write_synthetic_slide"]
+__all__ = [
+    "HISTOLOGY_SPLITS",
+    "synthetic_tile",
+    "write_histology_dataset",
+    "write_synthetic_dataset",
+    "write_synthetic_slide",
+]
 
 
 def synthetic_tile(seed: int, size: int = 512, mpp: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -192,3 +200,101 @@ def write_synthetic_slide(
                     **common,
                 )
     return path, mask_path
+
+
+HISTOLOGY_SPLITS = ("train", "val", "test", "unlabelled")
+
+
+def _histology_settings(
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    n_unlabelled: int,
+    tiles_per_slide: int,
+    size: int,
+    mpp: float,
+    seed: int,
+) -> dict[str, int | float]:
+    """The settings of a fine-structure data set, checked (``ValueError`` naming the bad argument)."""
+    for name, value, least in (
+        ("n_train", n_train, 1),
+        ("n_val", n_val, 0),
+        ("n_test", n_test, 1),
+        ("n_unlabelled", n_unlabelled, 0),
+        ("tiles_per_slide", tiles_per_slide, 1),
+        ("size", size, 32),
+    ):
+        if int(value) != value or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
+    if not 0.25 <= mpp <= 8:
+        raise ValueError(f"mpp must be in [0.25, 8] micrometres per pixel (1-2 intended), got {mpp!r}.")
+    return {
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "n_test": int(n_test),
+        "n_unlabelled": int(n_unlabelled),
+        "tiles_per_slide": int(tiles_per_slide),
+        "size": int(size),
+        "mpp": float(mpp),
+        "seed": int(seed),
+    }
+
+
+def write_histology_dataset(
+    out_dir: str | Path,
+    n_train: int = 96,
+    n_val: int = 16,
+    n_test: int = 32,
+    n_unlabelled: int = 0,
+    tiles_per_slide: int = 8,
+    size: int = 128,
+    mpp: float = 1.5,
+    seed: int = 0,
+) -> dict[str, list[dict[str, str]]]:
+    """Write the fine-structure data set (:mod:`~monai_coco.data.synthetic.histology`), split by slide.
+
+    Layout: ``out_dir/<split>/slide007_03.jpg`` (tile 3 of slide 7, RGB JPEG at the slide's scanner
+    quality) and, except in ``unlabelled``, ``slide007_03.png`` (mask, {0, 1}); splits ``train``, ``val``,
+    ``test`` and, when ``n_unlabelled > 0``, ``unlabelled`` (images only, for distillation from unannotated
+    slides). Each split takes ``ceil(n / tiles_per_slide)`` slides of its own, numbered on from the previous
+    split's (train first), so no slide gives tiles to two splits; the last slide of a split may give fewer
+    tiles. Tile ``k`` of slide ``i`` depends only on ``(seed, i, k, size, mpp)``: the same arguments write
+    the same bytes.
+
+    Args:
+        out_dir: the data set folder (created; existing split folders are added to, not cleared).
+        n_train, n_val, n_test, n_unlabelled: tiles per split.
+        tiles_per_slide: tiles cut from each slide.
+        size: tile side in pixels (>= 32).
+        mpp: micrometres per pixel (1-2 intended).
+        seed: the data set's seed.
+
+    Returns:
+        ``{split: [{"image": path[, "label": path]}, ...]}`` with absolute paths, for the splits written.
+
+    Raises:
+        ValueError: a count, ``size`` or ``mpp`` out of range (the message names it).
+    """
+    settings = _histology_settings(n_train, n_val, n_test, n_unlabelled, tiles_per_slide, size, mpp, seed)
+    out = Path(out_dir).resolve()
+    counts = [settings[f"n_{split}"] for split in HISTOLOGY_SPLITS]
+    written: dict[str, list[dict[str, str]]] = {}
+    first_slide = 0
+    for split, n in zip(HISTOLOGY_SPLITS, counts):
+        if n == 0:
+            continue
+        folder = out / split
+        folder.mkdir(parents=True, exist_ok=True)
+        items = written.setdefault(split, [])
+        for i in range(n):
+            slide = HistologySlide(seed, first_slide + i // tiles_per_slide, mpp, size)
+            rgb, mask = slide.tile(i % tiles_per_slide)
+            stem = f"slide{slide.index:03d}_{i % tiles_per_slide:02d}"
+            image = folder / f"{stem}.jpg"
+            Image.fromarray(rgb).save(image, format="JPEG", quality=slide.quality, subsampling=0)
+            items.append({"image": str(image)})
+            if split != "unlabelled":
+                Image.fromarray(mask).save(folder / f"{stem}.png", format="PNG")
+                items[-1]["label"] = str(folder / f"{stem}.png")
+        first_slide += -(-n // tiles_per_slide)
+    return written

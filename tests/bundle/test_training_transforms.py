@@ -44,16 +44,21 @@ def test_training_transforms_make_label_mask_greater_than_zero(tmp_path, mask_va
     assert flipped > 0  # the flips did run
 
 
+def _data_folder(root) -> None:
+    """``root/train`` with the pairs a, b, c, d (written out of order) and ``root/val`` the same."""
+    train = root / "train"
+    train.mkdir()
+    for name in ("c", "a", "d", "b"):
+        _pair(root, (0, 1))
+        (root / "tile.png").rename(train / f"{name}.png")
+        (root / "tile_mask.png").rename(train / f"{name}_mask.png")
+    (root / "val").symlink_to(train)
+
+
 def test_n_labelled_trains_on_the_first_tiles_of_the_sorted_training_list(tmp_path):
     """``n_labelled: N`` keeps the first N pairs of the training datalist (the benchmark's small labelled
     subset); null keeps them all; validation is untouched."""
-    train = tmp_path / "train"
-    train.mkdir()
-    for name in ("c", "a", "d", "b"):  # written out of order: the datalist is sorted
-        paths, _ = _pair(tmp_path, (0, 1))
-        (tmp_path / "tile.png").rename(train / f"{name}.png")
-        (tmp_path / "tile_mask.png").rename(train / f"{name}_mask.png")
-    (tmp_path / "val").symlink_to(train)
+    _data_folder(tmp_path)
 
     def datalists(n_labelled) -> tuple[list[str], int]:
         parser = parse_stage("train_teacher.yaml", {"dataset_dir": str(tmp_path), "n_labelled": n_labelled})
@@ -62,3 +67,12 @@ def test_n_labelled_trains_on_the_first_tiles_of_the_sorted_training_list(tmp_pa
 
     assert datalists(None) == (["a.png", "b.png", "c.png", "d.png"], 4)
     assert datalists(2) == (["a.png", "b.png"], 4)
+
+
+@pytest.mark.parametrize("stage", ["train_teacher.yaml", "train.yaml"])
+def test_a_bad_n_labelled_stops_with_one_line(stage, tmp_path):
+    _data_folder(tmp_path)
+    parser = parse_stage(stage, {"dataset_dir": str(tmp_path), "n_labelled": 0})
+    with pytest.raises(SystemExit) as stop:
+        parser.get_parsed_content("train#datalist")
+    assert str(stop.value.code) == "monai_coco: n_labelled=0 must be null (all) or an integer >= 1."

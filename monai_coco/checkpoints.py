@@ -2,21 +2,43 @@
 
 A checkpoint is one ``torch.save``-d mapping ``{name: obj.state_dict()}``. A checkpoint holding a single
 bare ``state_dict`` (as MONAI's ``CheckpointSaver`` writes for a one-entry ``save_dict``) loads into a
-one-entry ``objects`` mapping as well.
+one-entry ``objects`` mapping as well. A folder that training writes to is held with :class:`FolderLock`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import io
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_module_state", "atomic_path"]
+__all__ = [
+    "FolderLock",
+    "atomic_path",
+    "atomic_write",
+    "load_checkpoint",
+    "load_module_state",
+    "read_checkpoint",
+    "remove_partial_writes",
+    "save_checkpoint",
+]
+
+# numpy values that older checkpoints keep beside the weights (a best metric as ``np.float64``, an epoch
+# as ``np.int64``, a small array): rebuilding them runs no code of the file's choosing, so they are
+# allowed on top of ``weights_only=True``'s tensors and plain Python values.
+_NUMERIC = "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 complex128"
+_NUMPY_GLOBALS = [np.dtype, np.ndarray, np._core.multiarray.scalar, np._core.multiarray._reconstruct] + [
+    type(np.dtype(name)) for name in _NUMERIC.split()
+]
+_TEMPORARY = ".{name}.*.tmp"  # the temporary files of atomic_write, found by remove_partial_writes
 
 
 def _unwrap(obj: Any) -> Any:
@@ -26,12 +48,53 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
-def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> Path:
-    """Save ``{name: obj.state_dict()}`` to ``path`` atomically.
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb"):
+    """Open a temporary file beside ``path`` for writing; on success it replaces ``path`` atomically.
 
-    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over ``path``
-    with ``os.replace``: a reader (or a rerun after a crash or ``SIGKILL``) sees either the previous
-    complete checkpoint or the new complete one, never a truncated file.
+    The data goes to ``.<name>.<random>.tmp`` in the same folder, is flushed to disk, then renamed over
+    ``path`` with ``os.replace``: a reader (or a rerun after a crash, ``SIGKILL`` or a full disk) sees
+    either the previous complete file or the new complete one, never a truncated file. On an error the
+    temporary file is removed; after a ``SIGKILL`` it is left, and :func:`remove_partial_writes` removes it.
+
+    Raises:
+        OSError: naming ``path`` when the folder cannot be made or written (full disk, read-only, a file in
+            the way), with the system's reason; ``path`` is then unchanged.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"cannot write {path}: {reason}; the previous file (if any) is kept"
+        raise OSError(exc.errno, message) from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def remove_partial_writes(folder: str | os.PathLike, name: str = "*") -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` left in ``folder`` when killed; return them.
+
+    Call it only while no other process writes to ``folder`` (e.g. holding its :class:`FolderLock`).
+    """
+    removed = sorted(Path(folder).glob(_TEMPORARY.format(name=name))) if Path(folder).is_dir() else []
+    for path in removed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return removed
+
+
+def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> Path:
+    """Save ``{name: obj.state_dict()}`` to ``path`` atomically (:func:`atomic_write`).
 
     Args:
         path: the checkpoint file; its folder is created if needed.
@@ -39,23 +102,67 @@ def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> Path
 
     Returns:
         the checkpoint's path.
+
+    Raises:
+        OSError: naming ``path`` when it cannot be written (full disk, read-only); the previous file stays.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: _unwrap(obj).state_dict() for name, obj in objects.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    buffer = io.BytesIO()  # torch.save turns a failed write (full disk) into a RuntimeError, f.write does not
+    torch.save(state, buffer)
+    with atomic_write(path) as f:
+        f.write(buffer.getbuffer())
     return path
+
+
+class FolderLock:
+    """An exclusive lock on a folder (``fcntl.flock`` on ``<folder>/.lock``) for one writing process.
+
+    The operating system releases the lock when the process ends in any way (``SIGKILL`` included), so
+    a killed run never leaves the folder locked; the file itself may stay and means nothing on its own.
+
+    Args:
+        folder: the folder to hold; created if needed.
+        purpose: what holds it, for the message a second process gets, e.g. ``"training"``.
+
+    Raises (from :meth:`acquire`):
+        ValueError: when another process holds the folder, naming the folder and that process's id.
+    """
+
+    def __init__(self, folder: str | os.PathLike, purpose: str = "a run") -> None:
+        self.path = Path(folder) / ".lock"
+        self.purpose = purpose
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        if self._fd is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ValueError(
+                f"{self.path.parent} is in use by {holder}; wait for it to finish, or give this run its own "
+                "folder (e.g. another --ckpt_dir or --bundle_root)."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{self.purpose} (process {os.getpid()})".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
 
 def _first_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any]) -> str | None:
@@ -91,6 +198,41 @@ def load_module_state(module: torch.nn.Module, state: Mapping[str, Any], name: s
     module.load_state_dict(state)
 
 
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, also allowing numpy scalars, dtypes and arrays.
+
+    Raises:
+        ValueError: one line naming ``path``: empty, truncated or not a PyTorch file; or holding pickled
+            Python objects (a whole module, a custom class), named, with how to re-save the weights alone.
+    """
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            shown = ", ".join(unsafe[:3]) + (f" and {len(unsafe) - 3} more" if len(unsafe) > 3 else "")
+            raise ValueError(
+                f"{path} holds pickled Python objects ({shown}), which are not loaded for safety; where you "
+                "trust the file, re-save its weights alone: obj = torch.load(path, weights_only=False); "
+                "torch.save(obj.state_dict() if hasattr(obj, 'state_dict') else obj, path)."
+            ) from None
+        size = path.stat().st_size
+        reason = "it is empty" if size == 0 else f"{size} bytes, truncated or not PyTorch"
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {reason}.") from None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The Python objects (beyond the allowed numpy ones) that the checkpoint's pickle names, if readable."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        return []
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in _NUMPY_GLOBALS} | {"numpy.dtype", "numpy.ndarray"}
+    return [name for name in names if name not in allowed and not name.startswith("numpy.dtypes.")]
+
+
 def load_checkpoint(
     path: str | os.PathLike, objects: Mapping[str, Any], map_location: Any = "cpu"
 ) -> dict[str, Any]:
@@ -118,10 +260,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} does not exist.")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
+    checkpoint = read_checkpoint(path, map_location)
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"{path} should hold a mapping of state_dicts, found {type(checkpoint).__name__}.")
     if len(objects) == 1 and next(iter(objects)) not in checkpoint:

@@ -10,28 +10,91 @@ expression can use it in place.
 
 from __future__ import annotations
 
+import ast
+import difflib
+import errno
+import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+from ignite.engine import Engine, Events
+from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint
 from monai_coco.data.datalist import load_paired_datalist
 from monai_coco.data.unlabelled import list_unlabelled, slide_patches
 
 __all__ = [
+    "ExitOnError",
     "bundle_datalist",
     "bundle_unlabelled",
     "check_choice",
     "check_optional_count",
+    "check_device",
+    "check_output_dir",
+    "check_overrides",
     "check_path",
     "check_roi_size",
+    "check_settings",
+    "check_split_size",
     "exit_on_error",
     "fail",
     "load_prerequisite",
 ]
+
+# errors that name the offending file or setting themselves: raised at the edge by the package (ValueError,
+# FileNotFoundError), by a write that failed (OSError naming the file), by a non-finite stop
+_ONE_LINE_ERRORS = (ValueError, OSError, FloatingPointError)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_int(minimum: int) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(minimum: float, maximum: float = math.inf, above: bool = False) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        return (value > minimum if above else value >= minimum) and value <= maximum
+
+    return check
+
+
+# each user-facing setting of the bundle's configs: how it is checked and what is expected
+_BOOLEAN = "True or False (the command line reads `false` as text: write False)"
+_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "amp": (_is_bool, _BOOLEAN),
+    "stain_augmentation": (_is_bool, _BOOLEAN),
+    "epochs": (_is_int(1), "a whole number of epochs >= 1"),
+    "batch_size": (_is_int(1), "a whole number >= 1"),
+    "num_workers": (_is_int(0), "a whole number >= 0"),
+    "val_interval": (_is_int(1), "a whole number of epochs >= 1"),
+    "log_interval": (_is_int(1), "a whole number of iterations >= 1"),
+    "seed": (_is_int(0), "a whole number >= 0"),
+    "in_channels": (lambda v: v in (1, 3) and not isinstance(v, bool), "1 (grayscale) or 3 (RGB)"),
+    "num_classes": (_is_int(2), "a whole number >= 2"),
+    "level": (_is_int(0), "a slide level >= 0"),
+    "learning_rate": (_is_number(0.0, above=True), "a finite number > 0"),
+    "weight_decay": (_is_number(0.0), "a finite number >= 0"),
+    "lr_power": (_is_number(0.0), "a finite number >= 0"),
+    "momentum": (_is_number(0.0, 1.0), "a number in [0, 1]"),
+    "lambda_coco": (_is_number(0.0), "a finite weight >= 0"),
+    "lambda_adv": (_is_number(0.0), "a finite weight >= 0"),
+    "overlap": (_is_number(0.0, 0.99), "a fraction in [0, 0.99]"),
+    "min_tissue_fraction": (_is_number(0.0, 1.0), "a fraction in [0, 1]"),
+}
+# the arguments of `python -m monai.bundle run` that are not config ids
+_RUN_ARGUMENTS = {"config_file", "meta_file", "logging_file", "init_id", "run_id", "final_id", "tracking",
+                  "workflow_type", "properties_path", "args_file"}  # fmt: skip
 
 
 def fail(message: str) -> NoReturn:
@@ -55,10 +118,143 @@ def check_optional_count(setting: str, value: Any) -> int | None:
 
 
 def check_path(setting: str, path: str | os.PathLike, expected: str = "a folder or a file") -> str:
-    """``path`` as a string if it exists, else stop naming ``setting`` and what was expected."""
-    if not Path(path).exists():
+    """``path`` with ``~`` expanded, as a string, if it exists; else stop naming ``setting`` and what was
+    expected."""
+    if not Path(path).expanduser().exists():
         fail(f"{setting}={str(path)!r} does not exist; expected {expected}.")
-    return str(path)
+    return str(Path(path).expanduser())
+
+
+def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` if each is of its kind (a boolean, a whole number >= 1, a finite weight >= 0, ...),
+    else stop naming the first bad one, its value and what is expected.
+
+    Args:
+        settings: ``{name: value}`` of the bundle's user-facing settings, e.g. ``{"amp": @amp, "epochs":
+            @epochs}``; each name must be one of this module's known settings.
+
+    Raises:
+        KeyError: for a name this module does not know (a config's mistake, not a user's).
+    """
+    for name, value in settings.items():
+        valid, expected = _SETTINGS[name]
+        if not valid(value):
+            fail(f"{name}={value!r} is not valid; expected {expected}.")
+    return dict(settings)
+
+
+def check_device(setting: str, device: Any) -> torch.device:
+    """``device`` as a ``torch.device`` if this machine has it, else stop naming ``setting``."""
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError):
+        fail(f"{setting}={device!r} is not a device; expected cpu, cuda or cuda:<index>.")
+    if found.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (found.index or 0) >= count:
+            fail(f"{setting}={device!r} but this machine has {count} CUDA devices (torch "
+                 f"{torch.__version__}); leave device unset to use what is there, or set cpu.")  # fmt: skip
+    elif found.type != "cpu":
+        fail(f"{setting}={device!r} is not supported; expected cpu, cuda or cuda:<index>.")
+    return found
+
+
+def check_output_dir(setting: str, path: str | os.PathLike) -> str:
+    """``path`` (``~`` expanded) as a string once it is a folder this process can write to (it is created if
+    needed); else stop naming ``setting`` and the reason (a file in the way, read-only, no permission)."""
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        fail(f"{setting}={str(path)!r} is a file; expected a folder to write to.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        fail(f"{setting}={str(path)!r} cannot be written to: {exc.strerror or exc}; expected a writable "
+             "folder.")  # fmt: skip
+    return str(folder)
+
+
+def check_split_size(split: str, datalist: Sequence[Any], world_size: int) -> Sequence[Any]:
+    """``datalist`` if each of ``world_size`` processes gets at least one item of it (MONAI's
+    ``DistributedSampler(even_divisible=False)`` needs that), else stop naming the split and its size."""
+    if len(datalist) < world_size:
+        fail(f"the {split} split has {len(datalist)} tiles, fewer than the {world_size} processes that "
+             f"share it; give it at least {world_size} tiles, or start fewer processes (--nproc_per_node).")
+    return datalist
+
+
+def _config_ids(config: Any, prefix: str = "") -> set[str]:
+    """Every id of a parsed config: ``a``, ``a#b``, ``a#0#c``, ..."""
+    ids = set()
+    if isinstance(config, Mapping):
+        items = list(config.items())
+    else:
+        items = list(enumerate(config)) if isinstance(config, list) else []
+    for key, value in items:
+        full = f"{prefix}{key}"
+        ids.add(full)
+        ids |= _config_ids(value, f"{full}#")
+    return ids
+
+
+def _override_ids(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(config files, override ids) of a ``python -m monai.bundle run ...`` command line."""
+    files, ids = [], []
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        key, _, inline = arg[2:].partition("=")
+        key = key.replace("-", "_") if key in ("config-file",) else key
+        if key == "config_file":
+            value = inline or (argv[i + 1] if i + 1 < len(argv) else "")
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                parsed = value
+            files += [str(f) for f in ([parsed] if isinstance(parsed, str) else parsed)]
+        elif key not in _RUN_ARGUMENTS:
+            ids.append(key)
+    return files, ids
+
+
+def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
+    """Stop, naming it, on a ``--id value`` of the bundle command line that is no id of its configs.
+
+    MONAI's runner adds an unknown top-level id (``--epoch 3``) to the config without a word, so the run
+    would go on with the default. The message lists the closest ids of the stage's configs (difflib), or
+    names the other config of the same folder that has the id (a setting of another stage).
+
+    Args:
+        argv: the command line; defaults to ``sys.argv`` when this process runs ``python -m monai.bundle``
+            (for any other process, e.g. a config parsed in Python, nothing is checked).
+
+    Returns:
+        the override ids checked.
+    """
+    if argv is None:
+        if Path(sys.argv[0]).parts[-3:] != ("monai", "bundle", "__main__.py"):
+            return []
+        argv = sys.argv[1:]
+    files, overrides = _override_ids(argv)
+    if not files:
+        return []
+    known = _config_ids(ConfigParser.load_config_files(files))
+    for override in overrides:
+        if override in known:
+            continue
+        stage = ", ".join(Path(f).name for f in files)
+        others = sorted(
+            other.name
+            for other in Path(files[0]).parent.glob("*.yaml")
+            if str(other) not in files and override in _config_ids(ConfigParser.load_config_file(other) or {})
+        )
+        if others:
+            fail(f"--{override} is a setting of {' and '.join(others)}, not of {stage}; leave it out here.")
+        close = difflib.get_close_matches(override, sorted(known), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join('--' + c for c in close)}?" if close else "see its settings."
+        fail(f"--{override} is not a setting of {stage}; {hint}")
+    return overrides
 
 
 def check_roi_size(roi_size: Sequence[int], networks: Sequence[torch.nn.Module]) -> list[int]:
@@ -114,7 +310,8 @@ def bundle_datalist(
         setting: the config id named in the message.
         kwargs: passed to ``load_paired_datalist`` (``val_fraction``, ``seed``, ``label_map``, ...).
     """
-    if not Path(dataset_dir).exists():
+    dataset_dir = Path(dataset_dir).expanduser()
+    if not dataset_dir.exists():
         fail(
             f"{setting}={str(dataset_dir)!r} does not exist; expected a folder of tiles with same-stem masks "
             "(or a JSON datalist), or leave it unset for the built-in synthetic data."
@@ -154,3 +351,29 @@ def bundle_unlabelled(
     if not images.tiles and not patches:
         fail(f"{setting}={str(unlabelled_dir)!r}: its slides {images.slides} hold no patch with tissue.")
     return {"tiles": images.tile_datalist(), "patches": patches}
+class ExitOnError:
+    """Stop a MONAI engine's run with the one-line message of an error that names its file or setting.
+
+    An error raised inside ``engine.run()`` (a training state that does not fit, a full disk, a loss that
+    became NaN) reaches the user as the message under several screens of Ignite's and MONAI's traceback,
+    and ``StatsHandler`` logs that traceback once more. Attached first (before any ``StatsHandler``) to
+    the trainer and to the evaluator, this handler turns ``ValueError``, ``OSError`` and
+    ``FloatingPointError`` into :func:`fail` on ``EXCEPTION_RAISED`` before the other handlers see it;
+    other exceptions (a bug) are re-raised unchanged, with their traceback.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self)
+
+    def __call__(self, engine: Engine, error: BaseException) -> None:
+        if isinstance(error, _ONE_LINE_ERRORS) and not _is_a_bug(error):
+            fail(str(error))
+        raise error
+
+
+def _is_a_bug(error: BaseException) -> bool:
+    """An ``OSError`` that is no file problem (e.g. a broken pipe between processes) keeps its traceback."""
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+        return error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EDQUOT,
+                                   errno.EISDIR, errno.ENOTDIR, errno.EEXIST)  # fmt: skip
+    return False

@@ -9,12 +9,13 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
 from tiny_setup import STUDENT_FEATURES, TEACHER_FEATURES, identical, snapshot, tiny_unet
 
-from monai_coco.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import FolderLock, load_checkpoint, remove_partial_writes, save_checkpoint
 
 
 def test_round_trip_restores_module_optimizer_and_engine(tmp_path):
@@ -81,14 +82,17 @@ class Payload:
     """Not a tensor, not a plain container: weights_only loading must refuse it."""
 
 
-def test_unsafe_truncated_and_missing_files_are_refused_with_the_file_name(tmp_path):
+def test_unsafe_truncated_empty_and_missing_files_are_refused_with_the_file_name(tmp_path):
     torch.save({"model": Payload()}, tmp_path / "pickle.pt")
-    with pytest.raises(ValueError, match="pickle.pt is not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match=r"pickle.pt holds pickled Python objects \(test_checkpoints.Pay"):
         load_checkpoint(tmp_path / "pickle.pt", {"model": torch.nn.Linear(1, 1)})
     good = save_checkpoint(tmp_path / "good.pt", {"model": tiny_unet(STUDENT_FEATURES, 2)})
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(ValueError, match="cut.pt is not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="cut.pt is not a readable PyTorch checkpoint: .* bytes, truncated"):
         load_checkpoint(tmp_path / "cut.pt", {"model": tiny_unet(STUDENT_FEATURES, 2)})
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pt is not a readable PyTorch checkpoint: it is empty"):
+        load_checkpoint(tmp_path / "empty.pt", {"model": torch.nn.Linear(1, 1)})
     with pytest.raises(FileNotFoundError, match="absent.pt"):
         load_checkpoint(tmp_path / "absent.pt", {"model": torch.nn.Linear(1, 1)})
 
@@ -140,3 +144,82 @@ def test_sigkill_while_rewriting_never_leaves_a_truncated_checkpoint(tmp_path):
     net = torch.nn.Linear(1024, 2048)
     load_checkpoint(tmp_path / "state.pt", {"model": net})
     assert torch.all(net.bias == net.bias[0]) and net.bias[0] >= 3
+
+
+def test_numpy_numbers_beside_the_weights_load_and_a_pickled_module_gets_one_short_line(tmp_path):
+    """Older code kept a best metric as np.float64 and an epoch as np.int64 beside the weights: safe to
+    rebuild, so they load. A whole pickled module cannot be loaded safely: one line, how to re-save."""
+    net = torch.nn.Linear(2, 3)
+    torch.save({"model": net.state_dict(), "best_metric": np.float64(0.625), "epoch": np.int64(7),
+                "history": np.array([0.5, 0.625])}, tmp_path / "old.pt")  # fmt: skip
+    other = torch.nn.Linear(2, 3)
+    loaded = load_checkpoint(tmp_path / "old.pt", {"model": other})
+    assert torch.equal(other.weight, net.weight)
+    assert loaded["best_metric"] == 0.625 and loaded["epoch"] == 7
+    assert loaded["history"].tolist() == [0.5, 0.625]
+
+    torch.save(net, tmp_path / "module.pt")
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(tmp_path / "module.pt", {"model": other})
+    message = str(error.value)
+    expected = f"{tmp_path}/module.pt holds pickled Python objects (torch.nn.modules.linear.Linear)"
+    assert message.startswith(expected)
+    assert "torch.save(obj.state_dict()" in message
+    assert "\n" not in message and "\x1b" not in message and len(message) < 400
+
+
+def test_a_second_lock_on_a_folder_is_refused_until_the_holder_dies(tmp_path):
+    """A SIGKILLed holder leaves no stuck lock: the operating system releases flock on process death."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from monai_coco.checkpoints import FolderLock; "
+         f"FolderLock({str(tmp_path)!r}, 'the first run').acquire(); print('held', flush=True); "
+         "time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = rf"{tmp_path} is in use by the first run \(process {holder.pid}\)"
+        with pytest.raises(ValueError, match=busy):
+            FolderLock(tmp_path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    lock = FolderLock(tmp_path).acquire()  # the dead holder's lock is gone
+    assert lock.held
+    lock.release()
+
+
+def test_leftovers_of_killed_writes_are_removed(tmp_path):
+    save_checkpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 2)})
+    (tmp_path / ".state.pt.abc123.tmp").write_bytes(b"partial")
+    (tmp_path / ".teacher.pt.x.tmp").write_bytes(b"partial")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    removed = remove_partial_writes(tmp_path)
+    assert [p.name for p in removed] == [".state.pt.abc123.tmp", ".teacher.pt.x.tmp"]
+    assert sorted(os.listdir(tmp_path)) == ["notes.tmp", "state.pt"]
+
+
+def test_a_full_disk_keeps_the_previous_file_and_names_it(tmp_path):
+    """A real failed write: RLIMIT_FSIZE (a file-size limit, no root needed) makes write() fail with EFBIG
+    in a subprocess, as a full disk fails with ENOSPC; both reach the same code path (an OSError)."""
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, torch
+        from monai_coco.checkpoints import save_checkpoint
+        path = {str(tmp_path / "teacher.pt")!r}
+        save_checkpoint(path, {{"model": torch.nn.Linear(2, 2)}})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            save_checkpoint(path, {{"model": torch.nn.Linear(256, 256)}})
+        except OSError as exc:
+            print(exc)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"[Errno 27] cannot write {tmp_path}/teacher.pt: File too large; the previous file (if any) is kept"
+    )
+    load_checkpoint(tmp_path / "teacher.pt", {"model": torch.nn.Linear(2, 2)})  # the first file, whole
+    assert os.listdir(tmp_path) == ["teacher.pt"]

@@ -1,8 +1,17 @@
-"""monai_coco.handlers: Ignite handlers for adversarial distillation, resumable training and
-segmentation metrics."""
+"""monai_coco.handlers: Ignite handlers for adversarial distillation, resumable training, atomic
+model files, non-finite stops and segmentation metrics."""
 
 from .adversarial import AdversarialDistillationHandler
+from .finite import NonFiniteStop
 from .metrics import PathologySegmentationMetric
-from .resume import ResumableCheckpoint
+from .model_saver import AtomicCheckpointSaver
+from .resume import RandomStates, ResumableCheckpoint
 
-__all__ = ["AdversarialDistillationHandler", "PathologySegmentationMetric", "ResumableCheckpoint"]
+__all__ = [
+    "AdversarialDistillationHandler",
+    "AtomicCheckpointSaver",
+    "NonFiniteStop",
+    "PathologySegmentationMetric",
+    "RandomStates",
+    "ResumableCheckpoint",
+]

@@ -1,49 +1,173 @@
-"""Resumable training: the training state saved atomically every N epochs and reloaded on the next run."""
+"""Resumable training: the whole training state saved atomically every N epochs and reloaded on the next run.
+
+A resumed run ends bit-identical to an uninterrupted one (on one process, CPU or deterministic GPU
+kernels): besides the model, optimiser, schedule and handlers, the state holds every random-number
+generator the run draws from (:class:`RandomStates`).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import random
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import ignite.distributed as idist
+import numpy as np
+import torch
 from ignite.engine import Engine, Events
+from monai.transforms import Randomizable
 
-from monai_coco.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import (
+    FolderLock,
+    load_checkpoint,
+    read_checkpoint,
+    remove_partial_writes,
+    save_checkpoint,
+)
 
-__all__ = ["ResumableCheckpoint"]
+__all__ = ["RandomStates", "ResumableCheckpoint"]
+
+# an LR scheduler's entries that record progress, not settings (torch.optim.lr_scheduler.LRScheduler)
+_PROGRESS = {"last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial", "verbose"}
+
+
+def _numpy_state(state: tuple) -> dict[str, Any]:
+    """``RandomState.get_state()`` as tensors and numbers (``torch.load(weights_only=True)`` reads those)."""
+    _, keys, pos, has_gauss, cached = state
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached)}  # fmt: skip
+
+
+def _numpy_tuple(state: Mapping[str, Any]) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return ("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
+
+
+def _random_transforms(transform: Any) -> Iterator[Randomizable]:
+    """Every MONAI ``Randomizable`` in ``transform`` (a ``Compose`` tree), depth first."""
+    if isinstance(transform, Randomizable):
+        yield transform
+    for child in getattr(transform, "transforms", ()) or ():
+        yield from _random_transforms(child)
+
+
+class RandomStates:
+    """The state of every random-number generator a training run draws from, as ``state_dict``.
+
+    torch (CPU and each CUDA device), numpy's global generator, Python's ``random``, the ``RandomState``
+    (``R``) of each MONAI random transform of the training data loader's data set (with ``num_workers=0``
+    they run in the main process; worker processes are seeded from torch's generator each epoch), and
+    the data loader's and its sampler's own ``torch.Generator`` when they have one. MONAI's
+    ``DistributedSampler`` needs none: it shuffles by ``seed + epoch``.
+
+    Args:
+        data_loader: the training data loader, or ``None`` for the global generators only.
+    """
+
+    def __init__(self, data_loader: Any = None) -> None:
+        self.data_loader = data_loader
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        found = {}
+        sampler = getattr(self.data_loader, "sampler", None)
+        for name, owner in (("loader", self.data_loader), ("sampler", sampler)):
+            generator = getattr(owner, "generator", None)
+            if isinstance(generator, torch.Generator):
+                found[name] = generator
+        return found
+
+    def _transforms(self) -> list[Randomizable]:
+        dataset = getattr(self.data_loader, "dataset", None)
+        return list(_random_transforms(getattr(dataset, "transform", None)))
+
+    def state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _numpy_state(np.random.get_state()),
+            "python": {"version": version, "state": list(internal), "gauss": gauss},
+            "transforms": [_numpy_state(t.R.get_state()) for t in self._transforms()],
+            "generators": {name: g.get_state() for name, g in self._generators().items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore every generator; the random transforms must be the same in number as when saved.
+
+        Raises:
+            ValueError: when the number of random transforms or generators differs.
+        """
+        transforms, generators = self._transforms(), self._generators()
+        if len(state["transforms"]) != len(transforms) or set(state["generators"]) != set(generators):
+            raise ValueError(
+                f"the saved random states are of {len(state['transforms'])} random transforms, the data "
+                f"loader now has {len(transforms)}: the training transforms were changed."
+            )
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        np.random.set_state(_numpy_tuple(state["numpy"]))
+        python = state["python"]
+        random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+        for transform, saved in zip(transforms, state["transforms"]):
+            transform.R.set_state(_numpy_tuple(saved))
+        for name, generator in generators.items():
+            generator.set_state(state["generators"][name])
 
 
 class ResumableCheckpoint:
     """Save the whole training state to one file every ``save_interval`` epochs; resume from it on start.
 
-    Unlike MONAI's ``CheckpointSaver`` (which writes in place and deletes the previous file first), the
-    file is replaced atomically (:func:`~monai_coco.checkpoints.save_checkpoint`), so a run killed
-    at any moment, even with ``SIGKILL``, leaves the last complete checkpoint and loses at most the epochs
-    since. Rerunning the same command finds the file on ``STARTED``, loads it and logs
-    ``"resuming from <file> at epoch N"``; the engine then continues with epoch N + 1 up to its own
-    ``max_epochs`` (which may be larger than the first run's).
+    Unlike MONAI's ``CheckpointSaver`` (which deletes the previous file, then writes), the file is replaced
+    atomically (:func:`~monai_coco.checkpoints.save_checkpoint`), so a run killed at any moment, even with
+    ``SIGKILL``, leaves the last complete state and loses at most the epochs since. Rerunning the same
+    command finds the file, loads it on ``STARTED`` and logs ``"resuming from <file> at epoch N"``; the
+    engine then continues with epoch N + 1 up to its own ``max_epochs`` (which may be larger than the first
+    run's) and ends bit-identical to an uninterrupted run: the state holds the engine (epoch, iteration),
+    everything in ``save_dict`` and every random generator (:class:`RandomStates`, entry ``random_states``).
 
-    The engine the handler is attached to is saved too, under ``engine_key``: a bundle config need not
-    (and cannot, without a cycle) list the trainer in ``save_dict``.
+    A changed length of the run is continued correctly: an LR scheduler whose settings (e.g.
+    ``PolynomialLR``'s ``total_iters = epochs × iterations per epoch``) differ from the saved ones keeps
+    the new settings and its progress, its learning rate recomputed in closed form; a scheduler without a
+    closed form is refused. Settings that make the saved state meaningless (``record``: the data set, the
+    tile size, the batch size, the learning rate, the networks) are compared with the saved ones and a
+    difference is refused, naming each and how to start afresh.
+
+    The handler holds the state file's folder with a :class:`~monai_coco.checkpoints.FolderLock` (the
+    first process only, in distributed training), so a second run on the same folder is refused, and
+    removes the temporary files that a killed run's writes left there. :meth:`check` does all of that and
+    reads the file; a bundle calls it among its prerequisites to stop with one line (``exit_on_error``),
+    otherwise it runs when the handler is attached.
 
     Args:
         path: the training-state file, e.g. ``models/train_state.pt``.
-        save_dict: ``{name: obj}`` for everything else to keep: student, optimiser, LR scheduler, the
-            ``AdversarialDistillationHandler`` (critic, its optimiser and scaler), ...
+        save_dict: ``{name: obj}`` for everything else to keep: model, optimiser, LR scheduler, the
+            ``AdversarialDistillationHandler`` (critic, its optimiser and scaler), the best-model saver, ...
         save_interval: save every this many epochs.
         engine_key: the entry that holds the engine's state (epoch, iteration).
+        record: what the run trains on, e.g. ``{"dataset": ..., "roi_size": [256, 256], "batch_size": 2}``:
+            values made of strings, numbers, lists and dicts, stored in the file and compared on resume.
         name: logger name; defaults to the engine's logger.
         map_location: passed to ``torch.load``.
+
+    Raises:
+        ValueError: from :meth:`check` (one line, naming the file): unreadable or unsafe file, another
+            run on the folder, a changed ``record``, a state that does not fit an object. From
+            :meth:`resume`: a saved epoch beyond ``max_epochs``, another number of iterations per epoch,
+            a scheduler that cannot be continued on the new settings.
 
     Example (bundle config)::
 
         {"_target_": "ResumableCheckpoint", "path": "$@bundle_root + '/models/train_state.pt'",
          "save_dict": {"model": "@network", "optimizer": "@optimizer", "lr": "@lr_scheduler",
-                       "adversarial": "@adversarial"}}
+                       "adversarial": "@adversarial"}, "record": {"roi_size": "@roi_size"}}
     """
+
+    random_key = "random_states"
+    record_key = "record"
 
     def __init__(
         self,
@@ -51,51 +175,161 @@ class ResumableCheckpoint:
         save_dict: Mapping[str, Any],
         save_interval: int = 1,
         engine_key: str = "trainer",
+        record: Mapping[str, Any] | None = None,
         name: str | None = None,
         map_location: Any = "cpu",
     ) -> None:
         if save_interval < 1:
             raise ValueError(f"save_interval must be a positive number of epochs, got {save_interval!r}.")
-        if engine_key in save_dict:
-            raise ValueError(
-                f"save_dict must not use the key '{engine_key}': it holds the engine's own state."
-            )
+        for key in (engine_key, self.random_key, self.record_key):
+            if key in save_dict:
+                raise ValueError(f"save_dict must not use the key '{key}': the handler's own entry.")
         self.path = Path(path)
         self.save_dict = dict(save_dict)
         self.save_interval = save_interval
         self.engine_key = engine_key
+        self.record = _plain(dict(record or {}))
         self.map_location = map_location
         self.logger = logging.getLogger(name)
         self._name = name
+        self._lock = FolderLock(self.path.parent, purpose=f"the training run writing {self.path.name}")
+        self._checked = False
+        self._saved: Mapping[str, Any] | None = None
+
+    def check(self) -> ResumableCheckpoint:
+        """Lock the folder, remove leftovers of killed writes, read and check the saved state if any.
+
+        Returns:
+            this handler.
+
+        Raises:
+            ValueError: one line naming the file (see the class).
+        """
+        if self._checked:
+            return self
+        if idist.get_rank() == 0:
+            self._lock.acquire()
+            for leftover in remove_partial_writes(self.path.parent):
+                self.logger.info(f"removed {leftover}, left by an interrupted write")
+        if self.path.is_file():
+            saved = read_checkpoint(self.path, self.map_location)
+            if not isinstance(saved, Mapping) or self.engine_key not in saved:
+                raise ValueError(
+                    f"{self.path} is not a training state (no '{self.engine_key}' entry); move it away to "
+                    "start afresh."
+                )
+            self._compare_record(saved.get(self.record_key))
+            self._saved = saved
+        self._checked = True
+        return self
+
+    def _compare_record(self, saved: Mapping[str, Any] | None) -> None:
+        if saved is None:
+            return
+        differences = [
+            f"{key}={saved[key]!r} (now {self.record[key]!r})"
+            for key in self.record
+            if key in saved and saved[key] != self.record[key]
+        ]
+        if differences:
+            raise ValueError(
+                f"{self.path} was saved by a run with other settings: {', '.join(differences)}; rerun with "
+                f"those settings to resume, or delete {self.path} (or use another ckpt_dir) to start afresh."
+            )
 
     def attach(self, engine: Engine) -> None:
-        """Resume on ``STARTED``; save on every ``save_interval``-th ``EPOCH_COMPLETED``."""
+        """Check (:meth:`check`) now; resume on ``STARTED``; save on every ``save_interval``-th epoch."""
         if self._name is None:
             self.logger = engine.logger
+        self.check()
         engine.add_event_handler(Events.STARTED, self.resume)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, lambda _: self._lock.release())
 
     def _objects(self, engine: Engine) -> dict[str, Any]:
-        return {**self.save_dict, self.engine_key: engine}
+        loader = getattr(engine, "data_loader", None) or engine.state.dataloader
+        return {**self.save_dict, self.engine_key: engine, self.random_key: RandomStates(loader)}
 
     def resume(self, engine: Engine) -> None:
-        """Load the training state if the file exists; keep the engine's own ``max_epochs``."""
-        if not self.path.is_file():
+        """Load the checked training state if there is one; keep the engine's own ``max_epochs``."""
+        self.check()
+        if self._saved is None:
             self.logger.info(f"no training state at {self.path}: starting from epoch 0")
             return
-        max_epochs = engine.state.max_epochs
-        load_checkpoint(self.path, self._objects(engine), map_location=self.map_location)
+        max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
+        schedulers = {k: v.state_dict() for k, v in self.save_dict.items() if _is_scheduler(v)}
+        objects = self._objects(engine)
+        if self.random_key not in self._saved:  # a state from older code: no random states to restore
+            objects.pop(self.random_key)
+        load_checkpoint(self.path, objects, map_location=self.map_location)
+        self._saved = None  # free the memory; the objects hold the state now
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise ValueError(
                 f"{self.path} was saved at epoch {engine.state.epoch}, beyond max_epochs={max_epochs}: "
                 "raise max_epochs to train on, or remove the file to start again."
             )
+        if epoch_length is not None and engine.state.epoch_length != epoch_length:
+            raise ValueError(
+                f"{self.path} was saved with {engine.state.epoch_length} iterations per epoch, the training "
+                f"data now give {epoch_length}: the data set or batch size changed; delete {self.path} to "
+                "start afresh."
+            )
         engine.state.max_epochs = max_epochs
+        for key, fresh in schedulers.items():
+            self._continue_schedule(key, self.save_dict[key], fresh)
         self.logger.info(f"resuming from {self.path} at epoch {engine.state.epoch}")
+
+    def _continue_schedule(self, key: str, scheduler: Any, fresh: Mapping[str, Any]) -> None:
+        """Give a restored scheduler the settings it was built with now, keeping its progress."""
+        saved = scheduler.state_dict()
+        changed = {k: (saved.get(k), v) for k, v in fresh.items() if k not in _PROGRESS and saved.get(k) != v}
+        if not changed:
+            return
+        shown = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+        if not hasattr(scheduler, "_get_closed_form_lr"):
+            raise ValueError(
+                f"{self.path}: the LR scheduler '{key}' ({type(scheduler).__name__}) was saved with other "
+                f"settings ({shown}) and has no closed form to continue on the new ones; rerun with the "
+                f"first run's settings, or delete {self.path} to start afresh."
+            )
+        for k, (_, new) in changed.items():
+            setattr(scheduler, k, new)
+        lrs = scheduler._get_closed_form_lr()
+        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        scheduler._last_lr = list(lrs)
+        self.logger.info(f"LR scheduler '{key}' continues on the new settings ({shown}); learning rate {lrs}")
 
     def save(self, engine: Engine) -> None:
         """Write the training state atomically (on the first process only, in distributed training)."""
         if idist.get_rank() != 0:
             return
-        save_checkpoint(self.path, self._objects(engine))
+        save_checkpoint(self.path, {**self._objects(engine), self.record_key: _Record(self.record)})
         self.logger.info(f"saved training state at epoch {engine.state.epoch} to {self.path}")
+
+
+def _is_scheduler(obj: Any) -> bool:
+    return isinstance(obj, torch.optim.lr_scheduler.LRScheduler)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists, paths as strings and tensors/numpy numbers as Python numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (np.generic, torch.Tensor)):
+        return value.item()
+    return value
+
+
+class _Record:
+    """The ``record`` mapping as an object with ``state_dict`` (what ``save_checkpoint`` takes)."""
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self.record = record
+
+    def state_dict(self) -> Mapping[str, Any]:
+        return self.record

@@ -1,0 +1,75 @@
+"""A killed bundle run, rerun with the same command, ends bit-identical to an uninterrupted one (CPU).
+
+Real ``python -m monai.bundle run training`` processes of the teacher stage (64² synthetic tiles, 3 epochs
+of 2 iterations) are SIGKILLed at chosen moments, read from their log: right after a training state was
+saved, in the middle of an epoch, and while validation writes the best model. Each rerun resumes from the
+last complete state; the last one finishes. Its final weights, best model and best-metric record equal
+those of an uninterrupted run exactly, and no temporary file is left in the checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from bundle_runs import ROOT, bundle_env, cli, copy_bundle
+
+SETTINGS = {"roi_size": [64, 64], "synthetic#n_train": 4, "synthetic#n_val": 2, "synthetic#n_test": 2,
+            "synthetic#slide_size": 0, "batch_size": 2, "num_workers": 0, "epochs": 3, "log_interval": 1,
+            "teacher_def#features": [8, 16, 32, 64], "stain_augmentation": True}  # fmt: skip
+
+
+def teacher_command(root) -> list[str]:
+    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
+            str(root / "configs" / "train_teacher.yaml"), "--bundle_root", str(root), *cli(SETTINGS)]  # fmt: skip
+
+
+def run_until(root, marker: str | None) -> str:
+    """Run the teacher stage; SIGKILL it as soon as a log line contains ``marker`` (None: run to the end)."""
+    process = subprocess.Popen(teacher_command(root), cwd=ROOT, env=bundle_env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    log = []
+    for line in process.stdout:
+        log.append(line)
+        if marker is not None and marker in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.stdout.close()
+    returncode = process.wait(timeout=300)
+    text = "".join(log)
+    if marker is None:
+        assert returncode == 0, text[-3000:]
+    else:
+        assert returncode == -signal.SIGKILL, f"never reached {marker!r}:\n{text[-3000:]}"
+    return text
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.slow
+def test_a_run_killed_three_times_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
+    reference = copy_bundle(tmp_path / "reference")
+    run_until(reference, None)
+
+    killed = copy_bundle(tmp_path / "killed")
+    run_until(killed, "saved training state at epoch 1")  # killed right after the state of epoch 1
+    log = run_until(killed, "Epoch: 3/3, Iter: 1/2")  # resumes at epoch 1, killed in the middle of epoch 3
+    assert "resuming from" in log and "at epoch 1" in log
+    log = run_until(killed, None)  # resumes at epoch 2, finishes
+    assert "at epoch 2" in log
+
+    for name in ("teacher.pt", "train_state_teacher.pt"):
+        expected, found = weights(reference / "models" / name), weights(killed / "models" / name)
+        assert expected["model"].keys() == found["model"].keys()
+        for key, value in expected["model"].items():
+            assert torch.equal(value, found["model"][key]), f"{name}: {key} differs after the resume"
+    state = weights(killed / "models" / "train_state_teacher.pt")
+    assert state["best_model"] == weights(reference / "models" / "train_state_teacher.pt")["best_model"]
+    assert sorted(p.name for p in (killed / "models").iterdir()) == sorted(
+        ["teacher.pt", "train_state_teacher.pt", ".lock"]
+    )

@@ -251,7 +251,8 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
         )
         if others:
             fail(f"--{override} is a setting of {' and '.join(others)}, not of {stage}; leave it out here.")
-        close = difflib.get_close_matches(override, sorted(known), n=3, cutoff=0.6)
+        names = sorted(k for k in known if not any(part.isdigit() for part in k.split("#")))  # no list items
+        close = difflib.get_close_matches(override, names, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join('--' + c for c in close)}?" if close else "see its settings."
         fail(f"--{override} is not a setting of {stage}; {hint}")
     return overrides

@@ -18,7 +18,7 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.transforms import Randomizable
+from monai.transforms import Randomizable, Transform
 
 from monai_coco.checkpoints import (
     FolderLock,
@@ -46,19 +46,26 @@ def _numpy_tuple(state: Mapping[str, Any]) -> tuple:
     return ("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
 
 
-def _random_transforms(transform: Any) -> Iterator[Randomizable]:
-    """Every MONAI ``Randomizable`` in ``transform`` (a ``Compose`` tree), depth first."""
+def _random_transforms(transform: Any, seen: set[int] | None = None) -> Iterator[Randomizable]:
+    """Every MONAI ``Randomizable`` in ``transform``, depth first: a ``Compose``'s ``transforms`` and the
+    transforms a transform keeps as attributes (``RandScaleIntensityd.scaler`` has its own ``R``)."""
+    seen = set() if seen is None else seen
+    if not isinstance(transform, Transform) or id(transform) in seen:
+        return
+    seen.add(id(transform))
     if isinstance(transform, Randomizable):
         yield transform
-    for child in getattr(transform, "transforms", ()) or ():
-        yield from _random_transforms(child)
+    for value in vars(transform).values():
+        for child in value if isinstance(value, (list, tuple)) else (value,):
+            yield from _random_transforms(child, seen)
 
 
 class RandomStates:
     """The state of every random-number generator a training run draws from, as ``state_dict``.
 
     torch (CPU and each CUDA device), numpy's global generator, Python's ``random``, the ``RandomState``
-    (``R``) of each MONAI random transform of the training data loader's data set (with ``num_workers=0``
+    (``R``) of each MONAI random transform of the training data loader's data set, inner ones included
+    (with ``num_workers=0``
     they run in the main process; worker processes are seeded from torch's generator each epoch), and
     the data loader's and its sampler's own ``torch.Generator`` when they have one. MONAI's
     ``DistributedSampler`` needs none: it shuffles by ``seed + epoch``.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, config_arg, copy_bundle, run_bundle, stage_files
 from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import save_checkpoint
+from monai_coco.config_checks import check_overrides
 from monai_coco.data import synthetic_dataset
 from monai_coco.networks import FANet
 
@@ -101,3 +105,99 @@ def test_an_unknown_choice_is_named(tmp_path, setting, value):
     message = _initialize(tmp_path, config, **{setting: value})
     assert message.startswith(f"monai_coco: {setting}={value!r} is not one of ")
 
+
+
+STAGES = ["train_teacher.yaml", "train_paraphraser.yaml", "train.yaml", "evaluate.yaml", "inference.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"amp": "false"}, "amp='false' is not valid; expected True or False (the command line reads `false` "
+                           "as text: write False)."),  # fmt: skip
+        ({"epochs": 0}, "epochs=0 is not valid; expected a whole number of epochs >= 1."),
+        ({"epochs": -1}, "epochs=-1 is not valid; expected a whole number of epochs >= 1."),
+        ({"batch_size": 0}, "batch_size=0 is not valid; expected a whole number >= 1."),
+        ({"learning_rate": "nan"}, "learning_rate='nan' is not valid; expected a finite number > 0."),
+    ],
+)
+@pytest.mark.parametrize("config", ["train_teacher.yaml"])
+def test_a_bad_setting_is_one_line_naming_it(tmp_path, config, override, expected):
+    """Issue 11 cases 10 and 11: checked before anything is built."""
+    assert _initialize(tmp_path, config, **override) == f"monai_coco: {expected}"
+
+
+def test_cuda_on_a_machine_without_it_is_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the check passes here (the message is tested without it)")
+    message = _initialize(tmp_path, "train_teacher.yaml", device="cuda")
+    assert message.startswith("monai_coco: device='cuda' but this machine has 0 CUDA devices")
+
+
+def test_a_checkpoint_folder_that_is_a_file_or_read_only_is_one_line(tmp_path):
+    """Issue 11 case 15 (the kind: every folder a stage writes to)."""
+    (tmp_path / "file").write_text("")
+    message = _initialize(tmp_path, "train_teacher.yaml", ckpt_dir=str(tmp_path / "file"))
+    assert message == f"monai_coco: ckpt_dir='{tmp_path}/file' is a file; expected a folder to write to."
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders: the read-only case needs another user")
+    readonly = tmp_path / "readonly"
+    readonly.mkdir(mode=0o555)
+    message = _initialize(tmp_path, "train_teacher.yaml", ckpt_dir=str(readonly))
+    assert message.startswith(f"monai_coco: ckpt_dir='{readonly}' cannot be written to: Permission denied")
+
+
+def test_a_dataset_dir_with_a_tilde_is_expanded(tmp_path, monkeypatch):
+    """Issue 11 case 13: ``~/data`` reaches the loader expanded, as the shell would have done."""
+    synthetic_dataset(tmp_path / "data", n_train=2, n_val=1, n_test=1, size=64, slide_size=0)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    parser = ConfigParser()
+    parser.read_config(stage_files(CONFIGS, "train_teacher.yaml"))
+    parser.update({"bundle_root": str(tmp_path), **applicable(parser.get(), TINY), "dataset_dir": "~/data"})
+    first = parser.get_parsed_content("train#datalist")[0]["image"]
+    assert first.startswith(str(tmp_path / "data" / "train"))
+
+
+@pytest.mark.parametrize(
+    ("config", "argv", "expected"),
+    [
+        ("train_teacher.yaml", ["--epoch", "3"], "--epoch is not a setting of train_teacher.yaml; did you "
+                                                 "mean --epochs?"),  # fmt: skip
+        ("train_teacher.yaml", ["--teacher_def#feature", "[8]"], "--teacher_def#feature is not a setting of "
+                               "train_teacher.yaml; did you mean --teacher_def#features?"),  # fmt: skip
+        ("evaluate.yaml", ["--lambda_coco", "1"], "--lambda_coco is a setting of train.yaml, not of "
+                                                  "evaluate.yaml; leave it out here."),  # fmt: skip
+    ],
+)
+def test_an_unknown_override_is_one_line_with_the_close_names(config, argv, expected):
+    """Issue 11 case 12: MONAI's runner would add ``epoch`` as a new id and train the default 100 epochs."""
+    command = ["run", "training", "--config_file", config_arg(CONFIGS, config), "--bundle_root", "/tmp/x", *argv]
+    with pytest.raises(SystemExit) as stop:
+        check_overrides(command)
+    assert stop.value.code == f"monai_coco: {expected}"
+    assert check_overrides(["run", "--config_file", str(CONFIGS / config), "--batch_size", "2"]) == ["batch_size"]
+
+
+def test_a_damaged_training_state_is_one_line(tmp_path):
+    """Issue 11 case 7, in the bundle: checked among the prerequisites."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "train_state_teacher.pt").write_bytes(b"PK\x03\x04 not a whole file")
+    message = _initialize(tmp_path, "train_teacher.yaml")
+    expected = f"monai_coco: {tmp_path}/models/train_state_teacher.pt is not a readable PyTorch checkpoint"
+    assert message.startswith(expected)
+
+
+@pytest.mark.slow
+def test_the_command_line_gives_one_line_for_a_string_boolean_and_a_typo(tmp_path):
+    """The real ``python -m monai.bundle run``: ``--amp false`` arrives as text; ``--epoch`` is a typo."""
+    root = copy_bundle(tmp_path)
+    for override, expected in (
+        (["--amp", "false"], "monai_coco: amp='false' is not valid; expected True or False (the command line "
+                             "reads `false` as text: write False)."),  # fmt: skip
+        (["--epoch", "3"], "monai_coco: --epoch is not a setting of train_teacher.yaml; did you mean "
+                           "--epochs?"),  # fmt: skip
+    ):
+        result = run_bundle("run", "training", "--config_file", config_arg(root / "configs", "train_teacher.yaml"),
+                            "--bundle_root", str(root), *override, check=False)  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip() == expected

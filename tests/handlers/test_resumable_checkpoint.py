@@ -4,6 +4,7 @@ exactly as an uninterrupted run does."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
@@ -169,3 +171,116 @@ def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):
         ResumableCheckpoint(tmp_path / "x.pt", {"model": net}, save_interval=0)
     with pytest.raises(ValueError, match="'trainer'"):
         ResumableCheckpoint(tmp_path / "x.pt", {"trainer": net})
+
+
+def poly_run(tmp_path, epochs: int, record: dict | None = None, seed: int = 0):
+    """A linear model trained for ``epochs`` epochs of 2 iterations with PolynomialLR over the whole run."""
+    torch.manual_seed(seed)
+    net = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=2 * epochs, power=1.0)
+
+    def step(engine, batch):
+        optimizer.zero_grad()
+        net(batch).sum().backward()
+        optimizer.step()
+        scheduler.step()
+
+    engine = Engine(step)
+    handler = ResumableCheckpoint(tmp_path / "state.pt", {"model": net, "optimizer": optimizer,
+                                                          "lr": scheduler}, record=record)  # fmt: skip
+    handler.attach(engine)
+    engine.run([torch.ones(1, 2), torch.ones(1, 2)], max_epochs=epochs)
+    return net, optimizer, handler
+
+
+def test_a_finished_run_resumed_with_more_epochs_continues_on_the_longer_schedule(tmp_path):
+    """Issue 11 case 1: the restored PolynomialLR keeps the new total (4 epochs × 2 iterations), not the
+    first run's (2 × 2, whose rate had reached 0), so the extra epochs train: lr after 4 of 8 steps is
+    0.1 × (1 − 4/8) = 0.05, and the last 4 steps (lrs 0.05, 0.0375, 0.025, 0.0125) move each weight."""
+    net, optimizer, _ = poly_run(tmp_path, epochs=2)
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    before = net.weight.detach().clone()
+    net, optimizer, _ = poly_run(tmp_path, epochs=4)
+    assert optimizer.param_groups[0]["lr"] == 0.0  # the end of the longer schedule
+    # gradient of sum(w·x + b) with x = (1, 1) is 1 for each weight: the step sum is 0.125
+    torch.testing.assert_close(net.weight.detach(), before - 0.125, rtol=0, atol=1e-7)
+
+
+def test_a_scheduler_without_closed_form_on_other_settings_is_refused(tmp_path):
+    net = torch.nn.Linear(2, 1)
+    for step_size in (1, 2):
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, 0.01, 0.1, step_size_up=step_size)
+        engine = Engine(lambda e, b: None)
+        ResumableCheckpoint(tmp_path / "state.pt", {"optimizer": optimizer, "lr": scheduler}).attach(engine)
+        if step_size == 1:
+            engine.run([0], max_epochs=1)
+    with pytest.raises(ValueError, match=r"'lr' \(CyclicLR\) was saved with other settings \(total_size 2"):
+        engine.run([0], max_epochs=2)
+
+
+def test_a_state_of_another_data_set_is_refused_naming_what_differs(tmp_path):
+    """Issue 11 case 4: the record (data set, tile size, ...) is stored and compared on resume."""
+    poly_run(tmp_path, epochs=1, record={"dataset": "/demo/synthetic", "roi_size": (64, 64)})
+    with pytest.raises(ValueError) as error:
+        poly_run(tmp_path, epochs=2, record={"dataset": "/my/tiles", "roi_size": [64, 64]})
+    assert str(error.value) == (
+        f"{tmp_path}/state.pt was saved by a run with other settings: dataset='/demo/synthetic' (now "
+        f"'/my/tiles'); rerun with those settings to resume, or delete {tmp_path}/state.pt (or use another "
+        "ckpt_dir) to start afresh."
+    )
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "foreign", "unsafe"])
+def test_a_bad_state_file_is_one_line_naming_it(tmp_path, damage):
+    """Issue 11 case 7: checked before the run (ResumableCheckpoint.check), with one line."""
+    path = tmp_path / "state.pt"
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        poly_run(tmp_path, epochs=1)
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "foreign":
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        torch.save({"trainer": torch.nn.Linear(2, 1)}, path)  # a pickled module
+    handler = ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 1)})
+    with pytest.raises(ValueError) as error:
+        handler.check()
+    message = str(error.value)
+    assert message.startswith(str(path)) and "\n" not in message and len(message) < 400
+    expected = {"empty": "it is empty", "truncated": "truncated", "foreign": "is not a training state",
+                "unsafe": "holds pickled Python objects"}[damage]  # fmt: skip
+    assert expected in message
+
+
+def test_a_second_run_on_the_folder_is_refused_and_leftovers_are_removed(tmp_path):
+    (tmp_path / ".teacher.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    first = ResumableCheckpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 1)}).check()
+    assert not (tmp_path / ".teacher.pt.k1ll3d.tmp").exists()
+    with pytest.raises(ValueError, match=rf"{tmp_path} is in use by the training run writing state.pt"):
+        ResumableCheckpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 1)}).check()
+    first._lock.release()
+    ResumableCheckpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 1)}).check()
+
+
+def test_random_states_round_trip_every_generator():
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import Compose, RandFlipd, RandScaleIntensityd
+
+    from monai_coco.handlers import RandomStates
+
+    transform = Compose([RandFlipd("x", prob=0.5), RandScaleIntensityd("x", factors=0.1, prob=1.0)])
+    loader = DataLoader(Dataset([{"x": torch.ones(1, 2, 2)}], transform), num_workers=0)
+    states = RandomStates(loader)
+    saved = states.state_dict()
+
+    def draw():
+        inner = transform.transforms[1].scaler  # RandScaleIntensityd's own RandScaleIntensity
+        return (torch.rand(1).item(), np.random.rand(), random.random(),
+                [t.R.rand() for t in transform.transforms], inner.R.rand())  # fmt: skip
+
+    first = draw()
+    states.load_state_dict(saved)
+    assert draw() == first

@@ -163,8 +163,9 @@ def test_a_dataset_dir_with_a_tilde_is_expanded(tmp_path, monkeypatch):
     [
         ("train_teacher.yaml", ["--epoch", "3"], "--epoch is not a setting of train_teacher.yaml; did you "
                                                  "mean --epochs?"),  # fmt: skip
-        ("train_teacher.yaml", ["--teacher_def#feature", "[8]"], "--teacher_def#feature is not a setting of "
-                               "train_teacher.yaml; did you mean --teacher_def#features?"),  # fmt: skip
+        ("train_teacher.yaml", ["--teacher_def#feature", "[8]"],
+         "--teacher_def#feature is not a setting of train_teacher.yaml; did you mean --teacher_def#features, "
+         "--teacher_def#_target_, --teacher_def?"),  # fmt: skip
         ("evaluate.yaml", ["--lambda_coco", "1"], "--lambda_coco is a setting of train.yaml, not of "
                                                   "evaluate.yaml; leave it out here."),  # fmt: skip
     ],
@@ -175,7 +176,8 @@ def test_an_unknown_override_is_one_line_with_the_close_names(config, argv, expe
     with pytest.raises(SystemExit) as stop:
         check_overrides(command)
     assert stop.value.code == f"monai_coco: {expected}"
-    assert check_overrides(["run", "--config_file", str(CONFIGS / config), "--batch_size", "2"]) == ["batch_size"]
+    valid = ["run", "--config_file", str(CONFIGS / config), "--batch_size", "2"]
+    assert check_overrides(valid) == ["batch_size"]
 
 
 def test_a_damaged_training_state_is_one_line(tmp_path):

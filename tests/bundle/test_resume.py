@@ -23,8 +23,9 @@ SETTINGS = {"roi_size": [64, 64], "synthetic#n_train": 4, "synthetic#n_val": 2, 
 
 
 def teacher_command(root) -> list[str]:
-    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
-            str(root / "configs" / "train_teacher.yaml"), "--bundle_root", str(root), *cli(SETTINGS)]  # fmt: skip
+    config = str(root / "configs" / "train_teacher.yaml")
+    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config,
+            "--bundle_root", str(root), *cli(SETTINGS)]  # fmt: skip
 
 
 def run_until(root, marker: str | None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import errno
+import inspect
 import math
 import os
 import sys
@@ -24,6 +25,8 @@ from typing import Any, NoReturn
 import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
+from monai.bundle.config_item import ComponentLocator
+from monai.utils.module import locate
 
 from monai_coco.checkpoints import load_checkpoint
 from monai_coco.data.datalist import load_paired_datalist
@@ -75,6 +78,8 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "amp": (_is_bool, _BOOLEAN),
     "stain_augmentation": (_is_bool, _BOOLEAN),
     "epochs": (_is_int(1), "a whole number of epochs >= 1"),
+    "paraphraser_epochs": (_is_int(1), "a whole number of epochs >= 1"),
+    "sw_batch_size": (_is_int(1), "a whole number >= 1"),
     "batch_size": (_is_int(1), "a whole number >= 1"),
     "num_workers": (_is_int(0), "a whole number >= 0"),
     "val_interval": (_is_int(1), "a whole number of epochs >= 1"),
@@ -84,6 +89,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_classes": (_is_int(2), "a whole number >= 2"),
     "level": (_is_int(0), "a slide level >= 0"),
     "learning_rate": (_is_number(0.0, above=True), "a finite number > 0"),
+    "paraphraser_learning_rate": (_is_number(0.0, above=True), "a finite number > 0"),
     "weight_decay": (_is_number(0.0), "a finite number >= 0"),
     "lr_power": (_is_number(0.0), "a finite number >= 0"),
     "momentum": (_is_number(0.0, 1.0), "a number in [0, 1]"),
@@ -218,6 +224,44 @@ def _override_ids(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return files, ids
 
 
+def _component_class(target: str) -> Any:
+    """The class or function a ``_target_`` names (a short MONAI-plugin name or a dotted path), else None."""
+    modules = ComponentLocator().get_component_module_name(target)
+    if isinstance(modules, list):
+        modules = modules[0] if modules else None
+    path = f"{modules}.{target}" if modules else target
+    try:
+        return locate(path)
+    except Exception:
+        return None
+
+
+def _component_arguments(config: Any, override: str) -> list[str] | None:
+    """For ``a#b#name``: the ids ``a#b#<argument>`` of every argument the component at ``a#b`` (a mapping
+    with a ``_target_``) takes, with ``a#b#name`` among them when it takes any keyword; ``None`` when
+    ``a#b`` is no component or its arguments cannot be read here (MONAI will then say what is wrong)."""
+    *parent, name = override.split("#")
+    for key in parent:
+        try:
+            config = config[int(key)] if isinstance(config, list) else config[key]
+        except (KeyError, IndexError, ValueError, TypeError):
+            return None
+    if not isinstance(config, Mapping) or not isinstance(config.get("_target_"), str):
+        return None
+    component = _component_class(config["_target_"])
+    try:
+        parameters = inspect.signature(component).parameters if component is not None else None
+    except (TypeError, ValueError):
+        parameters = None
+    if parameters is None:
+        return None
+    prefix = "#".join(parent)
+    names = [p for p, kind in parameters.items() if kind.kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        names.append(name)
+    return [f"{prefix}#{n}" for n in names]
+
+
 def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
     """Stop, naming it, on a ``--id value`` of the bundle command line that is no id of its configs.
 
@@ -239,9 +283,11 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
     files, overrides = _override_ids(argv)
     if not files:
         return []
-    known = _config_ids(ConfigParser.load_config_files(files))
+    config = ConfigParser.load_config_files(files)
+    known = _config_ids(config)
     for override in overrides:
-        if override in known:
+        arguments = _component_arguments(config, override) if "#" in override else []
+        if override in known or arguments is None or override in arguments:
             continue
         stage = ", ".join(Path(f).name for f in files)
         others = sorted(
@@ -251,7 +297,7 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
         )
         if others:
             fail(f"--{override} is a setting of {' and '.join(others)}, not of {stage}; leave it out here.")
-        names = sorted(k for k in known if not any(part.isdigit() for part in k.split("#")))  # no list items
+        names = sorted(k for k in known | set(arguments) if not any(p.isdigit() for p in k.split("#")))
         close = difflib.get_close_matches(override, names, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join('--' + c for c in close)}?" if close else "see its settings."
         fail(f"--{override} is not a setting of {stage}; {hint}")

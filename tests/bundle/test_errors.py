@@ -161,23 +161,28 @@ def test_a_dataset_dir_with_a_tilde_is_expanded(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("config", "argv", "expected"),
     [
-        ("train_teacher.yaml", ["--epoch", "3"], "--epoch is not a setting of train_teacher.yaml; did you "
-                                                 "mean --epochs?"),  # fmt: skip
+        ("train_teacher.yaml", ["--epoch", "3"],
+         "--epoch is not a setting of base.yaml, train_teacher.yaml; did you mean --epochs?"),
         ("train_teacher.yaml", ["--teacher_def#feature", "[8]"],
-         "--teacher_def#feature is not a setting of train_teacher.yaml; did you mean --teacher_def#features, "
-         "--teacher_def#_target_, --teacher_def?"),  # fmt: skip
-        ("evaluate.yaml", ["--lambda_coco", "1"], "--lambda_coco is a setting of train.yaml, not of "
-                                                  "evaluate.yaml; leave it out here."),  # fmt: skip
+         "--teacher_def#feature is not a setting of base.yaml, train_teacher.yaml; did you mean "
+         "--teacher_def#features, --teacher_def#_target_, --teacher_def?"),
+        ("train.yaml", ["--synthetic#n_trian", "4"],  # n_train is an argument of synthetic_dataset
+         "--synthetic#n_trian is not a setting of base.yaml, train.yaml; did you mean --synthetic#n_train, "
+         "--synthetic#n_val, --synthetic#n_test?"),
+        ("train_teacher.yaml", ["--eval_split", "val"],
+         "--eval_split is a setting of evaluate.yaml, not of base.yaml, train_teacher.yaml; leave it out "
+         "here."),
     ],
-)
+)  # fmt: skip
 def test_an_unknown_override_is_one_line_with_the_close_names(config, argv, expected):
     """Issue 11 case 12: MONAI's runner would add ``epoch`` as a new id and train the default 100 epochs."""
-    command = ["run", "training", "--config_file", config_arg(CONFIGS, config), "--bundle_root", "/tmp/x", *argv]
+    files = config_arg(CONFIGS, config)
+    command = ["run", "training", "--config_file", files, "--bundle_root", "/tmp/x", *argv]
     with pytest.raises(SystemExit) as stop:
         check_overrides(command)
     assert stop.value.code == f"monai_coco: {expected}"
-    valid = ["run", "--config_file", str(CONFIGS / config), "--batch_size", "2"]
-    assert check_overrides(valid) == ["batch_size"]
+    valid = ["run", "--config_file", files, "--batch_size", "2", "--synthetic#n_val", "1"]
+    assert check_overrides(valid) == ["batch_size", "synthetic#n_val"]
 
 
 def test_a_damaged_training_state_is_one_line(tmp_path):
@@ -196,10 +201,11 @@ def test_the_command_line_gives_one_line_for_a_string_boolean_and_a_typo(tmp_pat
     for override, expected in (
         (["--amp", "false"], "monai_coco: amp='false' is not valid; expected True or False (the command line "
                              "reads `false` as text: write False)."),  # fmt: skip
-        (["--epoch", "3"], "monai_coco: --epoch is not a setting of train_teacher.yaml; did you mean "
-                           "--epochs?"),  # fmt: skip
+        (["--epoch", "3"], "monai_coco: --epoch is not a setting of base.yaml, train_teacher.yaml; did you "
+                           "mean --epochs?"),  # fmt: skip
     ):
-        result = run_bundle("run", "training", "--config_file", config_arg(root / "configs", "train_teacher.yaml"),
-                            "--bundle_root", str(root), *override, check=False)  # fmt: skip
+        files = config_arg(root / "configs", "train_teacher.yaml")
+        result = run_bundle("run", "training", "--config_file", files, "--bundle_root", str(root), *override,
+                            check=False)  # fmt: skip
         assert result.returncode == 1
         assert result.stderr.strip() == expected

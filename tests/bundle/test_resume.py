@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from bundle_runs import ROOT, bundle_env, cli, copy_bundle
+from bundle_runs import ROOT, bundle_env, cli, config_arg, copy_bundle
 
 SETTINGS = {"roi_size": [64, 64], "synthetic#n_train": 4, "synthetic#n_val": 2, "synthetic#n_test": 2,
             "synthetic#slide_size": 0, "batch_size": 2, "num_workers": 0, "epochs": 3, "log_interval": 1,
@@ -23,7 +23,7 @@ SETTINGS = {"roi_size": [64, 64], "synthetic#n_train": 4, "synthetic#n_val": 2, 
 
 
 def teacher_command(root) -> list[str]:
-    config = str(root / "configs" / "train_teacher.yaml")
+    config = config_arg(root / "configs", "train_teacher.yaml")
     return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config,
             "--bundle_root", str(root), *cli(SETTINGS)]  # fmt: skip
 

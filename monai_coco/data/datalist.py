@@ -40,7 +40,7 @@ from PIL import Image
 
 from .suffixes import IMAGE_SUFFIXES, TIFF_SUFFIXES
 
-__all__ = ["IMAGE_SUFFIXES", "DataProblem", "check_dataset", "load_paired_datalist"]
+__all__ = ["IMAGE_SUFFIXES", "DataProblem", "check_dataset", "load_paired_datalist", "mask_files"]
 
 _SPLIT_FOLDERS = {
     "train": ("train", "training"),
@@ -223,12 +223,8 @@ def _expected_image(folder: Path, key: str, suffixes: Sequence[str]) -> str:
     return f"{folder / key}{{{','.join(suffixes)}}}"
 
 
-def _pair_flat(
-    folder: Path, mask_suffix: str, suffixes: Sequence[str]
-) -> tuple[list[dict], list[DataProblem]]:
-    """Pairs of a flat folder. ``<id>_mask<suffix>`` is always a mask; ``<id><suffix>`` is a mask unless
-    it is an image file with no other image of that id beside it (PNG tiles need ``<id>_mask.png``)."""
-    files = _files(folder)
+def _flat_masks(files: Sequence[Path], mask_suffix: str, suffixes: Sequence[str]) -> dict[str, Path]:
+    """``{id: mask}`` of a flat folder's files (the rule of :func:`_pair_flat`)."""
     explicit = {m[0]: f for f in files if (m := _mask_id(f.name, mask_suffix)) and m[1]}
     plain = {f: m[0] for f in files if (m := _mask_id(f.name, mask_suffix)) and not m[1]}
     stems = defaultdict(set)
@@ -240,6 +236,26 @@ def _pair_flat(
         is_image = f.suffix.lower() in suffixes
         if key not in explicit and (not is_image or stems.get(key, set()) - {f}):
             masks[key] = f
+    return masks
+
+
+def mask_files(
+    folder: str | Path, mask_suffix: str = ".png", image_suffixes: Sequence[str] = IMAGE_SUFFIXES
+) -> set[Path]:
+    """The files of ``folder`` that :func:`load_paired_datalist` takes as masks in the flat layout
+    (``<id>_mask.png``, or ``<id>.png`` beside an image ``<id>.jpg``): what inference must not segment."""
+    suffixes = tuple(s.lower() for s in image_suffixes)
+    return set(_flat_masks(_files(Path(folder)), mask_suffix, suffixes).values())
+
+
+def _pair_flat(
+    folder: Path, mask_suffix: str, suffixes: Sequence[str]
+) -> tuple[list[dict], list[DataProblem]]:
+    """Pairs of a flat folder. ``<id>_mask<suffix>`` is always a mask; ``<id><suffix>`` is a mask unless
+    it is an image file with no other image of that id beside it (PNG tiles need ``<id>_mask.png``)."""
+    files = _files(folder)
+    plain = {f: m[0] for f in files if (m := _mask_id(f.name, mask_suffix)) and not m[1]}
+    masks = _flat_masks(files, mask_suffix, suffixes)
     images: dict[str, list[Path]] = defaultdict(list)
     for f in files:
         if f.suffix.lower() in suffixes and f not in masks.values():

@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 
 from monai_coco.checkpoints import atomic_path
+from monai_coco.data.datalist import mask_files
 from monai_coco.data.slide_io import SLIDE_BACKENDS, Slide, is_slide, read_image, write_mask_pyramid
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
@@ -394,11 +395,13 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
         source: a folder, or a ``.csv`` file whose column ``image`` (else its first column) holds paths,
             relative ones taken from the CSV's folder.
         suffixes: image suffixes taken from a folder (default: all supported). Files named ``*_mask.*`` or
-            ``*_overlay.*`` (inference outputs) are never taken.
+            ``*_overlay.*`` (inference outputs) are never taken, nor the masks of a folder in the flat
+            training layout (``<id>.png`` beside ``<id>.jpg``, :func:`~monai_coco.data.datalist.mask_files`).
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
-        ValueError: naming ``source``: no image in it, or a CSV without rows.
+        ValueError: naming ``source``: no image in it, a CSV without rows, or two images of one stem (they
+            would write the same output files).
     """
     source = Path(source)
     if source.suffix.lower() == ".csv" and source.is_file():
@@ -411,19 +414,32 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
         images = [source.parent / row[column] for row in body if row and row[column].strip()]
         if not images:
             raise ValueError(f"slide list {source} has no slide path in column {column}.")
-        return images
+        return _one_per_stem(images, source)
     if not source.is_dir():
         raise FileNotFoundError(f"input {source} is neither a folder nor a .csv list of slides.")
     wanted = tuple(
         "." + s.lower().lstrip(".") for s in (suffixes or TILE_SUFFIXES + TIFF_SUFFIXES + SLIDE_SUFFIXES)
     )
+    masks = mask_files(source)  # masks of the flat training layout (<id>.png beside <id>.jpg) are no inputs
     images = sorted(
         p
         for p in source.iterdir()
         if p.is_file() and p.suffix.lower() in wanted and not p.stem.endswith(("_mask", "_overlay"))
+        and p not in masks
     )
     if not images:
         raise ValueError(f"folder {source} holds no image with suffix {wanted}.")
+    return _one_per_stem(images, source)
+
+
+def _one_per_stem(images: list[Path], source: Path) -> list[Path]:
+    """``images`` if no two share a stem (outputs are named by stem), else ``ValueError`` naming both."""
+    stems: dict[str, Path] = {}
+    for image in images:
+        if image.stem in stems:
+            raise ValueError(f"{stems[image.stem].name} and {image.name} in {source} would write the same "
+                             f"outputs ({image.stem}_mask.*); keep one, or choose with image_suffixes.")
+        stems[image.stem] = image
     return images
 
 
@@ -439,7 +455,8 @@ def infer_path(
 
     Args:
         suffixes: image suffixes taken from a folder (default: all supported). In the authors' layout,
-            where ``<id>.png`` masks lie beside ``<id>.jpg`` images, pass ``(".jpg",)``.
+            where ``<id>.png`` masks lie beside ``<id>.jpg`` images, those masks are left out anyway
+            (:func:`list_images`).
     """
     path = Path(path)
     if path.is_file() and path.suffix.lower() != ".csv":

@@ -200,6 +200,23 @@ def test_tile_image_gives_png_mask_of_the_right_size(tmp_path):
         assert Image.open(r.overlay).size == (160, 96)
 
 
+def test_a_folder_in_the_flat_training_layout_segments_the_tiles_never_the_masks(tmp_path):
+    """Issue 11 case 19: ``<id>.jpg`` + ``<id>.png`` pairs (the documented flat layout): the PNG masks are
+    no inputs (their outputs would overwrite the tiles'); two images of one stem are refused, one line."""
+    img, expected = _scene(96, 160)
+    for name in ("a", "b"):
+        Image.fromarray(img).save(tmp_path / f"{name}.jpg", quality=100)
+        Image.fromarray(expected.astype(np.uint8) * 255).save(tmp_path / f"{name}.png")
+    results = infer_path(ColourNet(), tmp_path, tmp_path / "out", _config())
+    assert [r.image.name for r in results] == ["a.jpg", "b.jpg"]
+    mask = np.asarray(Image.open(tmp_path / "out" / "a_mask.png"))
+    assert (mask == expected).mean() > 0.99  # the tile's segmentation (JPEG edges aside), not a mask's
+
+    Image.fromarray(img).save(tmp_path / "a.tif")
+    with pytest.raises(ValueError, match=r"^a.jpg and a.tif in .* would write the same outputs \(a_mask"):
+        infer_path(ColourNet(), tmp_path, tmp_path / "out", _config())
+
+
 def test_grayscale_input_and_custom_preprocess():
     image = np.moveaxis(_scene(64, 64)[0], -1, 0)
     gray_net = torch.nn.Conv2d(1, 2, 1)

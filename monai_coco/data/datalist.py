@@ -184,19 +184,36 @@ def _check_pair(
                 problems.append(
                     DataProblem(
                         label,
-                        f"mask values {sorted(msk.values)} are not within {{0, 1}} "
-                        "nor within {0, 255}; expected one of them (or give a label_map)",
+                        f"mask values {_values(msk.values)} are not within {{0, 1}} nor within {{0, 255}}; "
+                        f"expected one of them (or give a label_map){_lossy(msk.values)}",
                     )
                 )
         elif not msk.values <= set(label_map):
-            bad = sorted(msk.values - set(label_map))
+            bad = msk.values - set(label_map)
             problems.append(
                 DataProblem(
                     label,
-                    f"mask values {bad} are not in the label map; expected values in {sorted(label_map)}",
+                    f"mask values {_values(bad)} are not in the label map; expected values in "
+                    f"{sorted(label_map)}{_lossy(msk.values)}",
                 )
             )
     return problems
+
+
+def _values(values: frozenset[int], shown: int = 6) -> str:
+    """``[0, 1, 2, ..., 255] (51 values)``: a set of mask values in a bounded length."""
+    ordered = sorted(values)
+    if len(ordered) <= shown:
+        return str(ordered)
+    head = ", ".join(map(str, ordered[: shown - 1]))
+    return f"[{head}, ..., {ordered[-1]}] ({len(ordered)} values)"
+
+
+def _lossy(values: frozenset[int]) -> str:
+    """A hint when a mask holds many distinct values: it was most likely saved with lossy compression."""
+    if len(values) <= 8:
+        return ""
+    return "; it looks lossy (JPEG-compressed edges): save masks as PNG or TIFF without lossy compression"
 
 
 # ---------------------------------------------------------------------------------------------- discovery

@@ -211,6 +211,21 @@ def test_mask_values_outside_label_map(tmp_path):
         load_paired_datalist(tmp_path)
 
 
+def test_a_jpeg_damaged_mask_is_named_lossy_in_a_bounded_line(tmp_path):
+    """Issue 11 case 18: a {0, 255} mask saved as JPEG holds dozens of values near the edge; the message
+    shows a few of them, their count, and says the mask looks lossy."""
+    _image(tmp_path / "a.jpg", size=(64, 64))
+    rows, cols = np.mgrid[:64, :64]
+    mask = np.where((rows - 30) ** 2 + (cols - 33) ** 2 < 17**2, 255, 0).astype(np.uint8)  # a disc
+    Image.fromarray(mask).save(tmp_path / "a_mask.jpg", quality=50)
+    values = np.unique(np.asarray(Image.open(tmp_path / "a_mask.jpg")))
+    assert len(values) > 20  # the damage is real
+    with pytest.raises(ValueError) as error:
+        load_paired_datalist(tmp_path, mask_suffix=".jpg")
+    line = [x for x in str(error.value).splitlines() if "a_mask.jpg" in x][0]
+    assert f"({len(values)} values)" in line and "it looks lossy" in line and len(line) < 400
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match=f"{tmp_path.name}.*empty folder"):

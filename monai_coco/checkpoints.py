@@ -93,12 +93,14 @@ def remove_partial_writes(folder: str | os.PathLike, name: str = "*") -> list[Pa
     return removed
 
 
-def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], bare: bool = False) -> Path:
     """Save ``{name: obj.state_dict()}`` to ``path`` atomically (:func:`atomic_write`).
 
     Args:
         path: the checkpoint file; its folder is created if needed.
         objects: anything with ``state_dict()``: modules, optimisers, LR schedulers, engines, handlers.
+        bare: with one object, write its ``state_dict`` alone (as MONAI's ``CheckpointSaver`` does and the
+            model zoo's ``models/model.pt`` is read by ``ckpt_export``).
 
     Returns:
         the checkpoint's path.
@@ -108,6 +110,10 @@ def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> Path
     """
     path = Path(path)
     state = {name: _unwrap(obj).state_dict() for name, obj in objects.items()}
+    if bare:
+        if len(state) != 1:
+            raise ValueError(f"a bare checkpoint holds one state_dict, got {len(state)} objects for {path}.")
+        state = next(iter(state.values()))
     buffer = io.BytesIO()  # torch.save turns a failed write (full disk) into a RuntimeError, f.write does not
     torch.save(state, buffer)
     with atomic_write(path) as f:

@@ -23,7 +23,8 @@ class AtomicCheckpointSaver:
     MONAI's saver (ignite's ``Checkpoint``) deletes the previous best file and then writes the new one, so
     a kill in between leaves no model or a truncated one, and its best value is not part of any training
     state, so a resumed run may replace a better model with a worse one. Here each file is replaced
-    atomically (:func:`~monai_coco.checkpoints.save_checkpoint`: ``{name: state_dict}``), the best value is
+    atomically (:func:`~monai_coco.checkpoints.save_checkpoint`; one object's ``state_dict`` alone, as
+    MONAI's saver writes it), the best value is
     this handler's ``state_dict`` (list the handler in ``ResumableCheckpoint``'s ``save_dict``), a
     non-finite metric never counts as best, and weights that are NaN or infinite are never written.
 
@@ -90,7 +91,7 @@ class AtomicCheckpointSaver:
         bad = first_non_finite(self.save_dict)
         if bad is not None:
             raise FloatingPointError(f"{bad} holds NaN or infinite values: {self.path} not written ({why}).")
-        save_checkpoint(self.path, self.save_dict)
+        save_checkpoint(self.path, self.save_dict, bare=len(self.save_dict) == 1)
         self.logger.info(f"saved {self.path} ({why})")
 
     def state_dict(self) -> dict[str, Any]:

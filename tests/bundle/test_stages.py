@@ -38,7 +38,8 @@ def test_each_training_stage_writes_its_checkpoint_and_resumable_state(trained_b
     paraphrasers = torch.nn.ModuleList([Paraphraser(32, 24), Paraphraser(32, 24)])
     load_checkpoint(models / "paraphraser.pt", {"model": paraphrasers})
     state = torch.load(models / "train_state_model.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "lr_scheduler", "adversarial", "trainer"}
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "adversarial", "best_model", "trainer",
+                          "random_states", "record"}  # fmt: skip
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] == 2  # 1 epoch: 4 tiles, batch 2
     assert set(state["adversarial"]) == {"critic", "optimizer", "scaler", "lr_scheduler"}
     assert state["adversarial"]["lr_scheduler"]["last_epoch"] == 2  # the critic's poly: once per iteration

@@ -40,7 +40,14 @@ from PIL import Image
 
 from .suffixes import IMAGE_SUFFIXES, TIFF_SUFFIXES
 
-__all__ = ["IMAGE_SUFFIXES", "DataProblem", "check_dataset", "load_paired_datalist", "mask_files"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_TILE_PIXELS",
+    "DataProblem",
+    "check_dataset",
+    "load_paired_datalist",
+    "mask_files",
+]
 
 _SPLIT_FOLDERS = {
     "train": ("train", "training"),
@@ -50,6 +57,9 @@ _SPLIT_FOLDERS = {
 _SPLIT_ALIASES = {alias: split for split, names in _SPLIT_FOLDERS.items() for alias in names}
 _JSON_KEYS = {"train": "training", "val": "validation", "test": "test"}
 _MASK_FOLDERS = ("masks", "labels")
+MAX_TILE_PIXELS = 2**25
+"""The largest training tile, in pixels (32 Mpx, e.g. 5792x5792; the paper's tiles are 1024x1024): each
+tile is decoded whole (3 bytes per pixel, then float copies in the transforms: ~60 bytes per pixel)."""
 _DEFAULT_VALUE_SETS = (frozenset({0, 1}), frozenset({0, 255}))
 
 
@@ -78,6 +88,7 @@ class _FileInfo:
     channels: int = 0
     values: frozenset[int] | None = None
     error: str | None = None
+    bits: int = 8  # bits per sample
 
 
 _PIL_COLOURS = {
@@ -92,6 +103,9 @@ _PIL_COLOURS = {
     "RGBA": "rgba",
     "P": "palette",
 }
+
+
+_PIL_BITS = {"1": 1, "I": 32, "I;16": 16, "I;16B": 16, "I;16L": 16, "F": 32}  # other modes: 8 bits
 
 
 def _tiff_colour(photometric: str, samples: int) -> str:
@@ -114,12 +128,14 @@ def _read_info(path: str, role: str) -> _FileInfo:
                 page = tif.pages.first
                 size, channels = (page.imagewidth, page.imagelength), page.samplesperpixel
                 colour = _tiff_colour(page.photometric.name, channels)
+                bits = int(page.bitspersample)
                 if role != "image":
                     array = page.asarray()
         else:
             with Image.open(path) as im:
                 size, channels = im.size, len(im.getbands())
                 colour = _PIL_COLOURS.get(im.mode, im.mode)
+                bits = _PIL_BITS.get(im.mode, 8)
                 if role != "image":
                     im.load()
                     array = np.asarray(im) if role == "mask" else None
@@ -130,7 +146,7 @@ def _read_info(path: str, role: str) -> _FileInfo:
         flat = np.asarray(array).ravel()
         small = flat.dtype in (np.uint8, np.bool_)
         values = frozenset((np.flatnonzero(np.bincount(flat)) if small else np.unique(flat)).tolist())
-    return _FileInfo((int(size[0]), int(size[1])), colour, int(channels), values)
+    return _FileInfo((int(size[0]), int(size[1])), colour, int(channels), values, bits=bits)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -151,6 +167,22 @@ def _check_pair(
     msk = _info(label, "mask")
     if img.error:
         problems.append(DataProblem(image, f"image {img.error}; expected a JPEG, PNG or TIFF image"))
+    elif img.size[0] * img.size[1] > MAX_TILE_PIXELS:
+        problems.append(
+            DataProblem(
+                image,
+                f"image is {img.size[0]}x{img.size[1]} pixels, above the {MAX_TILE_PIXELS // 2**20} Mpx a "
+                "training tile may have (each is decoded whole); expected tiles: cut it into tiles",
+            )
+        )
+    elif img.bits != 8:
+        problems.append(
+            DataProblem(
+                image,
+                f"image has {img.bits} bits per sample; expected 8 (the pipeline maps 0..255 to 0..1): "
+                "save it as 8-bit",
+            )
+        )
     elif img.colour not in ("gray", "rgb", "rgba"):
         problems.append(
             DataProblem(

@@ -226,6 +226,28 @@ def test_a_jpeg_damaged_mask_is_named_lossy_in_a_bounded_line(tmp_path):
     assert f"({len(values)} values)" in line and "it looks lossy" in line and len(line) < 400
 
 
+def test_a_tile_too_large_to_decode_whole_is_named_with_the_limit(tmp_path):
+    """Issue 11 case 16: checked from the header alone (a 6000x6000 JPEG header, not its pixels)."""
+    _flat(tmp_path, 1)
+    Image.new("RGB", (6000, 6000), (200, 100, 180)).save(tmp_path / "case00.jpg", quality=10)
+    _mask(tmp_path / "case00.png", size=(6000, 6000))
+    with pytest.raises(ValueError, match=r"case00\.jpg: image is 6000x6000 pixels, above the 32 Mpx"):
+        load_paired_datalist(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_an_image_of_another_bit_depth_is_refused_not_misscaled(tmp_path, suffix):
+    """Issue 11 case 17 (bit depths): the pipeline maps 0..255 to 0..1, so a 16-bit image would saturate."""
+    _mask(tmp_path / "a_mask.png")
+    deep = (np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 300)
+    if suffix == ".tif":
+        tifffile.imwrite(tmp_path / "a.tif", deep)
+    else:
+        Image.fromarray(deep).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=rf"a\{suffix}: image has 16 bits per sample; expected 8"):
+        load_paired_datalist(tmp_path)
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match=f"{tmp_path.name}.*empty folder"):

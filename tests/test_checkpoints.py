@@ -172,7 +172,7 @@ def test_a_second_lock_on_a_folder_is_refused_until_the_holder_dies(tmp_path):
     """A SIGKILLed holder leaves no stuck lock: the operating system releases flock on process death."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import time; from monai_coco.checkpoints import FolderLock; "
-         f"FolderLock({str(tmp_path)!r}, 'the first run').acquire(); print('held', flush=True); "
+         f"lock = FolderLock({str(tmp_path)!r}, 'the first run').acquire(); print('held', flush=True); "
          "time.sleep(600)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -204,7 +204,8 @@ class ResumableCheckpoint:
         self._saved: Mapping[str, Any] | None = None
 
     def check(self) -> ResumableCheckpoint:
-        """Lock the folder, remove leftovers of killed writes, read and check the saved state if any.
+        """See that no other process trains in the folder, remove the leftovers of killed writes (holding
+        the lock meanwhile), read and check the saved state if any. The run holds the lock from ``STARTED``.
 
         Returns:
             this handler.
@@ -215,9 +216,12 @@ class ResumableCheckpoint:
         if self._checked:
             return self
         if idist.get_rank() == 0:
+            held = self._lock.held
             self._lock.acquire()
             for leftover in remove_partial_writes(self.path.parent):
                 self.logger.info(f"removed {leftover}, left by an interrupted write")
+            if not held:
+                self._lock.release()
         if self.path.is_file():
             saved = read_checkpoint(self.path, self.map_location)
             if not isinstance(saved, Mapping) or self.engine_key not in saved:
@@ -245,20 +249,25 @@ class ResumableCheckpoint:
             )
 
     def attach(self, engine: Engine) -> None:
-        """Check (:meth:`check`) now; resume on ``STARTED``; save on every ``save_interval``-th epoch."""
+        """Check (:meth:`check`) now; lock the folder and resume on ``STARTED``; save on every
+        ``save_interval``-th epoch; release the folder when the run completes or is terminated (or when
+        its process ends, in any way)."""
         if self._name is None:
             self.logger = engine.logger
         self.check()
         engine.add_event_handler(Events.STARTED, self.resume)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
-        engine.add_event_handler(Events.COMPLETED, lambda _: self._lock.release())
+        engine.add_event_handler(Events.COMPLETED | Events.TERMINATE, lambda _: self._lock.release())
 
     def _objects(self, engine: Engine) -> dict[str, Any]:
         loader = getattr(engine, "data_loader", None) or engine.state.dataloader
         return {**self.save_dict, self.engine_key: engine, self.random_key: RandomStates(loader)}
 
     def resume(self, engine: Engine) -> None:
-        """Load the checked training state if there is one; keep the engine's own ``max_epochs``."""
+        """Lock the folder; load the checked training state if there is one; keep the engine's own
+        ``max_epochs``."""
+        if idist.get_rank() == 0:
+            self._lock.acquire()
         self.check()
         if self._saved is None:
             self.logger.info(f"no training state at {self.path}: starting from epoch 0")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_coco.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import FolderLock, load_checkpoint, save_checkpoint
 from monai_coco.handlers import ResumableCheckpoint
 
 TRAIN_SCRIPT = textwrap.dedent(
@@ -256,13 +256,19 @@ def test_a_bad_state_file_is_one_line_naming_it(tmp_path, damage):
 
 
 def test_a_second_run_on_the_folder_is_refused_and_leftovers_are_removed(tmp_path):
+    """Issue 11 case 5: the folder of a running training (locked from STARTED) is refused to a second
+    process with one line naming the holder; leftovers of killed writes are removed by check()."""
     (tmp_path / ".teacher.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
-    first = ResumableCheckpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 1)}).check()
-    assert not (tmp_path / ".teacher.pt.k1ll3d.tmp").exists()
-    with pytest.raises(ValueError, match=rf"{tmp_path} is in use by the training run writing state.pt"):
-        ResumableCheckpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 1)}).check()
-    first._lock.release()
     ResumableCheckpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 1)}).check()
+    assert not (tmp_path / ".teacher.pt.k1ll3d.tmp").exists()
+    running = FolderLock(tmp_path, "the training run writing state.pt").acquire()  # as a run from STARTED
+    second = [sys.executable, "-c", "import torch; from monai_coco.handlers import ResumableCheckpoint; "
+              f"ResumableCheckpoint({str(tmp_path / 'state.pt')!r}, {{'m': torch.nn.Linear(2, 1)}}).check()"]
+    refused = subprocess.run(second, capture_output=True, text=True, timeout=120)  # fmt: skip
+    busy = f"ValueError: {tmp_path} is in use by the training run writing state.pt (process {os.getpid()})"
+    assert refused.returncode == 1 and busy in refused.stderr
+    running.release()
+    assert subprocess.run(second, capture_output=True, timeout=120).returncode == 0
 
 
 def test_random_states_round_trip_every_generator():

@@ -87,7 +87,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_is_int(0), "a whole number >= 0"),
     "in_channels": (lambda v: v in (1, 3) and not isinstance(v, bool), "1 (grayscale) or 3 (RGB)"),
     "num_classes": (_is_int(2), "a whole number >= 2"),
-    "level": (_is_int(0), "a slide level >= 0"),
+    "level": (lambda v: v is None or _is_int(0)(v), "a slide level >= 0, or null (nearest to mpp)"),
     "learning_rate": (_is_number(0.0, above=True), "a finite number > 0"),
     "paraphraser_learning_rate": (_is_number(0.0, above=True), "a finite number > 0"),
     "weight_decay": (_is_number(0.0), "a finite number >= 0"),

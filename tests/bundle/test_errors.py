@@ -10,7 +10,7 @@ from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, config_arg, copy_b
 from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import save_checkpoint
-from monai_coco.config_checks import check_overrides
+from monai_coco.config_checks import check_overrides, check_split_size
 from monai_coco.data import synthetic_dataset
 from monai_coco.networks import FANet
 
@@ -209,3 +209,15 @@ def test_the_command_line_gives_one_line_for_a_string_boolean_and_a_typo(tmp_pat
                             check=False)  # fmt: skip
         assert result.returncode == 1
         assert result.stderr.strip() == expected
+
+
+def test_a_validation_split_smaller_than_the_processes_is_one_line():
+    """Issue 11 case 14: MONAI's DistributedSampler(even_divisible=False) needs an item per process;
+    multi_gpu_train.yaml checks the split against torch.distributed's world size before building it."""
+    assert check_split_size("val", ["a", "b"], 2) == ["a", "b"]
+    with pytest.raises(SystemExit) as stop:
+        check_split_size("val", ["a"], 2)
+    assert stop.value.code == (
+        "monai_coco: the val split has 1 tiles, fewer than the 2 processes that share it; give it at least 2 "
+        "tiles, or start fewer processes (--nproc_per_node)."
+    )

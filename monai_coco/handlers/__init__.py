@@ -5,7 +5,7 @@ from .adversarial import AdversarialDistillationHandler
 from .finite import NonFiniteStop
 from .metrics import PathologySegmentationMetric
 from .model_saver import AtomicCheckpointSaver
-from .resume import RandomStates, ResumableCheckpoint
+from .resume import RandomStates, ResumableCheckpoint, check_training_state
 
 __all__ = [
     "AdversarialDistillationHandler",
@@ -14,4 +14,5 @@ __all__ = [
     "PathologySegmentationMetric",
     "RandomStates",
     "ResumableCheckpoint",
+    "check_training_state",
 ]

@@ -14,7 +14,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
@@ -28,10 +27,17 @@ from monai_coco.checkpoints import (
     save_checkpoint,
 )
 
-__all__ = ["RandomStates", "ResumableCheckpoint"]
+__all__ = ["RandomStates", "ResumableCheckpoint", "check_training_state"]
 
 # an LR scheduler's entries that record progress, not settings (torch.optim.lr_scheduler.LRScheduler)
 _PROGRESS = {"last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial", "verbose"}
+
+
+def _rank() -> int:
+    """This process's rank (0 outside distributed runs). Not ``ignite.distributed.get_rank``: its first call
+    creates a process group, a collective that deadlocks when only rank 0 runs the check."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_rank() if distributed else 0
 
 
 def _numpy_state(state: tuple) -> dict[str, Any]:
@@ -125,6 +131,48 @@ class RandomStates:
             generator.set_state(state["generators"][name])
 
 
+def check_training_state(
+    path: str | os.PathLike,
+    record: Mapping[str, Any] | None = None,
+    engine_key: str = "trainer",
+    map_location: Any = "cpu",
+) -> Mapping[str, Any] | None:
+    """Check a training-state file before a run builds anything from it; return its content (or ``None``).
+
+    See that no other process trains in the file's folder (:class:`~monai_coco.checkpoints.FolderLock`,
+    probed, not kept), remove the leftovers of killed writes there (on the first process only, holding the
+    lock meanwhile), read the file with ``weights_only=True`` and compare its record with ``record``. It
+    builds no network, so a config may call it before the processes of a distributed run meet.
+
+    Raises:
+        ValueError: one line naming the file: another run in the folder, an unreadable, unsafe or foreign
+            file, a record that differs (naming each value, then and now, and how to start afresh).
+    """
+    path = Path(path).expanduser()
+    if _rank() == 0:
+        lock = FolderLock(path.parent, purpose=f"the training run writing {path.name}")
+        held = lock.held
+        lock.acquire()
+        for leftover in remove_partial_writes(path.parent):
+            logging.getLogger(__name__).info(f"removed {leftover}, left by an interrupted write")
+        if not held:
+            lock.release()
+    if not path.is_file():
+        return None
+    saved = read_checkpoint(path, map_location)
+    if not isinstance(saved, Mapping) or engine_key not in saved:
+        raise ValueError(f"{path} is not a training state (no '{engine_key}' entry); move it away to start "
+                         "afresh.")  # fmt: skip
+    then, now = saved.get(ResumableCheckpoint.record_key) or {}, _plain(dict(record or {}))
+    differences = [f"{k}={then[k]!r} (now {now[k]!r})" for k in now if k in then and then[k] != now[k]]
+    if differences:
+        raise ValueError(
+            f"{path} was saved by a run with other settings: {', '.join(differences)}; rerun with those "
+            f"settings to resume, or delete {path} (or use another ckpt_dir) to start afresh."
+        )
+    return saved
+
+
 class ResumableCheckpoint:
     """Save the whole training state to one file every ``save_interval`` epochs; resume from it on start.
 
@@ -204,8 +252,8 @@ class ResumableCheckpoint:
         self._saved: Mapping[str, Any] | None = None
 
     def check(self) -> ResumableCheckpoint:
-        """See that no other process trains in the folder, remove the leftovers of killed writes (holding
-        the lock meanwhile), read and check the saved state if any. The run holds the lock from ``STARTED``.
+        """:func:`check_training_state` of this handler's file and record, once; the saved state is kept for
+        :meth:`resume`. The run holds the folder's lock from ``STARTED``.
 
         Returns:
             this handler.
@@ -213,40 +261,10 @@ class ResumableCheckpoint:
         Raises:
             ValueError: one line naming the file (see the class).
         """
-        if self._checked:
-            return self
-        if idist.get_rank() == 0:
-            held = self._lock.held
-            self._lock.acquire()
-            for leftover in remove_partial_writes(self.path.parent):
-                self.logger.info(f"removed {leftover}, left by an interrupted write")
-            if not held:
-                self._lock.release()
-        if self.path.is_file():
-            saved = read_checkpoint(self.path, self.map_location)
-            if not isinstance(saved, Mapping) or self.engine_key not in saved:
-                raise ValueError(
-                    f"{self.path} is not a training state (no '{self.engine_key}' entry); move it away to "
-                    "start afresh."
-                )
-            self._compare_record(saved.get(self.record_key))
-            self._saved = saved
-        self._checked = True
+        if not self._checked:
+            self._saved = check_training_state(self.path, self.record, self.engine_key, self.map_location)
+            self._checked = True
         return self
-
-    def _compare_record(self, saved: Mapping[str, Any] | None) -> None:
-        if saved is None:
-            return
-        differences = [
-            f"{key}={saved[key]!r} (now {self.record[key]!r})"
-            for key in self.record
-            if key in saved and saved[key] != self.record[key]
-        ]
-        if differences:
-            raise ValueError(
-                f"{self.path} was saved by a run with other settings: {', '.join(differences)}; rerun with "
-                f"those settings to resume, or delete {self.path} (or use another ckpt_dir) to start afresh."
-            )
 
     def attach(self, engine: Engine) -> None:
         """Check (:meth:`check`) now; lock the folder and resume on ``STARTED``; save on every
@@ -266,7 +284,7 @@ class ResumableCheckpoint:
     def resume(self, engine: Engine) -> None:
         """Lock the folder; load the checked training state if there is one; keep the engine's own
         ``max_epochs``."""
-        if idist.get_rank() == 0:
+        if _rank() == 0:
             self._lock.acquire()
         self.check()
         if self._saved is None:
@@ -274,6 +292,7 @@ class ResumableCheckpoint:
             return
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         schedulers = {k: v.state_dict() for k, v in self.save_dict.items() if _is_scheduler(v)}
+        optimizers = {k: _hyperparameters(v) for k, v in self.save_dict.items() if _is_optimizer(v)}
         objects = self._objects(engine)
         if self.random_key not in self._saved:  # a state from older code: no random states to restore
             objects.pop(self.random_key)
@@ -291,6 +310,17 @@ class ResumableCheckpoint:
                 "start afresh."
             )
         engine.state.max_epochs = max_epochs
+        for key, fresh in optimizers.items():
+            saved = _hyperparameters(self.save_dict[key])
+            if saved != fresh:
+                changed = ", ".join(
+                    f"{k} {saved[i].get(k)} -> {v}" for i, g in enumerate(fresh) for k, v in g.items()
+                    if i < len(saved) and saved[i].get(k) != v
+                ) or "its parameter groups"  # fmt: skip
+                raise ValueError(
+                    f"{self.path} was saved with other optimizer settings for '{key}' ({changed}); rerun "
+                    f"with the first run's settings to resume, or delete {self.path} to start afresh."
+                )
         for key, fresh in schedulers.items():
             self._continue_schedule(key, self.save_dict[key], fresh)
         self.logger.info(f"resuming from {self.path} at epoch {engine.state.epoch}")
@@ -318,10 +348,25 @@ class ResumableCheckpoint:
 
     def save(self, engine: Engine) -> None:
         """Write the training state atomically (on the first process only, in distributed training)."""
-        if idist.get_rank() != 0:
+        if _rank() != 0:
             return
         save_checkpoint(self.path, {**self._objects(engine), self.record_key: _Record(self.record)})
         self.logger.info(f"saved training state at epoch {engine.state.epoch} to {self.path}")
+
+
+def _is_optimizer(obj: Any) -> bool:
+    return isinstance(obj, torch.optim.Optimizer)
+
+
+def _hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each parameter group's settings: ``initial_lr`` (the learning rate a schedule started from; else
+    ``lr``), weight decay, momentum, betas, ... (not the parameters, nor the scheduled ``lr``)."""
+    groups = []
+    for group in optimizer.param_groups:
+        settings = {k: v for k, v in group.items() if k not in ("params", "lr", "initial_lr")}
+        settings["lr"] = group.get("initial_lr", group["lr"])
+        groups.append(settings)
+    return groups
 
 
 def _is_scheduler(obj: Any) -> bool:

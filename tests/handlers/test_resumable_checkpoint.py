@@ -173,11 +173,11 @@ def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):
         ResumableCheckpoint(tmp_path / "x.pt", {"trainer": net})
 
 
-def poly_run(tmp_path, epochs: int, record: dict | None = None, seed: int = 0):
+def poly_run(tmp_path, epochs: int, record: dict | None = None, seed: int = 0, lr: float = 0.1):
     """A linear model trained for ``epochs`` epochs of 2 iterations with PolynomialLR over the whole run."""
     torch.manual_seed(seed)
     net = torch.nn.Linear(2, 1)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=2 * epochs, power=1.0)
 
     def step(engine, batch):
@@ -205,6 +205,13 @@ def test_a_finished_run_resumed_with_more_epochs_continues_on_the_longer_schedul
     assert optimizer.param_groups[0]["lr"] == 0.0  # the end of the longer schedule
     # gradient of sum(w·x + b) with x = (1, 1) is 1 for each weight: the step sum is 0.125
     torch.testing.assert_close(net.weight.detach(), before - 0.125, rtol=0, atol=1e-7)
+
+
+def test_a_resume_with_another_learning_rate_is_refused_naming_both(tmp_path):
+    poly_run(tmp_path, epochs=1)
+    expected = r"state.pt was saved with other optimizer settings for 'optimizer' \(lr 0.1 -> 0.01\); rerun"
+    with pytest.raises(ValueError, match=expected):
+        poly_run(tmp_path, epochs=2, lr=0.01)
 
 
 def test_a_scheduler_without_closed_form_on_other_settings_is_refused(tmp_path):

@@ -92,6 +92,8 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "paraphraser_learning_rate": (_is_number(0.0, above=True), "a finite number > 0"),
     "weight_decay": (_is_number(0.0), "a finite number >= 0"),
     "lr_power": (_is_number(0.0), "a finite number >= 0"),
+    "lr_step_epochs": (_is_int(1), "a whole number of epochs >= 1"),
+    "lr_step_gamma": (_is_number(0.0, 1.0, above=True), "a factor in (0, 1]"),
     "momentum": (_is_number(0.0, 1.0), "a number in [0, 1]"),
     "lambda_coco": (_is_number(0.0), "a finite weight >= 0"),
     "lambda_adv": (_is_number(0.0), "a finite weight >= 0"),

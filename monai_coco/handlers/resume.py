@@ -326,24 +326,38 @@ class ResumableCheckpoint:
         self.logger.info(f"resuming from {self.path} at epoch {engine.state.epoch}")
 
     def _continue_schedule(self, key: str, scheduler: Any, fresh: Mapping[str, Any]) -> None:
-        """Give a restored scheduler the settings it was built with now, keeping its progress."""
-        saved = scheduler.state_dict()
-        changed = {k: (saved.get(k), v) for k, v in fresh.items() if k not in _PROGRESS and saved.get(k) != v}
-        if not changed:
+        """Give a restored scheduler (or each scheduler of a ``ChainedScheduler``) the settings it was built
+        with now, keeping its progress; the learning rate is recomputed in closed form (for a chain: the
+        base rate times each scheduler's factor)."""
+        chained = isinstance(scheduler, torch.optim.lr_scheduler.ChainedScheduler)
+        parts = list(zip(scheduler._schedulers, fresh["_schedulers"])) if chained else [(scheduler, fresh)]
+        changes = []
+        for part, new in parts:
+            saved = part.state_dict()
+            changes.append({
+                k: (saved.get(k), v) for k, v in new.items() if k not in _PROGRESS and saved.get(k) != v
+            })
+        if not any(changes):
             return
-        shown = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
-        if not hasattr(scheduler, "_get_closed_form_lr"):
+        shown = ", ".join(f"{k} {old} -> {new}" for changed in changes for k, (old, new) in changed.items())
+        if not all(hasattr(part, "_get_closed_form_lr") for part, _ in parts):
             raise ValueError(
                 f"{self.path}: the LR scheduler '{key}' ({type(scheduler).__name__}) was saved with other "
                 f"settings ({shown}) and has no closed form to continue on the new ones; rerun with the "
                 f"first run's settings, or delete {self.path} to start afresh."
             )
-        for k, (_, new) in changed.items():
-            setattr(scheduler, k, new)
-        lrs = scheduler._get_closed_form_lr()
+        for (part, _), changed in zip(parts, changes):
+            for k, (_, new) in changed.items():
+                setattr(part, k, new)
+        base = [group.get("initial_lr", group["lr"]) for group in scheduler.optimizer.param_groups]
+        lrs = list(base)
+        for part, _ in parts:  # each closed form is base × its own factor
+            factors = [closed / b if b else 0.0 for closed, b in zip(part._get_closed_form_lr(), base)]
+            lrs = [lr * factor for lr, factor in zip(lrs, factors)]
         for group, lr in zip(scheduler.optimizer.param_groups, lrs):
             group["lr"] = lr
-        scheduler._last_lr = list(lrs)
+        for part in [scheduler] + [p for p, _ in parts]:
+            part._last_lr = list(lrs)
         self.logger.info(f"LR scheduler '{key}' continues on the new settings ({shown}); learning rate {lrs}")
 
     def save(self, engine: Engine) -> None:

@@ -207,6 +207,31 @@ def test_a_finished_run_resumed_with_more_epochs_continues_on_the_longer_schedul
     torch.testing.assert_close(net.weight.detach(), before - 0.125, rtol=0, atol=1e-7)
 
 
+def test_a_chained_poly_and_step_schedule_continues_on_the_longer_run(tmp_path):
+    """The bundle's schedule: ChainedScheduler(PolynomialLR over the run, StepLR(step 3, gamma 0.5)).
+    Run 1: one epoch of 2 iterations with total 2 (rate 0). Resumed with total 8, at iteration t the rate
+    is 0.1 × (1 − t/8) × 0.5^(t // 3): 0.075 at t = 2, 0.03125 at t = 3 (the chain's own steps on)."""
+
+    def run(total: int, steps: int):
+        net = torch.nn.Linear(2, 1)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.ChainedScheduler([
+            torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=1.0),
+            torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5),
+        ])  # fmt: skip
+        engine = Engine(lambda e, b: scheduler.step())
+        rates = []
+        record = lambda e: rates.append(optimizer.param_groups[0]["lr"])  # noqa: E731
+        engine.add_event_handler(Events.ITERATION_STARTED, record)
+        ResumableCheckpoint(tmp_path / "state.pt", {"optimizer": optimizer, "lr": scheduler}).attach(engine)
+        engine.run([0] * steps, max_epochs=1 if total == 2 else 2)
+        return rates, optimizer.param_groups[0]["lr"]
+
+    assert run(2, 2)[1] == 0.0
+    rates, _ = run(8, 2)  # epoch 2: iterations t = 2 and 3
+    torch.testing.assert_close(rates, [0.075, 0.03125], rtol=0, atol=1e-12)
+
+
 def test_a_resume_with_another_learning_rate_is_refused_naming_both(tmp_path):
     poly_run(tmp_path, epochs=1)
     expected = r"state.pt was saved with other optimizer settings for 'optimizer' \(lr 0.1 -> 0.01\); rerun"

@@ -1,10 +1,11 @@
 """monai_coco.handlers: Ignite handlers for adversarial distillation, resumable training and
-segmentation metrics, progress bars and loss lines."""
+segmentation metrics, progress bars, loss lines and experiment tracking."""
 
 from .adversarial import AdversarialDistillationHandler
 from .metrics import PathologySegmentationMetric
 from .progress import TerminalProgressBar, loss_line_filter
 from .resume import ResumableCheckpoint
+from .tracking import training_scalars
 
 __all__ = [
     "AdversarialDistillationHandler",
@@ -12,4 +13,5 @@ __all__ = [
     "ResumableCheckpoint",
     "TerminalProgressBar",
     "loss_line_filter",
+    "training_scalars",
 ]

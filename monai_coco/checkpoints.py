@@ -2,12 +2,15 @@
 
 A checkpoint is one ``torch.save``-d mapping ``{name: obj.state_dict()}``. A checkpoint holding a single
 bare ``state_dict`` (as MONAI's ``CheckpointSaver`` writes for a one-entry ``save_dict``) loads into a
-one-entry ``objects`` mapping as well.
+one-entry ``objects`` mapping as well. Beside a checkpoint, ``<stem>.preprocessing.json`` records how its
+network's inputs were preprocessed (e.g. stain normalisation), so that later stages can refuse to feed it
+differently prepared images.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -16,7 +19,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_module_state", "atomic_path"]
+__all__ = [
+    "atomic_path",
+    "load_checkpoint",
+    "load_module_state",
+    "load_preprocessing_record",
+    "preprocessing_record_path",
+    "save_checkpoint",
+    "save_preprocessing_record",
+]
 
 
 def _unwrap(obj: Any) -> Any:
@@ -56,6 +67,38 @@ def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> Path
             os.remove(tmp)
         raise
     return path
+
+
+def preprocessing_record_path(checkpoint: str | os.PathLike) -> Path:
+    """``models/model.pt`` -> ``models/model.preprocessing.json``."""
+    return Path(checkpoint).with_suffix(".preprocessing.json")
+
+
+def save_preprocessing_record(checkpoint: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` (JSON-serialisable settings, e.g. ``{"stain_normalization": true}``) beside
+    ``checkpoint`` atomically; returns the record's path."""
+    path = preprocessing_record_path(checkpoint)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(record), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_preprocessing_record(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The record beside ``checkpoint``, or None when it has none (made before records were kept).
+
+    Raises:
+        ValueError: the record is not a JSON object.
+    """
+    path = preprocessing_record_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}).") from exc
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} must hold a JSON object of preprocessing settings.")
+    return record
 
 
 def _first_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any]) -> str | None:

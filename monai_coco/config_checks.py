@@ -11,13 +11,13 @@ expression can use it in place.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
-from monai_coco.checkpoints import load_checkpoint
+from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record, save_preprocessing_record
 from monai_coco.data.datalist import load_paired_datalist
 from monai_coco.data.unlabelled import list_unlabelled, slide_patches
 
@@ -27,10 +27,12 @@ __all__ = [
     "check_choice",
     "check_optional_count",
     "check_path",
+    "check_preprocessing",
     "check_roi_size",
     "exit_on_error",
     "fail",
     "load_prerequisite",
+    "record_preprocessing",
 ]
 
 
@@ -154,3 +156,32 @@ def bundle_unlabelled(
     if not images.tiles and not patches:
         fail(f"{setting}={str(unlabelled_dir)!r}: its slides {images.slides} hold no patch with tissue.")
     return {"tiles": images.tile_datalist(), "patches": patches}
+
+def record_preprocessing(
+    checkpoint: str | os.PathLike, preprocessing: Mapping[str, Any], main_process: bool = True
+) -> dict[str, Any]:
+    """Write ``preprocessing`` (e.g. ``{"stain_normalization": true}``) beside the ``checkpoint`` a training
+    stage makes (``<stem>.preprocessing.json``, see :mod:`monai_coco.checkpoints`); only on the main process.
+    Returns the settings."""
+    settings = dict(preprocessing)
+    if main_process:
+        save_preprocessing_record(checkpoint, settings)
+    return settings
+
+
+def check_preprocessing(checkpoint: str | os.PathLike, preprocessing: Mapping[str, Any]) -> dict[str, Any]:
+    """``preprocessing`` if it equals what ``checkpoint``'s record says its network was trained with; else
+    stop naming the setting, both values and the override that fixes it. A checkpoint without a record
+    (made before records were kept) passes."""
+    try:
+        record = load_preprocessing_record(checkpoint)
+    except ValueError as exc:
+        fail(str(exc))
+    settings = dict(preprocessing)
+    for name, value in settings.items():
+        if record is not None and name in record and record[name] != value:
+            fail(
+                f"{checkpoint} was trained with {name}={record[name]!r} but this run has {name}={value!r}; "
+                f"rerun with --{name} {record[name]!r} (the network must see images prepared as in training)."
+            )
+    return settings

@@ -29,6 +29,7 @@ __all__ = [
     "check_path",
     "check_preprocessing",
     "check_roi_size",
+    "check_stain_normalization",
     "exit_on_error",
     "fail",
     "load_prerequisite",
@@ -72,6 +73,16 @@ def check_roi_size(roi_size: Sequence[int], networks: Sequence[torch.nn.Module])
     if len(roi) != 2 or not all(isinstance(r, int) and r > 0 and r % divisor == 0 for r in roi):
         fail(f"roi_size={roi_size!r} must be two positive integers [H, W], multiples of {divisor}.")
     return roi
+
+
+def check_stain_normalization(stain_normalization: bool, in_channels: int) -> bool:
+    """``stain_normalization`` if it is a boolean usable with ``in_channels``: H&E stain normalisation needs
+    RGB tiles (``in_channels=3``); else stop naming both settings."""
+    if not isinstance(stain_normalization, bool):
+        fail(f"stain_normalization={stain_normalization!r} must be true or false.")
+    if stain_normalization and in_channels != 3:
+        fail(f"stain_normalization=true needs RGB input (in_channels=3), got in_channels={in_channels}.")
+    return stain_normalization
 
 
 def load_prerequisite(

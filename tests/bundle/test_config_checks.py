@@ -17,6 +17,7 @@ from monai_coco.config_checks import (
     check_path,
     check_preprocessing,
     check_roi_size,
+    check_stain_normalization,
     exit_on_error,
     fail,
     record_preprocessing,
@@ -186,3 +187,11 @@ def test_a_recorded_preprocessing_is_enforced_on_later_stages(tmp_path):
     record.write_text("[1, 2]")
     with pytest.raises(SystemExit, match="JSON object"):
         check_preprocessing(checkpoint, {"stain_normalization": True})
+
+
+def test_check_stain_normalization_needs_rgb_and_a_boolean():
+    assert check_stain_normalization(True, 3) is True and check_stain_normalization(False, 1) is False
+    assert _stop_message(check_stain_normalization, True, 1) == (
+        "monai_coco: stain_normalization=true needs RGB input (in_channels=3), got in_channels=1."
+    )
+    assert "must be true or false" in _stop_message(check_stain_normalization, "yes", 3)

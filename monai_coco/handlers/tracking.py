@@ -17,19 +17,20 @@ __all__ = ["training_scalars"]
 
 
 def training_scalars(optimizer: Optional[Optimizer] = None) -> Callable[[Any], dict[str, float]]:
-    """An ``output_transform`` for ``StatsHandler`` / ``TensorBoardStatsHandler``: every scalar of a trainer's
-    ``engine.state.output`` by its own name (``loss`` and each term: ``ce``, ``coco``, ``adv``, ``critic``,
-    ``mse[<layer>]``, ...) and, with ``optimizer``, ``lr``, the learning rate of its first parameter group
-    at that iteration.
+    """An ``output_transform`` for ``StatsHandler`` / ``TensorBoardStatsHandler`` / ``ProgressBar``: every
+    scalar of a trainer's ``engine.state.output`` by its own name (``loss`` and each term: ``ce``, ``coco``,
+    ``adv``, ``critic``, ``mse[<layer>]``, ...) and, with ``optimizer``, ``lr``, the learning rate of its
+    first parameter group at that iteration.
 
-    The output must be one mapping (a trainer with ``decollate=False``, as in the bundle's configs).
+    The output is one mapping (``decollate=False``) or, decollated, a list of mappings each holding the
+    same scalars (MONAI replicates them), of which the first is read.
     """
 
     def transform(output: Any) -> dict[str, float]:
-        scalars = {k: float(v) for k, v in output.items() if is_scalar(v)}
+        first = output[0] if isinstance(output, list) else output
+        scalars = {k: float(v) for k, v in first.items() if is_scalar(v)}
         if optimizer is not None:
             scalars["lr"] = float(optimizer.param_groups[0]["lr"])
         return scalars
 
     return transform
-

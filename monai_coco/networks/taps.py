@@ -218,11 +218,14 @@ def find_taps(network: nn.Module, in_channels: int, size: int = 64) -> list[str]
     batch-norm statistics untouched). Of the layers that run once and return a feature map
     ``(1, C, size / 2^k, size / 2^k)``, the bottleneck is the deepest ``k`` in the order the layers finish:
     layers finishing before its first layer are the encoder side, those finishing after its last layer the
-    decoder side. The level ``k`` is the one seen on both sides closest to 1/4 resolution (``k = 2``, the
-    paper's taps, METHOD §2; ties go to the coarser level); the shallow tap is the last encoder-side layer
-    at that level and the deep tap the first decoder-side one (the outermost module returning that same
-    tensor). For FANet this finds the same kind of pair as its ``default_taps``: an encoder stage output and
-    the first decoder up-sampling, both at 1/4 resolution.
+    decoder side. At a level ``k`` seen on both sides, the shallow tap is the last encoder-side layer (not
+    inside a strided block) and the deep tap the first decoder-side layer (named by the outermost module
+    returning that same tensor) or, when its channel count differs from the shallow tap's (CoCo pairs a
+    network's two maps channel by channel, METHOD §3), the first whole decoder block at that level (one not
+    inside another) with the shallow tap's channel count. The level is the one
+    closest to 1/4 resolution (``k = 2``, the paper's taps, METHOD §2; ties go to the coarser level) among
+    those with an equal-channel pair, else the closest level. For FANet this finds its ``default_taps``:
+    the encoder's stage 3 and the first decoder up-sampling, both at 1/4 resolution.
 
     Args:
         network: any 2D segmentation network taking ``(B, in_channels, H, W)``.
@@ -246,20 +249,26 @@ def find_taps(network: nn.Module, in_channels: int, size: int = 64) -> list[str]
     if not levels:
         raise ValueError(f"{name} has no encoder-side and decoder-side layers at one reduced resolution; "
                          "name its taps (layer names) by hand.")  # fmt: skip
-    level = min(levels, key=lambda k: (abs(k - 2), -k))
     levels_of = {n: k for n, k, _ in records}
-
-    def whole(n: str) -> bool:  # not inside a strided block (one whose output is at a deeper level)
-        return all(levels_of.get(a, level) <= level for a in _ancestors(n))
-
-    candidates = [n for n, k, _ in encoder if k == level]
-    shallow = ([n for n in candidates if whole(n)] or candidates)[-1]
-    deep, output = next((n, o) for n, k, o in decoder if k == level)
     outputs = {n: o for n, _, o in records}
-    for ancestor in _ancestors(deep):  # the outermost module returning that same tensor
-        if outputs.get(ancestor) is not output:
-            break
-        deep = ancestor
+    pairs = []  # per level, closest to 1/4 first: (shallow, deep, same channel count)
+    for level in sorted(levels, key=lambda k: (abs(k - 2), -k)):
+        candidates = [n for n, k, _ in encoder if k == level]
+        whole = [n for n in candidates if all(levels_of.get(a, level) <= level for a in _ancestors(n))]
+        shallow = (whole or candidates)[-1]  # not inside a strided block (whose output is deeper)
+        channels = outputs[shallow].shape[1]
+        at_level = [(n, o) for n, k, o in decoder if k == level]
+        deep, output = at_level[0]
+        for ancestor in _ancestors(deep):  # the outermost module returning that same tensor
+            if outputs.get(ancestor) is not output:
+                break
+            deep = ancestor
+        if output.shape[1] != channels:  # else the first whole decoder block at this level that matches
+            names = {n for n, _ in at_level}
+            blocks = [(n, o) for n, o in at_level if not names.intersection(_ancestors(n))]
+            deep, output = next(((n, o) for n, o in blocks if o.shape[1] == channels), (deep, output))
+        pairs.append((shallow, deep, output.shape[1] == channels))
+    shallow, deep, _ = next((p for p in pairs if p[2]), pairs[0])
     return [shallow, deep]
 
 

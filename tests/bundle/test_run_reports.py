@@ -42,7 +42,7 @@ def test_distillation_writes_each_loss_term_the_learning_rate_metrics_and_panels
 
 def test_teacher_and_paraphraser_stages_write_their_own_event_files(trained_bundle):
     teacher, teacher_images = _events(trained_bundle.root / "logs" / "teacher")
-    assert {"loss", "ce", "lr", "miou"} <= set(teacher) and teacher_images
+    assert {"loss", "lr", "miou", "dice"} <= set(teacher) and teacher_images
     paraphraser, _ = _events(trained_bundle.root / "logs" / "paraphraser")
     mse = [tag for tag in paraphraser if tag.startswith("mse[")]
     assert len(mse) == 2 and {"loss", "lr"} <= set(paraphraser)  # one reconstruction loss per teacher tap

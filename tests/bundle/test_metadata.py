@@ -59,9 +59,10 @@ def test_monai_verify_metadata_passes_offline_against_the_kept_schema():
 
 def test_metadata_states_the_training_scale_and_the_preprocessing():
     pre = METADATA["preprocessing"]
-    assert pre["pixel_size_um"] == 2.0  # the synthetic data's mpp (synthetic_dataset, mpp=2.0)
+    assert METADATA["training_mpp"] == 2.0  # the synthetic data's mpp (synthetic_dataset, mpp=2.0)
     assert pre["roi_size"] == [256, 256]
     assert any("/ 255" in step for step in pre["steps"])
+    assert any("stain_normalization" in step for step in pre["steps"])
 
 
 def test_large_files_lists_no_download_and_the_data_licence_note_exists():

@@ -23,6 +23,7 @@ class TerminalProgressBar:
             example the loss terms); None shows none.
         stream: the stream whose terminal-ness decides; default ``sys.stdout`` at attach time.
         persist: keep each epoch's finished bar on screen.
+        tqdm_kwargs: passed to tqdm, e.g. ``mininterval`` (seconds between redraws, tqdm's default 0.1).
     """
 
     def __init__(
@@ -30,10 +31,12 @@ class TerminalProgressBar:
         output_transform: Optional[Callable[[Any], Any]] = None,
         stream: Optional[IO] = None,
         persist: bool = False,
+        **tqdm_kwargs: Any,
     ) -> None:
         self.output_transform = output_transform
         self.stream = stream
         self.persist = persist
+        self.tqdm_kwargs = tqdm_kwargs
         self.attached = False
 
     def attach(self, engine: Engine) -> None:
@@ -42,7 +45,7 @@ class TerminalProgressBar:
         isatty = getattr(stream, "isatty", None)
         if not (callable(isatty) and isatty()):
             return
-        bar = ProgressBar(persist=self.persist, file=stream)
+        bar = ProgressBar(persist=self.persist, file=stream, **self.tqdm_kwargs)
         bar.attach(engine, output_transform=self.output_transform)
         self.attached = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 
 import pytest
 from ignite.engine import Engine, Events
@@ -18,15 +19,19 @@ def _engine() -> Engine:
 def test_a_terminal_gets_a_bar_per_epoch_and_a_pipe_gets_nothing():
     master, replica = os.openpty()
     with os.fdopen(replica, "w") as terminal:
-        bar = TerminalProgressBar(output_transform=lambda output: {"loss": output["loss"]}, stream=terminal)
+        bar = TerminalProgressBar(lambda output: {"loss": output["loss"]}, stream=terminal, mininterval=0)
         engine = _engine()
         bar.attach(engine)
         engine.run([1, 2, 3], max_epochs=2)
         terminal.flush()
-        drawn = os.read(master, 65536).decode()
+        drawn = b""
+        while select.select([master], [], [], 0.5)[0]:  # everything the terminal received
+            drawn += os.read(master, 65536)
     os.close(master)
+    drawn = drawn.decode()
     assert bar.attached
-    assert "Epoch [1/2]" in drawn and "Epoch [2/2]" in drawn and "loss=" in drawn  # a bar per epoch
+    assert "Epoch [1/2]" in drawn and "Epoch [2/2]" in drawn  # a bar per epoch
+    assert "[3/3]" in drawn and "loss=3" in drawn  # redrawn at every iteration (mininterval=0), last loss
 
     piped = io.StringIO()
     bar = TerminalProgressBar(stream=piped)

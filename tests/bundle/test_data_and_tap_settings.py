@@ -1,4 +1,5 @@
-"""label_map: masks with other raw values than {0, 1} or {0, 255} through the bundle's data pipeline."""
+"""Settings a user's data or networks need: label_map (masks with other raw values than {0, 1} or
+{0, 255}) through the bundle's data pipeline, and tap names, each stopping with one line when wrong."""
 
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ def test_without_label_map_the_message_names_the_setting_that_admits_them(three_
     with pytest.raises(SystemExit) as stop:
         parser.get_parsed_content("train#datalist")
     assert "label_map" in str(stop.value.code) and "{0, 255}" in str(stop.value.code)
+
+
+def test_a_tap_name_that_is_no_layer_stops_with_one_line():
+    taps = {"roi_size": [64, 64], "student_taps": ["features.3", "decoderr.2"]}
+    parser = parse_stage("train_paraphraser.yaml", taps)
+    with pytest.raises(SystemExit) as stop:
+        parser.get_parsed_content("student_layers")
+    message = str(stop.value.code)
+    assert message.startswith("monai_coco: MobileUNet has no submodule 'decoderr.2'")
+    assert "decoder.2" in message and "\n" not in message

@@ -70,3 +70,8 @@ def test_large_files_lists_no_download_and_the_data_licence_note_exists():
     assert large == {"large_files": []}  # no weights are published: every checkpoint is trained locally
     note = (ROOT / "bundle" / "docs" / "data_license.txt").read_text()
     assert "synthetic" in note and "Apache" in note
+
+
+def test_the_documented_verify_metadata_command_names_the_kept_schemas_md5():
+    readme = (ROOT / "bundle" / "docs" / "README.md").read_text()
+    assert f"--hash_val {hashlib.md5(SCHEMA_FILE.read_bytes()).hexdigest()}" in readme

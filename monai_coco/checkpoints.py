@@ -2,7 +2,9 @@
 
 A checkpoint is one ``torch.save``-d mapping ``{name: obj.state_dict()}``. A checkpoint holding a single
 bare ``state_dict`` (as MONAI's ``CheckpointSaver`` writes for a one-entry ``save_dict``) loads into a
-one-entry ``objects`` mapping as well. A folder that training writes to is held with :class:`FolderLock`.
+one-entry ``objects`` mapping as well. Beside a checkpoint, ``<stem>.preprocessing.json`` records how its
+network's inputs were preprocessed (e.g. stain normalisation), so that later stages can refuse to feed it
+differently prepared images. A folder that training writes to is held with :class:`FolderLock`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import io
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -26,9 +29,12 @@ __all__ = [
     "atomic_write",
     "load_checkpoint",
     "load_module_state",
+    "load_preprocessing_record",
+    "preprocessing_record_path",
     "read_checkpoint",
     "remove_partial_writes",
     "save_checkpoint",
+    "save_preprocessing_record",
 ]
 
 # numpy values that older checkpoints keep beside the weights (a best metric as ``np.float64``, an epoch
@@ -183,6 +189,38 @@ class FolderLock:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.release()
+
+
+def preprocessing_record_path(checkpoint: str | os.PathLike) -> Path:
+    """``models/model.pt`` -> ``models/model.preprocessing.json``."""
+    return Path(checkpoint).with_suffix(".preprocessing.json")
+
+
+def save_preprocessing_record(checkpoint: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` (JSON-serialisable settings, e.g. ``{"stain_normalization": true}``) beside
+    ``checkpoint`` atomically; returns the record's path."""
+    path = preprocessing_record_path(checkpoint)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(record), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_preprocessing_record(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The record beside ``checkpoint``, or None when it has none (made before records were kept).
+
+    Raises:
+        ValueError: the record is not a JSON object.
+    """
+    path = preprocessing_record_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}).") from exc
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} must hold a JSON object of preprocessing settings.")
+    return record
 
 
 def _first_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any]) -> str | None:

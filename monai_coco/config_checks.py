@@ -28,7 +28,7 @@ from monai.bundle import ConfigParser
 from monai.bundle.config_item import ComponentLocator
 from monai.utils.module import locate
 
-from monai_coco.checkpoints import load_checkpoint
+from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record, save_preprocessing_record
 from monai_coco.data.datalist import load_paired_datalist
 from monai_coco.data.unlabelled import list_unlabelled, slide_patches
 
@@ -42,12 +42,15 @@ __all__ = [
     "check_output_dir",
     "check_overrides",
     "check_path",
+    "check_preprocessing",
     "check_roi_size",
     "check_settings",
     "check_split_size",
+    "check_stain_normalization",
     "exit_on_error",
     "fail",
     "load_prerequisite",
+    "record_preprocessing",
 ]
 
 # errors that name the offending file or setting themselves: raised at the edge by the package (ValueError,
@@ -317,6 +320,16 @@ def check_roi_size(roi_size: Sequence[int], networks: Sequence[torch.nn.Module])
     return roi
 
 
+def check_stain_normalization(stain_normalization: bool, in_channels: int) -> bool:
+    """``stain_normalization`` if it is a boolean usable with ``in_channels``: H&E stain normalisation needs
+    RGB tiles (``in_channels=3``); else stop naming both settings."""
+    if not isinstance(stain_normalization, bool):
+        fail(f"stain_normalization={stain_normalization!r} must be true or false.")
+    if stain_normalization and in_channels != 3:
+        fail(f"stain_normalization=true needs RGB input (in_channels=3), got in_channels={in_channels}.")
+    return stain_normalization
+
+
 def load_prerequisite(
     network: torch.nn.Module, path: str | os.PathLike, made_by: str, setting: str = "network"
 ) -> torch.nn.Module:
@@ -426,3 +439,32 @@ def _is_a_bug(error: BaseException) -> bool:
         return error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EDQUOT,
                                    errno.EISDIR, errno.ENOTDIR, errno.EEXIST)  # fmt: skip
     return False
+
+def record_preprocessing(
+    checkpoint: str | os.PathLike, preprocessing: Mapping[str, Any], main_process: bool = True
+) -> dict[str, Any]:
+    """Write ``preprocessing`` (e.g. ``{"stain_normalization": true}``) beside the ``checkpoint`` a training
+    stage makes (``<stem>.preprocessing.json``, see :mod:`monai_coco.checkpoints`); only on the main process.
+    Returns the settings."""
+    settings = dict(preprocessing)
+    if main_process:
+        save_preprocessing_record(checkpoint, settings)
+    return settings
+
+
+def check_preprocessing(checkpoint: str | os.PathLike, preprocessing: Mapping[str, Any]) -> dict[str, Any]:
+    """``preprocessing`` if it equals what ``checkpoint``'s record says its network was trained with; else
+    stop naming the setting, both values and the override that fixes it. A checkpoint without a record
+    (made before records were kept) passes."""
+    try:
+        record = load_preprocessing_record(checkpoint)
+    except ValueError as exc:
+        fail(str(exc))
+    settings = dict(preprocessing)
+    for name, value in settings.items():
+        if record is not None and name in record and record[name] != value:
+            fail(
+                f"{checkpoint} was trained with {name}={record[name]!r} but this run has {name}={value!r}; "
+                f"rerun with --{name} {record[name]!r} (the network must see images prepared as in training)."
+            )
+    return settings

@@ -106,7 +106,7 @@ def run_protocol(
         parser.get_parsed_content("teacher"),
         parser.get_parsed_content("paraphrasers"),
     )
-    taps = parser.get_parsed_content("teacher_taps")
+    taps = parser.get_parsed_content("teacher_layers")  # the resolved names (teacher_taps: null = found)
     tests = recipe.parser("evaluate.yaml").get_parsed_content("validate#dataloader")
     sanity = target_label_correlation(teacher_net, taps, tests, paraphrasers, int(settings["sanity_pairs"]))
     sanity["paraphraser_error"] = reconstruction_error(teacher_net, taps, paraphrasers, tests)

@@ -11,6 +11,7 @@ weights and taps are exactly those of ``train.yaml``'s ``distill_terms``.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,7 +117,8 @@ class Recipe:
         workdir: the bundle root of the runs: ``data/synthetic`` (the built-in data, when no ``dataset_dir``),
             ``models/`` (every checkpoint), ``eval/``.
         dataset_dir: a data folder in any layout the bundle reads; None: the built-in synthetic data.
-        configs: the bundle's config folder.
+        configs: the bundle's config folder, copied to ``<workdir>/configs`` first: every stage of the
+            run reads that snapshot (``bundle_root`` is ``workdir``), whatever the repository does meanwhile.
     """
 
     def __init__(
@@ -126,8 +128,10 @@ class Recipe:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         self.mode = mode
         self.workdir = Path(workdir)
-        self.configs = Path(configs)
-        self.presets = [self.configs / "benchmark.yaml", self.configs / f"benchmark_{mode}.yaml"]
+        self.configs = self.workdir / "configs"
+        shutil.copytree(configs, self.configs, dirs_exist_ok=True)
+        sizes = [] if mode == "gpu" else [self.configs / "cpu.yaml"]  # the paper's sizes are base.yaml's
+        self.presets = [self.configs / "benchmark.yaml", *sizes, self.configs / f"benchmark_{mode}.yaml"]
         self.common: dict[str, Any] = {
             "bundle_root": str(self.workdir),
             "ckpt_dir": str(self.workdir / "models"),

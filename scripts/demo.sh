@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The whole CoCo DistillNet pipeline on the built-in synthetic data, through the MONAI bundle:
-#   set-up -> teacher -> paraphrasers -> student without distillation -> CoCo-distilled student
-#   -> evaluation of the three -> inference on the test tiles and on a synthetic slide
-#   -> a results table and one PNG panel per test tile (image | truth | teacher | student | distilled).
+# The whole CoCo DistillNet pipeline on the built-in fine-structure synthetic data (histology.yaml), through
+# the MONAI bundle, in the regime distillation is for (a few annotated tiles, many unannotated ones):
+#   set-up -> teacher (every annotated tile) -> paraphrasers -> on 16 annotated tiles: student alone,
+#   CoCo-distilled student, CoCo-distilled student with 64 unannotated tiles -> evaluation of the four on
+#   test slides never seen in training -> inference on the test tiles -> a results table and panels.
 #
-#   bash scripts/demo.sh          # CPU-sized settings without CUDA (about 10 minutes on 2 cores),
-#                                 # the paper's settings (256² tiles, batch 2, full FANet) with CUDA
+#   bash scripts/demo.sh          # CPU-sized settings without CUDA (demo_cpu.yaml),
+#                                 # the paper's networks at 256² (demo_full.yaml) with CUDA
 #   bash scripts/demo.sh --full   # the paper's settings whatever the device
 #
-# Checkpoints go to bundle/models (teacher.pt, paraphraser.pt, student_none.pt, model.pt), scores to
-# bundle/eval/demo, masks to bundle/outputs/demo; the synthetic data set to bundle/data/synthetic.
+# Checkpoints go to bundle/models (teacher.pt, paraphraser.pt, student_none.pt, model.pt,
+# student_unlabelled.pt), scores to bundle/eval/demo, masks to bundle/outputs/demo; the data set to
+# bundle/data/histology.
 # A rerun starts the training stages afresh (their resumable training states are removed first).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,17 +36,24 @@ if [ "$FULL" = 0 ] && "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_av
 fi
 CFG=bundle/configs
 if [ "$FULL" = 1 ]; then
-    MODE="paper-sized (256² tiles, batch 2, FANet features 64..512, Mobile U-Net x1.0)"
-    PRESET=$CFG/demo_full.yaml
+    MODE="paper-sized (256² tiles, batch 2, FANet 38 M, Mobile U-Net 4.6 M)"
+    PRESETS=("$CFG/demo_full.yaml")
+    TEACHER_EPOCHS=40
 else
-    MODE="CPU-sized (128² tiles, batch 4, FANet features 16..128, Mobile U-Net x1.0)"
-    PRESET=$CFG/demo_cpu.yaml
+    MODE="CPU-sized (64² tiles, batch 8, FANet 5.4 M, Mobile U-Net x0.25 0.77 M)"
+    PRESETS=("$CFG/cpu.yaml" "$CFG/demo_cpu.yaml")
+    TEACHER_EPOCHS=30
     # one thread per process: on a shared 2-core machine more threads than free cores stall PyTorch
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 fi
-configs() {  # configs STAGE.yaml: the --config_file list of a stage (base, the demo's preset, the stage)
-    printf "['%s','%s','%s']" "$CFG/base.yaml" "$PRESET" "$CFG/$1"
+configs() {  # configs STAGE.yaml: the --config_file list of a stage (base, the data, the demo's presets, the stage)
+    local files=("$CFG/base.yaml" "$CFG/histology.yaml" "${PRESETS[@]}" "$CFG/$1")
+    printf "['%s'" "${files[0]}"
+    printf ",'%s'" "${files[@]:1}"
+    printf "]"
 }
+FEW=(--n_labelled 16)   # the students learn from 16 annotated tiles (2 slides); the teacher from all 96
+POOL=bundle/data/histology/unlabelled
 
 EVAL=bundle/eval/demo
 OUT=bundle/outputs/demo
@@ -53,35 +62,39 @@ stage() {  # stage TITLE ARGS...: one `python -m monai.bundle` run, with a banne
     local title="$1"
     shift
     STAGE=$((STAGE + 1))
-    printf '\n=== [demo %d/9, %dm%02ds] %s\n' "$STAGE" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$title"
+    printf '\n=== [demo %d/11, %dm%02ds] %s\n' "$STAGE" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$title"
     "$PY" -m monai.bundle "$@"
 }
 
 echo "=== monai_coco demo: $MODE"
-rm -f bundle/models/train_state_{teacher,paraphraser,student_none,model}.pt
+rm -f bundle/models/train_state_{teacher,paraphraser,student_none,model,student_unlabelled}.pt
 rm -rf "$EVAL" "$OUT"
 
-stage "teacher: FANet, cross-entropy" run training --config_file "$(configs train_teacher.yaml)"
+stage "teacher: FANet, cross-entropy, every annotated tile" run training \
+    --config_file "$(configs train_teacher.yaml)" --epochs $TEACHER_EPOCHS
 stage "paraphrasers: reconstruct the frozen teacher's taps" run training \
     --config_file "$(configs train_paraphraser.yaml)"
-stage "student without distillation (distill=none)" run training --config_file "$(configs train.yaml)" \
-    --distill none --model_name student_none.pt
-stage "student distilled: CE + CoCo (on paraphraser factors) + adversarial critic" run training \
-    --config_file "$(configs train.yaml)" --distill coco
-stage "evaluate the teacher on the test split" run evaluating --config_file "$(configs evaluate.yaml)" \
+stage "student alone (distill=none), 16 annotated tiles" run training --config_file "$(configs train.yaml)" \
+    "${FEW[@]}" --distill none --model_name student_none.pt
+stage "student distilled: CE + CoCo (paraphraser factors) + adversarial critic, 16 annotated tiles" \
+    run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill coco
+stage "student distilled as above, plus 64 unannotated tiles (distillation terms only)" run training \
+    --config_file "$(configs train.yaml)" "${FEW[@]}" --distill coco --unlabelled_dir $POOL \
+    --model_name student_unlabelled.pt
+stage "evaluate the teacher on the test slides" run evaluating --config_file "$(configs evaluate.yaml)" \
     --network_def @teacher_def --model_name teacher.pt --output_dir $EVAL/teacher
-stage "evaluate the student without distillation" run evaluating --config_file "$(configs evaluate.yaml)" \
-    --model_name student_none.pt --output_dir $EVAL/student_none
-stage "evaluate the distilled student" run evaluating --config_file "$(configs evaluate.yaml)" \
-    --model_name model.pt --output_dir $EVAL/student_coco
-stage "inference: the test tiles, then a pyramidal slide at level 2 (2 µm/px)" run inference \
-    --config_file "$(configs inference.yaml)" --output_dir $OUT/tiles
-"$PY" -m monai.bundle run inference --config_file "$(configs inference.yaml)" \
-    --dataset_dir bundle/data/synthetic/slide/gastric_slide.tif --level 2 --output_dir $OUT/slide
+for run in "student_none student_none.pt" "student_coco model.pt" "student_unlabelled student_unlabelled.pt"; do
+    set -- $run
+    stage "evaluate $1 on the test slides" run evaluating --config_file "$(configs evaluate.yaml)" \
+        --model_name "$2" --output_dir "$EVAL/$1"
+done
+stage "inference: the test tiles (masks, overlays, QuPath GeoJSON, summaries)" run inference \
+    --config_file "$(configs inference.yaml)" --dataset_dir bundle/data/histology/test \
+    --image_suffixes "['.jpg']" --output_dir $OUT/tiles
 
 STAGE=$((STAGE + 1))
-printf '\n=== [demo %d/9, %dm%02ds] results\n' "$STAGE" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60))
+printf '\n=== [demo %d/11, %dm%02ds] results\n' "$STAGE" $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60))
 "$PY" scripts/demo_report.py --bundle-root bundle --eval-root $EVAL --out $EVAL \
-    --configs $CFG/base.yaml "$PRESET" $CFG/evaluate.yaml
-echo "[demo] masks and overlays: $OUT/tiles, $OUT/slide (gastric_slide_mask.tif, gastric_slide_overlay.png)"
+    --configs $CFG/base.yaml $CFG/histology.yaml "${PRESETS[@]}" $CFG/evaluate.yaml
+echo "[demo] masks, overlays, GeoJSON and summaries: $OUT/tiles"
 printf '[demo] done in %dm%02ds (%s)\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$MODE"

@@ -10,8 +10,10 @@ them, so the report sees exactly what ``run evaluating`` saw. For each of the te
 trained without distillation and the distilled student the table gives the test scores that
 ``evaluate.yaml`` wrote (``<eval-root>/<name>/metrics.csv``), the parameters, the GFLOPs of one 256² tile
 (counted, in the papers' convention) and the milliseconds of one 256² tile (median forward time on this
-machine). Each panel shows image | ground truth | teacher | student | distilled student, predictions
-drawn over the image.
+machine). Each panel (one per test tile unless ``--panels N``; the last line says how many of how many)
+shows image | ground truth | teacher | student | distilled student, predictions drawn over the image, each
+with the tile's Dice, or on a tile without cancer "Dice n/a" and the share of pixels wrongly called cancer
+(see :func:`tile_score`).
 """
 
 from __future__ import annotations
@@ -85,10 +87,17 @@ def predict(network: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
     return logits[0].argmax(0).cpu().numpy()
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    inter = np.logical_and(pred == 1, truth == 1).sum()
-    total = (pred == 1).sum() + (truth == 1).sum()
-    return float(2 * inter / total) if total else 1.0
+def tile_score(pred: np.ndarray, truth: np.ndarray) -> str:
+    """A panel caption's score of one tile's class map ``pred`` against ``truth`` (both ``(H, W)``).
+
+    With cancer in the truth: the Dice of the cancer class, 2|P∩T| / (|P| + |T|). Without: Dice is
+    undefined (0/0 when nothing is predicted, 0 for any stray pixel, which would read as total failure),
+    so the caption says "n/a" and gives the share of the tile's pixels wrongly called cancer.
+    """
+    predicted, true = pred == 1, truth == 1
+    if not true.any():
+        return f"Dice n/a (no cancer)\nfalse cancer {100 * predicted.mean():.1f}% px"
+    return f"Dice {2 * np.logical_and(predicted, true).sum() / (predicted.sum() + true.sum()):.2f}"
 
 
 def save_panel(path: Path, image: np.ndarray, masks: Sequence[tuple[str, np.ndarray]]) -> None:
@@ -148,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--eval-root", required=True, help="folder of the evaluate.yaml outputs per model")
     parser.add_argument("--out", required=True, help="where results.md and panels/ are written")
-    parser.add_argument("--panels", type=int, default=4, help="number of test tiles drawn")
+    parser.add_argument("--panels", type=int, default=0, help="number of test tiles drawn (0: every one)")
     args = parser.parse_args(argv)
 
     config = ConfigParser()
@@ -186,18 +195,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "results.md").write_text(table + "\n")
 
     transform = config.get_parsed_content("validate#preprocessing")
-    for i, item in enumerate(config.get_parsed_content("validate#datalist")[: args.panels]):
+    tiles = config.get_parsed_content("validate#datalist")
+    drawn = tiles[: args.panels] if args.panels > 0 else tiles
+    for i, item in enumerate(drawn):
         data = transform(item)
         image, truth = data["image"], data["label"][0].numpy().astype(np.int64)
         masks = [("ground truth", truth)]
         for model, network in zip(MODELS, networks):
             pred = predict(network, image)
-            masks.append((f"{model.title}\nDice {dice(pred, truth):.2f}", pred))
+            masks.append((f"{model.title}\n{tile_score(pred, truth)}", pred))
         rgb = image.numpy()
         rgb = np.repeat(rgb, 3, axis=0) if rgb.shape[0] == 1 else rgb[:3]
         save_panel(out / "panels" / f"panel_{i:02d}.png", np.clip(np.moveaxis(rgb, 0, -1), 0, 1), masks)
     print(table)
-    print(f"\n[report] table: {out / 'results.md'}; panels: {out / 'panels'}/panel_*.png")
+    print(f"\n[report] table: {out / 'results.md'}")
+    print(f"[report] panels: {len(drawn)} of {len(tiles)} test tiles drawn, {out / 'panels'}/panel_*.png")
     return 0
 
 

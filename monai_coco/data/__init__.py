@@ -2,8 +2,8 @@
 
 Paired datalists (:mod:`.datalist`), the data check (``python -m monai_coco.data.check DIR``), the one
 table of file suffixes (:mod:`.suffixes`), slide I/O (:mod:`.slide_io`), tissue masks (:mod:`.tissue`),
-transforms (:mod:`.transforms`), unannotated tiles and slide patches (:mod:`.unlabelled`) and the
-built-in synthetic data set (:mod:`.synthetic`). Tile and
+transforms (:mod:`.transforms`), H&E stain normalisation (:mod:`.stain`), unannotated tiles and slide
+patches (:mod:`.unlabelled`) and the built-in synthetic data set (:mod:`.synthetic`). Tile and
 whole-slide inference moved to :mod:`monai_coco.inference` and ``bundle_datalist`` to
 :mod:`monai_coco.config_checks`; both names still resolve from here.
 """
@@ -12,6 +12,7 @@ from monai_coco._moved import moved_names
 
 from .datalist import DataProblem, check_dataset, load_paired_datalist
 from .slide_io import LazyTiffFileWSIReader, Slide, read_image, write_mask_pyramid
+from .stain import HEStainNormalize, HEStainNormalized
 from .suffixes import IMAGE_SUFFIXES
 from .synthetic import (
     SyntheticGastricTissue,
@@ -29,6 +30,8 @@ __all__ = [
     "ColorChannels",
     "ColorChannelsd",
     "DataProblem",
+    "HEStainNormalize",
+    "HEStainNormalized",
     "SyntheticGastricTissue",
     "check_dataset",
     "load_paired_datalist",

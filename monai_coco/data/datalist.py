@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ MAX_TILE_PIXELS = 2**25
 """The largest training tile, in pixels (32 Mpx, e.g. 5792x5792; the paper's tiles are 1024x1024): each
 tile is decoded whole (3 bytes per pixel, then float copies in the transforms: ~60 bytes per pixel)."""
 _DEFAULT_VALUE_SETS = (frozenset({0, 1}), frozenset({0, 255}))
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -625,15 +628,20 @@ def load_paired_datalist(
     if wanted is None:
         pairs = [p for ps in scan.pairs.values() for p in ps]
         problems = scan.all_problems()
+        how = f"every pair of {path}"
     elif seeded:
         source = "train" if "train" in scan.pairs else "all"
         problems += scan.problems.get(source, [])
         pairs = sorted(scan.pairs[source], key=lambda p: p["image"])
+        n_source = len(pairs)
         if not problems:  # a file problem explains a short pair list better than the split would
             pairs = _seeded_split(pairs, wanted, val_fraction, seed, path)
+        where = _source_name(path, source)
+        how = f"a seeded split of the {n_source} pairs of {where} (val_fraction={val_fraction}, seed={seed})"
     elif wanted in scan.pairs:
         pairs = scan.pairs[wanted]
         problems += scan.problems.get(wanted, [])
+        how = _source_name(path, wanted)
     elif problems:
         raise problems[0].error()
     else:
@@ -652,4 +660,13 @@ def load_paired_datalist(
                 f"`python -m monai_coco.data.check {path}` lists them all)"
             )
         raise error
+    logger.info("%s split: %d tile(s), from %s", wanted or "every", len(pairs), how)
     return sorted(pairs, key=lambda p: p["image"])
+
+
+def _source_name(path: Path, split: str) -> str:
+    """Where the pairs of ``split`` (or ``"all"``) come from, for the log line of the split."""
+    if path.suffix.lower() == ".json":
+        return f"the {_JSON_KEYS[split]!r} list of {path}"
+    folder = _split_folders(path).get(split)
+    return f"the folder {folder}" if folder is not None else f"the folder {path}"

@@ -10,7 +10,7 @@ from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
 
 from monai_coco.engines.multi_term import MultiTermTrainer
-from monai_coco.networks.taps import feature_taps
+from monai_coco.networks.taps import FeatureTaps, feature_taps
 
 __all__ = ["DistillationTerm", "DistillationTrainer", "LABELLED", "TEACHER_PRED", "feature_taps"]
 
@@ -108,10 +108,13 @@ class DistillationTrainer(MultiTermTrainer):
         terms: ``{name: DistillationTerm}``, e.g. ``{"coco": DistillationTerm(CoCoDistillationLoss(),
             1.0, (0, 1))}``.
         student_taps: names of the student layers whose outputs are the features, ordered as the
-            teacher's; default ``network.default_taps``.
+            teacher's; default ``network.default_taps`` (:func:`~monai_coco.networks.network_taps` finds
+            them for any network). Not used, and not needed, when every term compares logits only
+            (``kd``, ``cwd``): then no hooks are set.
         teacher_taps: the same for the teacher; default ``teacher.default_taps``.
         paraphrasers: one frozen ``Paraphraser`` per teacher tap (e.g. an ``nn.ModuleList``), whose
             ``encode`` turns a teacher feature into its factor; None uses the raw teacher features.
+            Ignored when no term uses taps.
         loss_name: the name of the supervised term in the output.
         labelled_key: the batch key of the per-sample labelled flag (default ``"labelled"``).
         kwargs: any other ``SupervisedTrainer`` argument (``epoch_length``, ``train_handlers``, ``amp``,
@@ -141,11 +144,22 @@ class DistillationTrainer(MultiTermTrainer):
         self.terms = dict(terms)
         self.loss_name = loss_name
         self.labelled_key = labelled_key
-        self.teacher = teacher
-        if teacher is None:
-            if terms:
-                raise ValueError(f"the distillation terms {list(terms)} need a teacher; got teacher=None.")
-            return
+        for name, term in terms.items():
+            if not isinstance(term, DistillationTerm):
+                raise ValueError(f"terms['{name}'] must be a DistillationTerm, got {type(term).__name__}.")
+        if teacher is None and terms:
+            raise ValueError(f"the distillation terms {list(terms)} need a teacher; got teacher=None.")
+        names = [loss_name, *terms]
+        if len(set(names)) != len(names) or self.reserved_keys.intersection(names):
+            raise ValueError(
+                f"term names {names} must be distinct and differ from {sorted(self.reserved_keys)}."
+            )
+        self.teacher = None if teacher is None else teacher.requires_grad_(False).eval()
+        self.student_taps: FeatureTaps | None = None
+        self.teacher_taps: FeatureTaps | None = None
+        self.paraphrasers = None
+        if teacher is None or all(term.inputs == "logits" for term in terms.values()):
+            return  # the student alone, or logit-only terms: no taps, no hooks
         self.student_taps = feature_taps(network, student_taps)
         self.teacher_taps = feature_taps(teacher, teacher_taps)
         n_taps = len(self.teacher_taps.layers)
@@ -155,20 +169,11 @@ class DistillationTrainer(MultiTermTrainer):
                 f"{list(self.teacher_taps.layers)} must pair up one to one."
             )
         for name, term in terms.items():
-            if not isinstance(term, DistillationTerm):
-                raise ValueError(f"terms['{name}'] must be a DistillationTerm, got {type(term).__name__}.")
             if not isinstance(term.inputs, str) and max(term.inputs) >= n_taps:
                 raise ValueError(f"terms['{name}'] uses tap {max(term.inputs)} but there are {n_taps} taps.")
-        names = [loss_name, *terms]
-        if len(set(names)) != len(names) or self.reserved_keys.intersection(names):
-            raise ValueError(
-                f"term names {names} must be distinct and differ from {sorted(self.reserved_keys)}."
-            )
-        if paraphrasers is not None and len(paraphrasers) != n_taps:
-            raise ValueError(f"give one paraphraser per teacher tap ({n_taps}), got {len(paraphrasers)}.")
-        self.teacher = teacher.requires_grad_(False).eval()
-        self.paraphrasers = None
         if paraphrasers is not None:
+            if len(paraphrasers) != n_taps:
+                raise ValueError(f"give one paraphraser per teacher tap ({n_taps}), got {len(paraphrasers)}.")
             self.paraphrasers = torch.nn.ModuleList(paraphrasers).requires_grad_(False).eval()
 
     def forward(
@@ -176,8 +181,12 @@ class DistillationTrainer(MultiTermTrainer):
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Student and teacher forward passes; returns ``(student_features, teacher_features)``."""
         output = self.state.output
-        if self.teacher is None:
+        if self.student_taps is None or self.teacher_taps is None:  # the student alone, or logit-only terms
             output[Keys.PRED] = self.network(inputs)
+            if self.teacher is not None:
+                self.teacher.eval()
+                with torch.no_grad():
+                    output[TEACHER_PRED] = self.teacher(inputs)
             return [], []
         output[Keys.PRED], student = self.student_taps(inputs)
         self.teacher.eval()

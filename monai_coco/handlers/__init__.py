@@ -1,11 +1,13 @@
-"""monai_coco.handlers: Ignite handlers for adversarial distillation, resumable training, atomic
-model files, non-finite stops and segmentation metrics."""
+"""monai_coco.handlers: Ignite handlers for adversarial distillation, resumable training, atomic model
+files, non-finite stops, segmentation metrics, progress bars, loss lines and experiment tracking."""
 
 from .adversarial import AdversarialDistillationHandler
 from .finite import NonFiniteStop
 from .metrics import PathologySegmentationMetric
 from .model_saver import AtomicCheckpointSaver
+from .progress import TerminalProgressBar, loss_line_filter
 from .resume import RandomStates, ResumableCheckpoint, check_training_state
+from .tracking import training_scalars
 
 __all__ = [
     "AdversarialDistillationHandler",
@@ -14,5 +16,8 @@ __all__ = [
     "PathologySegmentationMetric",
     "RandomStates",
     "ResumableCheckpoint",
+    "TerminalProgressBar",
     "check_training_state",
+    "loss_line_filter",
+    "training_scalars",
 ]

@@ -8,13 +8,17 @@ of the chosen layers, as torchvision's ``IntermediateLayerGetter`` does but with
 from __future__ import annotations
 
 import difflib
+import logging
+import math
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["FeatureTaps", "feature_taps", "tap_channels"]
+__all__ = ["FeatureTaps", "feature_taps", "find_taps", "network_taps", "tap_channels"]
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureTaps:
@@ -110,7 +114,10 @@ def _default_taps(network: nn.Module) -> Sequence[str]:
     """``network.default_taps``; ``ValueError`` when the network names none."""
     layers = getattr(network, "default_taps", None)
     if layers is None:
-        raise ValueError(f"{type(network).__name__} has no default_taps: name the layers to tap.")
+        raise ValueError(
+            f"{type(network).__name__} has no default_taps: name the layers to tap "
+            "(or let network_taps find them)."
+        )
     return layers
 
 
@@ -148,6 +155,14 @@ def tap_channels(
     """
     if layers is None:
         layers = _default_taps(network)
+    return [shape[0] for shape in _tap_shapes(network, in_channels, layers, size)]
+
+
+def _tap_shapes(
+    network: nn.Module, in_channels: int, layers: Sequence[str], size: int
+) -> list[tuple[int, ...]]:
+    """``(C, h, w)`` of each tap on a ``(1, in_channels, size, size)`` zero image, in ``eval()`` without
+    gradients on the network's own device; its training flag is restored."""
     reference = next(iter(network.parameters()), None)
     device = reference.device if reference is not None else torch.device("cpu")
     was_training = network.training
@@ -157,4 +172,140 @@ def tap_channels(
             _, features = taps(torch.zeros(1, in_channels, size, size, device=device))
     finally:
         network.train(was_training)
-    return [int(features[name].shape[1]) for name in layers]
+    return [tuple(int(d) for d in features[name].shape[1:]) for name in layers]
+
+
+def _probe(network: nn.Module, in_channels: int, size: int) -> list[tuple[str, int, Any]]:
+    """``[(name, k, output)]`` in the order the submodules finished, for each submodule that ran exactly
+    once on a ``(1, in_channels, size, size)`` zero image and returned a ``(1, C, size / 2^k, size / 2^k)``
+    tensor with ``size / 2^k > 1`` (padding layers, global pooling and lists are left out)."""
+    finished: list[tuple[str, Any]] = []
+    handles = [
+        module.register_forward_hook(lambda m, i, o, name=name: finished.append((name, o)))
+        for name, module in network.named_modules()
+        if name
+    ]
+    reference = next(iter(network.parameters()), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            network(torch.zeros(1, in_channels, size, size, device=device))
+    finally:
+        network.train(was_training)
+        for handle in handles:
+            handle.remove()
+    runs: dict[str, int] = {}
+    for name, _ in finished:
+        runs[name] = runs.get(name, 0) + 1
+    records = []
+    for name, output in finished:
+        if runs[name] != 1 or not isinstance(output, torch.Tensor) or output.ndim != 4:
+            continue
+        h, w = output.shape[-2:]
+        k = math.log2(size / h) if h > 0 else -1.0
+        if h == w and 1 < h <= size and k == int(k):
+            records.append((name, int(k), output))
+    return records
+
+
+def find_taps(network: nn.Module, in_channels: int, size: int = 64) -> list[str]:
+    """A (shallow, deep) pair of layer names found by a probe forward pass, for a network without
+    ``default_taps``.
+
+    The network runs once on a ``(1, in_channels, size, size)`` zero image (``eval()``, no gradients;
+    batch-norm statistics untouched). Of the layers that run once and return a feature map
+    ``(1, C, size / 2^k, size / 2^k)``, the bottleneck is the deepest ``k`` in the order the layers finish:
+    layers finishing before its first layer are the encoder side, those finishing after its last layer the
+    decoder side. At a level ``k`` seen on both sides, the shallow tap is the last encoder-side layer (not
+    inside a strided block) and the deep tap the first decoder-side layer (named by the outermost module
+    returning that same tensor) or, when its channel count differs from the shallow tap's (CoCo pairs a
+    network's two maps channel by channel, METHOD §3), the first whole decoder block at that level (one not
+    inside another) with the shallow tap's channel count. The level is the one
+    closest to 1/4 resolution (``k = 2``, the paper's taps, METHOD §2; ties go to the coarser level) among
+    those with an equal-channel pair, else the closest level. For FANet this finds its ``default_taps``:
+    the encoder's stage 3 and the first decoder up-sampling, both at 1/4 resolution.
+
+    Args:
+        network: any 2D segmentation network taking ``(B, in_channels, H, W)``.
+        in_channels: the image channels it takes.
+        size: side of the probe image, a multiple of the network's size divisor (pixels).
+
+    Raises:
+        ValueError: no reduced resolution is reached both before and after the bottleneck (name the
+            layers by hand).
+    """
+    records = _probe(network, in_channels, size)
+    name = type(network).__name__
+    bottleneck = max((k for _, k, _ in records), default=0)
+    if bottleneck < 2:
+        raise ValueError(f"{name} does not reduce a {size}-pixel probe image below half size and back; "
+                         "name its taps (layer names) by hand.")  # fmt: skip
+    first = next(i for i, (_, k, _) in enumerate(records) if k == bottleneck)
+    last = max(i for i, (_, k, _) in enumerate(records) if k == bottleneck)
+    encoder, decoder = records[:first], records[last + 1 :]
+    levels = {k for _, k, _ in encoder if k > 0} & {k for _, k, _ in decoder if k > 0}
+    if not levels:
+        raise ValueError(f"{name} has no encoder-side and decoder-side layers at one reduced resolution; "
+                         "name its taps (layer names) by hand.")  # fmt: skip
+    levels_of = {n: k for n, k, _ in records}
+    outputs = {n: o for n, _, o in records}
+    pairs = []  # per level, closest to 1/4 first: (shallow, deep, same channel count)
+    for level in sorted(levels, key=lambda k: (abs(k - 2), -k)):
+        candidates = [n for n, k, _ in encoder if k == level]
+        whole = [n for n in candidates if all(levels_of.get(a, level) <= level for a in _ancestors(n))]
+        shallow = (whole or candidates)[-1]  # not inside a strided block (whose output is deeper)
+        channels = outputs[shallow].shape[1]
+        at_level = [(n, o) for n, k, o in decoder if k == level]
+        deep, output = at_level[0]
+        for ancestor in _ancestors(deep):  # the outermost module returning that same tensor
+            if outputs.get(ancestor) is not output:
+                break
+            deep = ancestor
+        if output.shape[1] != channels:  # else the first whole decoder block at this level that matches
+            names = {n for n, _ in at_level}
+            blocks = [(n, o) for n, o in at_level if not names.intersection(_ancestors(n))]
+            deep, output = next(((n, o) for n, o in blocks if o.shape[1] == channels), (deep, output))
+        pairs.append((shallow, deep, output.shape[1] == channels))
+    shallow, deep, _ = next((p for p in pairs if p[2]), pairs[0])
+    return [shallow, deep]
+
+
+def _ancestors(name: str) -> list[str]:
+    """``"a.b.c"`` -> ``["a.b", "a"]``, innermost first."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+
+
+def network_taps(
+    network: nn.Module,
+    in_channels: int,
+    layers: Sequence[str] | None = None,
+    setting: str = "taps",
+    size: int = 64,
+) -> list[str]:
+    """The layers to tap on ``network``, logged with where they came from.
+
+    ``layers`` when given (checked to be submodules), else the network's ``default_taps`` (FANet,
+    MobileUNet), else :func:`find_taps`. One INFO line on the ``monai_coco.networks.taps`` logger names
+    the network, the layers, each feature's shape on a ``size``-pixel probe and the setting that overrides
+    them, e.g. ``student_taps``.
+
+    Raises:
+        ValueError: a name in ``layers`` is not a submodule; no taps can be found (see :func:`find_taps`).
+    """
+    if layers is not None:
+        source, layers = "given", list(layers)
+    elif getattr(network, "default_taps", None) is not None:
+        source, layers = "the network's default_taps", list(network.default_taps)
+    else:
+        source, layers = "found by a probe forward pass", find_taps(network, in_channels, size)
+    shapes = _tap_shapes(network, in_channels, layers, size)
+    logger.info(
+        "%s of %s (%s): %s; override with --%s \"%s\"",
+        setting, type(network).__name__, source,
+        ", ".join(f"{n} (C={s[0]}, {s[1]}x{s[2]} on a {size}x{size} probe)" for n, s in zip(layers, shapes)),
+        setting, str(layers).replace(" ", ""),
+    )  # fmt: skip
+    return layers

@@ -15,9 +15,12 @@ from monai_coco.config_checks import (
     check_choice,
     check_optional_count,
     check_path,
+    check_preprocessing,
     check_roi_size,
+    check_stain_normalization,
     exit_on_error,
     fail,
+    record_preprocessing,
 )
 from monai_coco.data import synthetic_dataset
 from monai_coco.networks import FANet, MobileUNet, tap_channels
@@ -161,3 +164,34 @@ def test_bundle_unlabelled_lists_tiles_and_stops_with_one_line_on_bad_folders(tm
     assert "\n" not in message
     Image.new("L", (8, 8)).save(tmp_path / "a.png")
     assert "a.jpg has a mask beside it" in _stop_message(bundle_unlabelled, tmp_path, 2.0, [32, 32])
+
+
+# ---------------------------------------------------------------- preprocessing records
+def test_a_recorded_preprocessing_is_enforced_on_later_stages(tmp_path):
+    checkpoint = tmp_path / "models" / "model.pt"
+    assert record_preprocessing(checkpoint, {"stain_normalization": True}) == {"stain_normalization": True}
+    record = tmp_path / "models" / "model.preprocessing.json"
+    assert json.loads(record.read_text()) == {"stain_normalization": True}
+    assert check_preprocessing(checkpoint, {"stain_normalization": True}) == {"stain_normalization": True}
+    with pytest.raises(SystemExit) as stop:
+        check_preprocessing(checkpoint, {"stain_normalization": False})
+    assert str(stop.value.code) == (
+        f"monai_coco: {checkpoint} was trained with stain_normalization=True but this run has "
+        "stain_normalization=False; rerun with --stain_normalization True (the network must see images "
+        "prepared as in training)."
+    )
+    other = tmp_path / "models" / "old.pt"  # no record: made before records were kept
+    assert check_preprocessing(other, {"stain_normalization": False}) == {"stain_normalization": False}
+    record_preprocessing(tmp_path / "rank1" / "model.pt", {"stain_normalization": True}, main_process=False)
+    assert not (tmp_path / "rank1").exists()
+    record.write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="JSON object"):
+        check_preprocessing(checkpoint, {"stain_normalization": True})
+
+
+def test_check_stain_normalization_needs_rgb_and_a_boolean():
+    assert check_stain_normalization(True, 3) is True and check_stain_normalization(False, 1) is False
+    assert _stop_message(check_stain_normalization, True, 1) == (
+        "monai_coco: stain_normalization=true needs RGB input (in_channels=3), got in_channels=1."
+    )
+    assert "must be true or false" in _stop_message(check_stain_normalization, "yes", 3)

@@ -127,6 +127,26 @@ def test_val_is_cut_from_train_folder_when_the_data_has_no_val(tmp_path):
     assert all("/train/" in d["image"] for d in train + val)
 
 
+def test_each_split_logs_its_tile_count_and_how_it_was_made(tmp_path, caplog):
+    _flat(tmp_path / "train", 4)
+    _flat(tmp_path / "test", 2)
+    spec = {"validation": [{"image": "test/case00.jpg", "label": "test/case00.png"}]}
+    (tmp_path / "list.json").write_text(json.dumps(spec))
+    with caplog.at_level("INFO", logger="monai_coco.data.datalist"):
+        load_paired_datalist(tmp_path, "train", val_fraction=0.25, seed=3)
+        load_paired_datalist(tmp_path, "val", val_fraction=0.25, seed=3)
+        load_paired_datalist(tmp_path, "test")
+        load_paired_datalist(tmp_path / "list.json", "val")
+    root = tmp_path.resolve()
+    seeded = f"a seeded split of the 4 pairs of the folder {root / 'train'} (val_fraction=0.25, seed=3)"
+    assert caplog.messages == [
+        f"train split: 3 tile(s), from {seeded}",
+        f"val split: 1 tile(s), from {seeded}",
+        f"test split: 2 tile(s), from the folder {root / 'test'}",
+        f"val split: 1 tile(s), from the 'validation' list of {root / 'list.json'}",
+    ]
+
+
 def test_missing_test_split_is_file_not_found(tmp_path):
     _flat(tmp_path, 2)
     with pytest.raises(FileNotFoundError, match="test"):

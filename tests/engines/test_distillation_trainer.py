@@ -304,8 +304,36 @@ def test_configuration_errors_name_the_offending_setting():
             optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
             loss_function=torch.nn.CrossEntropyLoss(),
             teacher=teacher,
-            terms={},
+            terms={"coco": DistillationTerm(CoCoDistillationLoss(), inputs=(0, 1))},
         )
+
+
+def test_logit_only_terms_need_no_taps_and_set_no_hooks():
+    """kd on networks without default_taps and no tap names: the first step's kd term equals the KD loss
+    of the plain forward passes (before the step), and no forward hook is left on either network."""
+    teacher, student = tiny_unet(TEACHER_FEATURES, 1), tiny_unet(STUDENT_FEATURES, 2)
+    assert getattr(student, "default_taps", None) is None
+    data = make_batches(1)
+    kd = PixelwiseKDLoss(temperature=2.0)
+    student.train(), teacher.eval()
+    with torch.no_grad():
+        expected = kd(student(data[0]["image"]), teacher(data[0]["image"])).item()
+    trainer = DistillationTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=data,
+        network=student,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
+        loss_function=torch.nn.CrossEntropyLoss(),
+        teacher=teacher,
+        terms={"kd": DistillationTerm(kd, weight=0.5, inputs="logits")},
+        paraphrasers=[Paraphraser(8, 4)],  # ignored: no term reads taps
+        decollate=False,
+    )
+    assert trainer.student_taps is None and trainer.teacher_taps is None and trainer.paraphrasers is None
+    assert not any(m._forward_hooks for net in (student, teacher) for m in net.modules())
+    trainer.run()
+    assert trainer.state.output["kd"] == pytest.approx(0.5 * expected, rel=1e-5)
 
 
 def test_amp_on_cpu_means_no_autocast_and_the_same_result():

@@ -1,4 +1,5 @@
 import gc
+import logging
 import weakref
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from monai.networks.nets import BasicUNet, FlexibleUNet, SegResNet, UNet
 from torch import nn
 
-from monai_coco.networks import FANet, FeatureTaps, MobileUNet
+from monai_coco.networks import FANet, FeatureTaps, MobileUNet, find_taps, network_taps
 
 
 def tiny_fanet() -> FANet:
@@ -130,3 +131,58 @@ def test_no_feature_is_kept_between_calls():
         gc.collect()
         assert returned() is None
         assert plain[0]() is None
+
+
+# ---------------------------------------------------------------- taps found by a probe forward pass
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (tiny_fanet, list(FANet.default_taps)),  # the paper's pair, found without reading default_taps
+        # BasicUNet's first decoder layer at 1/4 (the up-sampling) halves 8 channels to 4, unlike down_2's 8:
+        # the first whole decoder block with 8 channels is taken instead
+        (lambda: BasicUNet(2, 3, 2, features=(4, 4, 8, 8, 16, 4)), ["down_2", "upcat_3"]),
+        (lambda: BasicUNet(2, 3, 2, features=(4, 4, 8, 16, 16, 4)), ["down_2", "upcat_3.upsample"]),
+        (lambda: SegResNet(2, 8, in_channels=3, out_channels=2), ["down_layers.2", "up_samples.0"]),
+        (lambda: FlexibleUNet(3, 2, "resnet10", spatial_dims=2),
+         ["encoder.layer1", "decoder.blocks.2.upsample"]),
+        # a strided block (efficientnet's) holds 1/4-resolution layers but is not itself one: its
+        # predecessor is the encoder tap; squeeze-excitation (1×1) and padding layers are passed over
+        (lambda: FlexibleUNet(3, 2, "efficientnet-b0", spatial_dims=2),
+         ["encoder._blocks.1", "decoder.blocks.2.upsample"]),
+    ],
+    ids=["FANet", "BasicUNet", "BasicUNet-wide", "SegResNet", "FlexibleUNet-resnet", "FlexibleUNet-effnet"],
+)  # fmt: skip
+def test_find_taps_picks_the_last_encoder_and_first_decoder_layer_at_quarter_resolution(make, expected):
+    torch.manual_seed(0)
+    net = make().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    layers = find_taps(net, in_channels=3, size=64)
+    assert layers == expected
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # untouched
+    with torch.no_grad(), FeatureTaps(net.eval(), layers) as taps:
+        _, features = taps(torch.randn(1, 3, 64, 64))
+    assert [tuple(f.shape[-2:]) for f in features.values()] == [(16, 16), (16, 16)]
+
+
+def test_find_taps_takes_the_level_closest_to_a_quarter_when_there_is_no_quarter():
+    net = UNet(2, 3, 2, channels=(4, 8), strides=(2,), num_res_units=0)  # one down-sampling: 1/2 only
+    with pytest.raises(ValueError, match="name its taps"):
+        find_taps(net, 3, size=32)
+    net = BasicUNet(2, 3, 2, features=(4, 4, 8, 8, 16, 4))
+    assert find_taps(net, 3, size=32) == ["down_2", "upcat_3"]  # 8x8: still 1/4 of 32
+
+
+def test_network_taps_logs_the_layers_and_their_source(caplog):
+    net = BasicUNet(2, 3, 2, features=(4, 4, 8, 8, 16, 4))
+    with caplog.at_level(logging.INFO, logger="monai_coco.networks.taps"):
+        assert network_taps(net, 3, setting="student_taps") == ["down_2", "upcat_3"]
+        assert network_taps(net, 3, ["down_1", "upcat_2"], setting="teacher_taps") == ["down_1", "upcat_2"]
+        assert network_taps(tiny_fanet(), 3) == list(FANet.default_taps)
+    first, second, third = caplog.messages
+    assert "student_taps of BasicUNet (found by a probe forward pass)" in first
+    assert "down_2 (C=8, 16x16" in first and "upcat_3 (C=8, 16x16" in first
+    assert "--student_taps \"['down_2','upcat_3']\"" in first
+    assert "teacher_taps of BasicUNet (given)" in second and "down_1 (C=4, 32x32" in second
+    assert "default_taps" in third
+    with pytest.raises(ValueError, match="closest valid names"):
+        network_taps(net, 3, ["down_9"])

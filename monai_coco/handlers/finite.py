@@ -25,6 +25,10 @@ def first_non_finite(objects: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _first(output: Any) -> Any:
+    return output[0] if isinstance(output, (list, tuple)) else output
+
+
 class NonFiniteStop:
     """Raise ``FloatingPointError`` as soon as the loss is NaN or infinite (checked every iteration) or the
     networks' weights are (checked every epoch, before validation and checkpoints when attached first).
@@ -35,7 +39,9 @@ class NonFiniteStop:
     Args:
         stage: the stage named in the message, e.g. ``"teacher"``.
         networks: ``{name: module}`` whose weights are checked at every ``EPOCH_COMPLETED``.
-        output_transform: the loss from ``engine.state.output``; defaults to ``output[CommonKeys.LOSS]``.
+        output_transform: the loss from ``engine.state.output`` (a dict, or a decollated list of dicts);
+            defaults to the ``CommonKeys.LOSS`` entry (of the first item of a list: MONAI repeats the
+            batch's loss in each decollated item).
 
     Raises:
         FloatingPointError: ``"<stage>: the training loss is nan at epoch E, iteration I ..."``.
@@ -45,7 +51,7 @@ class NonFiniteStop:
         self,
         stage: str,
         networks: Mapping[str, torch.nn.Module] | None = None,
-        output_transform: Callable[[Any], Any] = lambda output: output[CommonKeys.LOSS],
+        output_transform: Callable[[Any], Any] = lambda output: _first(output)[CommonKeys.LOSS],
     ) -> None:
         self.stage = stage
         self.networks = dict(networks or {})

@@ -60,10 +60,17 @@ def test_non_finite_weights_are_never_written(tmp_path):
         AtomicCheckpointSaver(tmp_path / "x.pt", {"model": net})
 
 
-def test_a_nan_loss_stops_the_run_naming_stage_epoch_and_iteration():
-    """Issue 11 case 9: the loss of iteration 3 (epoch 2 of 2-iteration epochs) is NaN."""
+@pytest.mark.parametrize("decollated", [False, True])
+def test_a_nan_loss_stops_the_run_naming_stage_epoch_and_iteration(decollated):
+    """Issue 11 case 9: the loss of iteration 3 (epoch 2 of 2-iteration epochs) is NaN; the output is a
+    dict, or MONAI's decollated list of dicts (each item repeating the batch's loss)."""
     losses = iter([1.0, 0.5, math.nan, 0.1])
-    engine = Engine(lambda e, b: {"loss": torch.tensor(next(losses))})
+
+    def step(engine, batch):
+        output = {"loss": torch.tensor(next(losses))}
+        return [output, dict(output)] if decollated else output
+
+    engine = Engine(step)
     NonFiniteStop("teacher").attach(engine)
     with pytest.raises(FloatingPointError) as error:
         engine.run([0, 1], max_epochs=2)

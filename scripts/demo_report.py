@@ -33,7 +33,6 @@ from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint
 
-TILE = 256  # the papers' tile side for GFLOPs and timing
 PAPER = (  # METHOD.md §7: authors' code base, gastric cancer, 256 x 256
     ("teacher FANet", 0.9030, 0.8230),
     ("student Mobile U-Net, no distillation", 0.8555, 0.7476),
@@ -53,7 +52,14 @@ class Model:
 MODELS = (
     Model("teacher (FANet)", "teacher", "teacher_def", "teacher.pt", "teacher"),
     Model("student, no distillation", "student", "network_def", "student_none.pt", "student_none"),
-    Model("student, CoCo distilled", "distilled student", "network_def", "model.pt", "student_coco"),
+    Model("student, CoCo distilled", "distilled", "network_def", "model.pt", "student_coco"),
+    Model(
+        "student, CoCo distilled + unannotated tiles",
+        "distilled + unannotated",
+        "network_def",
+        "student_unlabelled.pt",
+        "student_unlabelled",
+    ),
 )
 
 
@@ -121,21 +127,28 @@ def save_panel(path: Path, image: np.ndarray, masks: Sequence[tuple[str, np.ndar
     plt.close(fig)
 
 
-def format_table(rows: Sequence[dict], device: str) -> str:
+def format_table(rows: Sequence[dict], device: str, tile: int) -> str:
+    """The results table: the teacher, the student alone, then distilled students (``gap closed``: the share
+    of the teacher-student mIoU gap a distilled student closes, (mIoU - alone) / (teacher - alone))."""
     lines = [
-        "| model | ACC | mIoU | Dice | params (M) | GFLOPs / 256² tile | ms / 256² tile |",
-        "|---|---|---|---|---|---|---|",
+        "| model | network | ACC | mIoU | Dice | gap closed | params (M) "
+        f"| GFLOPs / {tile}² tile | ms / {tile}² tile |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    teacher, alone = rows[0]["miou"], rows[1]["miou"]
+    for i, r in enumerate(rows):
+        closed = f"{(r['miou'] - alone) / (teacher - alone):+.0%}" if i >= 2 and teacher != alone else ""
         lines.append(
-            f"| {r['label']} | {r['accuracy']:.4f} | {r['miou']:.4f} | {r['dice']:.4f} | "
-            f"{r['params'] / 1e6:.2f} | {r['gflops']:.2f} | {r['ms']:.1f} |"
+            f"| {r['label']} | {r['network']} | {r['accuracy']:.4f} | {r['miou']:.4f} | {r['dice']:.4f} | "
+            f"{closed} | {r['params'] / 1e6:.2f} | {r['gflops']:.3f} | {r['ms']:.1f} |"
         )
     lines += [
         "",
-        "Test split of the demo's data; ACC, mIoU (both classes) and Dice (cancer) from one confusion matrix"
-        " over all test pixels. GFLOPs: multiply-adds as the papers count them (thop); ms: median forward"
-        f" time of one 256×256 tile on {device}.",
+        "Test slides of the demo's data (never seen in training); ACC, mIoU (both classes) and Dice (cancer)"
+        " from one confusion matrix over all test pixels; one run, not a paired-seed estimate"
+        " (scripts/benchmark.py has that). GFLOPs: multiply-adds as the papers count them (thop); ms: median"
+        " forward time of one"
+        f" {tile}×{tile} tile on {device}.",
         "",
         "Reference (METHOD.md §7, the authors' code base, Gastric Cancer, 256×256; not this data):",
         "",
@@ -165,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.read_config(args.configs or default_configs)
     config.update({"bundle_root": args.bundle_root, **parse_overrides(overrides)})
     in_channels = config.get_parsed_content("in_channels")
+    tile = int(config.get_parsed_content("roi_size")[0])  # the size the demo ran at
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out)
     (out / "panels").mkdir(parents=True, exist_ok=True)
@@ -175,13 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_checkpoint(Path(args.bundle_root) / "models" / model.checkpoint, {"model": network})
         network = network.to(device).eval()
         counts = network_counts(
-            lambda model=model: config.get_parsed_content(model.definition, lazy=False), in_channels, TILE
+            lambda model=model: config.get_parsed_content(model.definition, lazy=False), in_channels, tile
         )
-        timing = tile_throughput(network, in_channels, TILE, repeats=5)
+        timing = tile_throughput(network, in_channels, tile, repeats=5)
         metrics = read_metrics(Path(args.eval_root) / model.eval_name / "metrics.csv")
         rows.append(
             {
                 "label": model.label,
+                "network": type(network).__name__,
                 **{k: metrics[k] for k in ("accuracy", "miou", "dice")},
                 "params": counts["params"],
                 "gflops": counts["paper_gflops"],
@@ -191,14 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         networks.append(network)
         print(f"[report] measured {model.label}", flush=True)
 
-    table = format_table(rows, "CUDA" if device.type == "cuda" else "this CPU")
+    table = format_table(rows, "CUDA" if device.type == "cuda" else "this CPU", tile)
     (out / "results.md").write_text(table + "\n")
 
     transform = config.get_parsed_content("validate#preprocessing")
-    tiles = config.get_parsed_content("validate#datalist")
+    tiles = [transform(item) for item in config.get_parsed_content("validate#datalist")]
+    tiles.sort(key=lambda data: not bool(data["label"].any()))  # tiles with cancer first
     drawn = tiles[: args.panels] if args.panels > 0 else tiles
-    for i, item in enumerate(drawn):
-        data = transform(item)
+    with_cancer = sum(bool(data["label"].any()) for data in tiles)
+    for i, data in enumerate(drawn):
         image, truth = data["image"], data["label"][0].numpy().astype(np.int64)
         masks = [("ground truth", truth)]
         for model, network in zip(MODELS, networks):
@@ -209,7 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_panel(out / "panels" / f"panel_{i:02d}.png", np.clip(np.moveaxis(rgb, 0, -1), 0, 1), masks)
     print(table)
     print(f"\n[report] table: {out / 'results.md'}")
-    print(f"[report] panels: {len(drawn)} of {len(tiles)} test tiles drawn, {out / 'panels'}/panel_*.png")
+    print(
+        f"[report] panels: {len(drawn)} of {len(tiles)} test tiles drawn ({with_cancer} with cancer, drawn "
+        f"first), {out / 'panels'}/panel_*.png"
+    )
     return 0
 
 

@@ -26,6 +26,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 from monai.bundle.config_item import ComponentLocator
+from monai.bundle.reference_resolver import ReferenceResolver
 from monai.utils.module import locate
 
 from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record, save_preprocessing_record
@@ -100,6 +101,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "momentum": (_is_number(0.0, 1.0), "a number in [0, 1]"),
     "lambda_coco": (_is_number(0.0), "a finite weight >= 0"),
     "lambda_adv": (_is_number(0.0), "a finite weight >= 0"),
+    "teacher_cache_mb": (_is_number(0.0), "a finite number of MiB >= 0 (0: off)"),
     "overlap": (_is_number(0.0, 0.99), "a fraction in [0, 0.99]"),
     "min_tissue_fraction": (_is_number(0.0, 1.0), "a fraction in [0, 1]"),
 }
@@ -209,24 +211,85 @@ def _config_ids(config: Any, prefix: str = "") -> set[str]:
     return ids
 
 
-def _override_ids(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(config files, override ids) of a ``python -m monai.bundle run ...`` command line."""
-    files, ids = [], []
+def _override_ids(argv: Sequence[str]) -> tuple[list[str], dict[str, str], str]:
+    """(config files, {override id: its text}, run id) of a ``python -m monai.bundle run ...`` command."""
+    files, overrides = [], {}
+    run_id = argv[1] if len(argv) > 1 and argv[0] == "run" and not argv[1].startswith("--") else "run"
     for i, arg in enumerate(argv):
         if not arg.startswith("--"):
             continue
         key, _, inline = arg[2:].partition("=")
         key = key.replace("-", "_") if key in ("config-file",) else key
+        value = inline or (argv[i + 1] if i + 1 < len(argv) else "")
         if key == "config_file":
-            value = inline or (argv[i + 1] if i + 1 < len(argv) else "")
             try:
                 parsed = ast.literal_eval(value)
             except (ValueError, SyntaxError):
                 parsed = value
             files += [str(f) for f in ([parsed] if isinstance(parsed, str) else parsed)]
+        elif key == "run_id":
+            run_id = value
         elif key not in _RUN_ARGUMENTS:
-            ids.append(key)
-    return files, ids
+            overrides[key] = value
+    return files, overrides, run_id
+
+
+# the bundle's stages (configs/README.md): the file of each and the id that `run` executes
+_STAGES = {"train_teacher.yaml": "training", "train_paraphraser.yaml": "training", "train.yaml": "training",
+           "evaluate.yaml": "evaluating", "inference.yaml": "inference"}  # fmt: skip
+
+
+def _stage_ids(config: Mapping[str, Any], run_id: str) -> set[str] | None:
+    """The ids a stage uses: ``initialize``, ``run_id`` and ``finalize`` and, transitively, every id they
+    reference (``@id``, ``$...@id...``, ``%id``; MONAI's `ReferenceResolver`); a used id uses its sub-ids.
+    ``None`` when ``run_id`` is no id of ``config`` or its references cannot be read."""
+    if run_id not in config:
+        return None
+    try:
+        parser = ConfigParser(dict(config))
+        parser.resolve_macro_and_relative_ids()
+        todo, used = [i for i in ("initialize", run_id, "finalize") if i in config], set()
+        while todo:
+            id_ = todo.pop()
+            if id_ not in used:
+                used.add(id_)
+                refs = ReferenceResolver.find_refs_in_config(parser[id_], id_)
+                todo += [ref.replace(ReferenceResolver.sep, "#") for ref in refs if ref in parser]
+    except Exception:
+        return None
+    return used
+
+
+def _is_used(override: str, used: set[str]) -> bool:
+    """Whether overriding ``override`` changes what a stage using ``used`` runs: the id, one of its parents
+    or one of its sub-ids is used."""
+    return any(override == u or override.startswith(u + "#") or u.startswith(override + "#") for u in used)
+
+
+def _used_by_other_stages(files: Sequence[str], overrides: Mapping[str, str], override: str) -> list[str]:
+    """The stage files of the folder of ``files`` (other than the last, the stage being run) whose run, in
+    place of that stage, uses ``override``."""
+    stage_dir = Path(files[-1]).parent
+    names = []
+    for name, run_id in _STAGES.items():
+        if name != Path(files[-1]).name and (stage_dir / name).is_file():
+            config = ConfigParser.load_config_files([*files[:-1], str(stage_dir / name)])
+            used = _stage_ids(_with_overrides(config, overrides), run_id)
+            if used is not None and _is_used(override, used):
+                names.append(name)
+    return names
+
+
+def _with_overrides(config: dict[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
+    """``config`` with each override's text set where its parent exists (its references then count)."""
+    for override, text in overrides.items():
+        *parent, name = override.split("#")
+        node: Any = config
+        for key in parent:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, dict):
+            node[name] = text
+    return config
 
 
 def _component_class(target: str) -> Any:
@@ -285,16 +348,23 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
         if Path(sys.argv[0]).parts[-3:] != ("monai", "bundle", "__main__.py"):
             return []
         argv = sys.argv[1:]
-    files, overrides = _override_ids(argv)
+    files, overrides, run_id = _override_ids(argv)
     if not files:
         return []
     config = ConfigParser.load_config_files(files)
     known = _config_ids(config)
+    stage = ", ".join(Path(f).name for f in files)
+    used = _stage_ids(_with_overrides(ConfigParser.load_config_files(files), overrides), run_id)
     for override in overrides:
         arguments = _component_arguments(config, override) if "#" in override else []
         if override in known or arguments is None or override in arguments:
+            if used is None or _is_used(override, used):
+                continue
+            others = _used_by_other_stages(files, overrides, override)
+            if others:
+                fail(f"--{override} is used by {' and '.join(others)}, not by the run {run_id!r} of {stage}; "
+                     "leave it out here.")
             continue
-        stage = ", ".join(Path(f).name for f in files)
         others = sorted(
             other.name
             for other in Path(files[0]).parent.glob("*.yaml")
@@ -306,7 +376,7 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
         close = difflib.get_close_matches(override, names, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join('--' + c for c in close)}?" if close else "see its settings."
         fail(f"--{override} is not a setting of {stage}; {hint}")
-    return overrides
+    return list(overrides)
 
 
 def check_roi_size(roi_size: Sequence[int], networks: Sequence[torch.nn.Module]) -> list[int]:

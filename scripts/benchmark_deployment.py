@@ -6,7 +6,10 @@ that a shared machine's load falls on all of them alike; speed is reported as ra
 * ``monai``: the plain MONAI way: ``WSIReader`` reads the whole level, one ``SlidingWindowInferer`` pass of
   the eager student over it (every window, no tissue skipping);
 * ``torch``, ``torchscript``, ``onnxruntime``: :func:`monai_coco.inference.infer_file` in that runtime
-  (each window of the level's grid once, tissue skipping, mask pyramid, GeoJSON and summary written).
+  (each window of the level's grid once, tissue skipping, mask pyramid, GeoJSON and summary written);
+* ``v0.1.0``: the released 0.1.0 package's ``infer_file`` (eager student, chunks that re-run the windows
+  of their margins), the "today" of issue 13, taken from the repository's git history
+  (``git archive 841d065``) into the work folder; left out when no git history is at hand.
 
 Each reports megapixels of the level per second, windows run against windows in the grid, peak RSS, and
 the fraction of mask pixels equal to the eager ``torch`` candidate's.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import resource
 import statistics
 import subprocess
@@ -28,14 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-CANDIDATES = ("monai", "torch", "torchscript", "onnxruntime")
+CANDIDATES = ("monai", "v0.1.0", "torch", "torchscript", "onnxruntime")
+RELEASE = "841d065"  # the commit of monai_coco 0.1.0, issue 13's "today"
+REPO = Path(__file__).resolve().parents[1]
 ROI, OVERLAP, BATCH = 256, 0.25, 4
 
 
 def _student():
     import torch
 
-    from monai_coco.networks import MobileUNet
+    from monai_coco.networks import MobileUNet  # 0.1.0's for the v0.1.0 candidate (first on its PYTHONPATH)
 
     torch.manual_seed(0)
     return MobileUNet(3, 2).eval()
@@ -48,7 +55,17 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
     torch.set_num_threads(threads)
     network = _student()
     start = time.perf_counter()
-    if name == "monai":
+    if name == "v0.1.0":
+        from monai_coco.data import SlideInferenceConfig as ReleasedConfig
+        from monai_coco.data import infer_file as released_infer_file
+
+        config = ReleasedConfig(roi_size=ROI, overlap=OVERLAP, sw_batch_size=BATCH, device="cpu")
+        result = released_infer_file(network, slide, out / name, config)
+        import tifffile
+
+        mask = tifffile.imread(result.mask, key=0)
+        run, grid = result.windows_run, result.windows_run + result.windows_skipped  # margins counted again
+    elif name == "monai":
         from monai.data import WSIReader
         from monai.inferers import SlidingWindowInferer
 
@@ -96,12 +113,14 @@ def benchmark(side: int, rounds: int, threads: int, workdir: Path) -> dict:
     from monai_coco.data.synthetic import write_synthetic_slide
 
     slide, _ = write_synthetic_slide(workdir / "slide.tif", size=side, tile=256)
-    runs: dict[str, list[dict]] = {name: [] for name in CANDIDATES}
+    candidates = [name for name in CANDIDATES if name != "v0.1.0" or _extract_release(workdir / "v0.1.0")]
+    runs: dict[str, list[dict]] = {name: [] for name in candidates}
     for _ in range(rounds):
-        for name in CANDIDATES:
+        for name in candidates:
             command = [sys.executable, __file__, "--candidate", name, "--slide", str(slide)]
             command += ["--workdir", str(workdir), "--threads", str(threads)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            env = {**os.environ, "PYTHONPATH": str(workdir / "v0.1.0")} if name == "v0.1.0" else None
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     reference = np.load(workdir / "torch.npy")
     rows = []
@@ -115,19 +134,36 @@ def benchmark(side: int, rounds: int, threads: int, workdir: Path) -> dict:
     for r in rows:
         r["speed_vs_monai"] = base["monai"] / r["seconds"]
         r["speed_vs_eager"] = base["torch"] / r["seconds"]
+        r["speed_vs_release"] = base["v0.1.0"] / r["seconds"] if "v0.1.0" in base else math.nan
     return {"side": side, "rounds": rounds, "threads": threads, "rows": rows}
+
+
+def _extract_release(folder: Path) -> bool:
+    """The 0.1.0 package (``RELEASE``) under ``folder``, from the repository's git history; False without
+    one (e.g. a source archive)."""
+    if (folder / "monai_coco").is_dir():
+        return True
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", RELEASE, "monai_coco"], capture_output=True)
+    if archive.returncode != 0:
+        print(f"v0.1.0 left out: no git history of {RELEASE} at {REPO}", file=sys.stderr)
+        return False
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return True
 
 
 def table(results: dict) -> str:
     """Markdown table of :func:`benchmark`'s rows."""
     lines = [
-        "| candidate | MP/s | × MONAI | × eager | windows run / in grid | peak RSS (MiB) | mask = eager |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| candidate | MP/s | × MONAI | × 0.1.0 | × eager | windows run / in grid | peak RSS (MiB) "
+        "| mask = eager |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
+        windows = f"{r['windows_run']} / {r['windows_in_grid']}"
         lines.append(
             f"| {r['candidate']} | {r['mpix_per_s']:.3f} | {r['speed_vs_monai']:.2f} | "
-            f"{r['speed_vs_eager']:.2f} | {r['windows_run']} / {r['windows_in_grid']} | "
+            f"{r.get('speed_vs_release', math.nan):.2f} | {r['speed_vs_eager']:.2f} | {windows} | "
             f"{r['peak_rss_mib']:.0f} | {100 * r['agree']:.3f} % |"
         )
     return "\n".join(lines)

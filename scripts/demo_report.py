@@ -176,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ConfigParser()
     default_configs = [f"{args.bundle_root}/configs/{name}" for name in ("base.yaml", "evaluate.yaml")]
     config.read_config(args.configs or default_configs)
+    config.read_meta(f"{args.bundle_root}/configs/metadata.json")  # as python -m monai.bundle run reads it
     config.update({"bundle_root": args.bundle_root, **parse_overrides(overrides)})
     in_channels = config.get_parsed_content("in_channels")
     tile = int(config.get_parsed_content("roi_size")[0])  # the size the demo ran at

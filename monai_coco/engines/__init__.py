@@ -7,11 +7,13 @@ from monai_coco.checkpoints import load_checkpoint, load_module_state, save_chec
 from .distillation import LABELLED, TEACHER_PRED, DistillationTerm, DistillationTrainer
 from .multi_term import TERMS, MultiTermTrainer
 from .paraphraser import ParaphraserTrainer
+from .teacher_cache import TeacherOutputCache
 
 __all__ = [
     "LABELLED",
     "TEACHER_PRED",
     "TERMS",
+    "TeacherOutputCache",
     "DistillationTerm",
     "DistillationTrainer",
     "MultiTermTrainer",

@@ -10,6 +10,7 @@ from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
 
 from monai_coco.engines.multi_term import MultiTermTrainer
+from monai_coco.engines.teacher_cache import TeacherOutputCache
 from monai_coco.networks.taps import FeatureTaps, feature_taps
 
 __all__ = ["DistillationTerm", "DistillationTrainer", "LABELLED", "TEACHER_PRED", "feature_taps"]
@@ -117,6 +118,9 @@ class DistillationTrainer(MultiTermTrainer):
             Ignored when no term uses taps.
         loss_name: the name of the supervised term in the output.
         labelled_key: the batch key of the per-sample labelled flag (default ``"labelled"``).
+        teacher_cache: a :class:`~monai_coco.engines.teacher_cache.TeacherOutputCache`: the teacher's logits
+            and (paraphrased) tap features of each distinct input are computed once, alone, and reused;
+            None runs the teacher on every batch.
         kwargs: any other ``SupervisedTrainer`` argument (``epoch_length``, ``train_handlers``, ``amp``,
             ``accumulation_steps``, ``optim_set_to_none``, ``key_train_metric``, ...).
     """
@@ -138,12 +142,14 @@ class DistillationTrainer(MultiTermTrainer):
         paraphrasers: Sequence[torch.nn.Module] | None = None,
         loss_name: str = "ce",
         labelled_key: str = LABELLED,
+        teacher_cache: TeacherOutputCache | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, loss_function, **kwargs)
         self.terms = dict(terms)
         self.loss_name = loss_name
         self.labelled_key = labelled_key
+        self.teacher_cache = teacher_cache
         for name, term in terms.items():
             if not isinstance(term, DistillationTerm):
                 raise ValueError(f"terms['{name}'] must be a DistillationTerm, got {type(term).__name__}.")
@@ -181,22 +187,32 @@ class DistillationTrainer(MultiTermTrainer):
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Student and teacher forward passes; returns ``(student_features, teacher_features)``."""
         output = self.state.output
-        if self.student_taps is None or self.teacher_taps is None:  # the student alone, or logit-only terms
-            output[Keys.PRED] = self.network(inputs)
-            if self.teacher is not None:
-                self.teacher.eval()
-                with torch.no_grad():
-                    output[TEACHER_PRED] = self.teacher(inputs)
-            return [], []
-        output[Keys.PRED], student = self.student_taps(inputs)
-        self.teacher.eval()
+        if self.student_taps is None:  # the student alone, or logit-only terms
+            output[Keys.PRED], student_features = self.network(inputs), []
+        else:
+            output[Keys.PRED], student = self.student_taps(inputs)
+            student_features = [student[name] for name in self.student_taps.layers]
+        if self.teacher is not None:
+            self.teacher.eval()
+            if self.teacher_cache is None:
+                output[TEACHER_PRED], teacher_features = self.run_teacher(inputs)
+            else:
+                output[TEACHER_PRED], teacher_features = self.teacher_cache(self.run_teacher, inputs)
+            return student_features, list(teacher_features)
+        return student_features, []
+
+    def run_teacher(self, inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The frozen teacher on ``inputs`` ``(B, C, H, W)``, without gradient: its logits ``(B, K, H, W)``
+        and, when a term uses taps, its tap features (through the paraphraser encoders when given)."""
         with torch.no_grad():
-            output[TEACHER_PRED], teacher = self.teacher_taps(inputs)
-            teacher_features = [teacher[name] for name in self.teacher_taps.layers]
+            if self.teacher_taps is None:
+                return self.teacher(inputs), []
+            logits, teacher = self.teacher_taps(inputs)
+            features = [teacher[name] for name in self.teacher_taps.layers]
             if self.paraphrasers is not None:
                 self.paraphrasers.eval()
-                teacher_features = [p.encode(f) for p, f in zip(self.paraphrasers, teacher_features)]
-        return [student[name] for name in self.student_taps.layers], teacher_features
+                features = [p.encode(f) for p, f in zip(self.paraphrasers, features)]
+        return logits, features
 
     def loss_terms(
         self, context: tuple[list[torch.Tensor], list[torch.Tensor]], targets: torch.Tensor | None

@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from monai.bundle import ConfigParser
 
-from monai_coco.checkpoints import load_checkpoint
+from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record
 from monai_coco.data.slide_io import SLIDE_BACKENDS
 from monai_coco.inference.cohort import run_cohort
 from monai_coco.inference.runtimes import RUNTIMES
@@ -91,10 +91,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     parser.add_argument("--suffix", action="append", help="image suffix to take from a folder (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="cohort: redo slides already complete")
-    parser.add_argument("--mpp", type=float, default=None, help="the network's training scale, µm/px")
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="the network's training scale, µm/px (default: its record)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        record = load_preprocessing_record(args.checkpoint) or {}
+        if args.mpp is None and record.get("mpp") is not None:
+            args.mpp = float(record["mpp"])
+            logging.getLogger(__name__).info(
+                "training scale %s um/px, recorded with %s", args.mpp, args.checkpoint
+            )
         config = SlideInferenceConfig(
             reader=args.reader,
             level=None if args.level < 0 else args.level,

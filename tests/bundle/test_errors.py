@@ -153,6 +153,7 @@ def test_a_dataset_dir_with_a_tilde_is_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     parser = ConfigParser()
     parser.read_config(stage_files(CONFIGS, "train_teacher.yaml"))
+    parser.read_meta(str(CONFIGS / "metadata.json"))
     parser.update({"bundle_root": str(tmp_path), **applicable(parser.get(), TINY), "dataset_dir": "~/data"})
     first = parser.get_parsed_content("train#datalist")[0]["image"]
     assert first.startswith(str(tmp_path / "data" / "train"))
@@ -183,6 +184,32 @@ def test_an_unknown_override_is_one_line_with_the_close_names(config, argv, expe
     assert stop.value.code == f"monai_coco: {expected}"
     valid = ["run", "--config_file", files, "--batch_size", "2", "--synthetic#n_val", "1"]
     assert check_overrides(valid) == ["batch_size", "synthetic#n_val"]
+
+
+@pytest.mark.parametrize(
+    ("config", "run_id", "argv", "expected"),
+    [
+        ("evaluate.yaml", "evaluating", ["--critic_def#channels", "[4]"],
+         "--critic_def#channels is used by train.yaml, not by the run 'evaluating' of base.yaml, "
+         "evaluate.yaml; leave it out here."),
+        ("train_teacher.yaml", "training", ["--distill", "kd"],
+         "--distill is used by train.yaml, not by the run 'training' of base.yaml, train_teacher.yaml; "
+         "leave it out here."),
+    ],
+)  # fmt: skip
+def test_an_override_that_only_another_stage_uses_is_named_as_such(config, run_id, argv, expected):
+    """Issue 11 case 12: every stage holds base.yaml's ids, so an id of another stage's run (the critic of the
+    distillation stage given to the evaluation) would be accepted and ignored without a word."""
+    files = config_arg(CONFIGS, config)
+    with pytest.raises(SystemExit) as stop:
+        check_overrides(["run", run_id, "--config_file", files, *argv])
+    assert stop.value.code == f"monai_coco: {expected}"
+    # used through a reference that the command line itself adds: the teacher evaluated as the network
+    used = ["--network_def", "@teacher_def", "--teacher_def#features", "[4]", "--critic_def#channels", "[4]"]
+    with pytest.raises(SystemExit, match="--critic_def#channels is used by train.yaml"):
+        check_overrides(["run", "evaluating", "--config_file", config_arg(CONFIGS, "evaluate.yaml"), *used])
+    assert check_overrides(["run", "evaluating", "--config_file", config_arg(CONFIGS, "evaluate.yaml"),
+                            *used[:4]]) == ["network_def", "teacher_def#features"]  # fmt: skip
 
 
 def test_a_damaged_training_state_is_one_line(tmp_path):

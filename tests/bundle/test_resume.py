@@ -78,3 +78,35 @@ def test_a_run_killed_three_times_ends_bit_identical_to_an_uninterrupted_run(tmp
     assert names == sorted(p.name for p in (reference / "models").iterdir())  # no leftover of a killed write
     assert {"teacher.pt", "train_state_teacher.pt"} <= set(names)
     assert not [n for n in names if n.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_bundle_run_is_one_line_and_keeps_the_previous_files(tmp_path):
+    """Issue 11 case 6, in a real bundle run: the file-size limit RLIMIT_FSIZE (no root needed) makes every
+    write above it fail with EFBIG, as a full disk fails with ENOSPC (both are an OSError at the write). A
+    finished 1-epoch run is resumed for 2 epochs under a limit smaller than its checkpoints."""
+    root = copy_bundle(tmp_path / "bundle")
+    command = teacher_command(root)
+    epochs = command.index("--epochs") + 1
+    command[epochs] = "1"
+    subprocess.run(command, cwd=ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300,
+                   check=True)  # fmt: skip
+    models = root / "models"
+    before = {p.name: p.read_bytes() for p in models.glob("*.pt")}
+    limit = min(len(b) for b in before.values()) // 2
+
+    def limit_file_size():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    command[epochs] = "2"
+    result = subprocess.run(command, cwd=ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300,
+                            preexec_fn=limit_file_size)  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("monai_coco: ") and "File too large; the previous file (if any) is kept" in last
+    assert "Traceback" not in result.stderr
+    assert {p.name: p.read_bytes() for p in models.glob("*.pt")} == before  # every previous file, whole
+    assert not [p.name for p in models.iterdir() if p.name.endswith(".tmp")]

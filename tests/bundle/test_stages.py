@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
 import torch
+from bundle_runs import DATA, cli, run_bundle
 from PIL import Image
 
 from monai_coco.checkpoints import load_checkpoint
@@ -87,3 +90,20 @@ def test_inference_writes_a_mask_pyramid_of_the_slide_levels_from_the_chosen_lev
     assert shapes == [tuple(s) for s in expected]
     assert set(np.unique(level0).tolist()) <= {0, 1}
     assert (trained_bundle.root / "outputs" / "gastric_slide_overlay.png").is_file()
+
+
+def test_the_training_scale_is_recorded_with_each_checkpoint_and_checked_by_inference(trained_bundle):
+    """Issue 13 case 4: ``mpp`` (metadata.json's training_mpp, 2 um/px for the synthetic tiles) is recorded
+    beside every checkpoint; inference at another scale is one line naming both and the fix."""
+    models = trained_bundle.models
+    for name in ("teacher", "paraphraser", "model"):
+        assert json.loads((models / f"{name}.preprocessing.json").read_text())["mpp"] == 2.0, name
+    result = run_bundle(
+        "run", "inference", "--config_file", repr(trained_bundle.stage("inference.yaml")),
+        "--bundle_root", str(trained_bundle.root), *cli(DATA), "--mpp", "0.5", check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"monai_coco: {models}/model.pt was trained with mpp=2.0 but this run has mpp=0.5; rerun with "
+        "--mpp 2.0 (the network must see images prepared as in training)."
+    )

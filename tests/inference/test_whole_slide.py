@@ -290,3 +290,47 @@ def test_command_line_runs_a_checkpointed_network(tmp_path, slide, capsys):
             ]
         )
     assert exit_info.value.code == 2 and "wrong.pt" in capsys.readouterr().err
+
+
+def _damaged(path, tmp_path, how):
+    """A copy of the slide ``path`` with its middle level-0 tile garbled (``"garbled"``) or the file cut
+    inside that tile (``"truncated"``): the header still reads, the pixels do not."""
+    data = path.read_bytes()
+    with tifffile.TiffFile(path) as tif:
+        offsets = sorted(tif.pages[0].dataoffsets)
+    middle = offsets[len(offsets) // 2]
+    damaged = tmp_path / f"{how}.tif"
+    noise = bytes(np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8))
+    garbled = data[:middle] + noise + data[middle + 600 :]
+    damaged.write_bytes(data[: middle + 10] if how == "truncated" else garbled)
+    return damaged
+
+
+@pytest.mark.parametrize("how", ["garbled", "truncated"])
+@pytest.mark.parametrize("reader", ["tifffile", "openslide"])
+def test_a_damaged_slide_fails_loudly_under_every_backend_and_writes_no_mask(slide, tmp_path, reader, how):
+    """Issue 11 case 17: a slide whose header reads but whose tiles do not is refused, naming it, under each
+    reader backend; no mask, overlay or summary is left as if it had been segmented."""
+    damaged = _damaged(slide[0], tmp_path, how)
+    with pytest.raises(ValueError, match=rf"{how}\.tif"):
+        infer_file(ColourNet(), damaged, tmp_path / "out", _config(reader=reader, level=0))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(tmp_path, slide, caplog):
+    """Issue 13 case 4: the training stage records ``mpp`` beside the checkpoint
+    (``model.preprocessing.json``); the command line reads the slide (0.5 um/px at level 0) at the level
+    nearest to it, here level 1."""
+    path, expected = slide
+    torch.save({"model": ColourNet().conv.state_dict()}, tmp_path / "model.pt")
+    (tmp_path / "model.preprocessing.json").write_text('{"mpp": 1.0, "stain_normalization": false}')
+    network = '{"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}'
+    args = [str(path), str(tmp_path / "out"), "--checkpoint", str(tmp_path / "model.pt"),
+            "--network", network, "--roi", "32", "32", "--chunk-size", "96", "--device", "cpu",
+            "--level", "-1"]  # fmt: skip
+    with caplog.at_level("INFO"):
+        assert main(args) == 0
+    assert f"training scale 1.0 um/px, recorded with {tmp_path / 'model.pt'}" in caplog.text
+    levels, _ = _mask_levels(tmp_path / "out" / "case_mask.tif")
+    assert levels[0].shape == (128, 192)  # level 1 of the slide: 1.0 um/px
+    assert _mismatch(levels[0], expected[::2, ::2]) < 0.01

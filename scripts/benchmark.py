@@ -99,6 +99,7 @@ def run_networks(preset: Mapping, recipe: Recipe) -> dict:
         tile_throughput,
     )
 
+    from monai_coco.inference.runtimes import build_runtime, installed_runtimes
     from monai_coco.networks import FANet, MobileUNet
 
     parser = recipe.parser("train.yaml")
@@ -136,6 +137,13 @@ def run_networks(preset: Mapping, recipe: Recipe) -> dict:
             row["sliding_window"] = sliding_window_throughput(
                 network, preset["large_side"], tile_size, preset["overlap"]
             )
+        if paper and name.startswith("Mobile") and "onnxruntime" in installed_runtimes():
+            # the deployed student: the same network exported and run by ONNX Runtime (inference.yaml's auto)
+            example = torch.rand(tile_batch, c, tile_size, tile_size)
+            runtime = build_runtime(network, "onnxruntime", example, torch.device("cpu"))
+            exported = {**row, "config": f"{config}, ONNX Runtime", "sliding_window": None}
+            exported["tile"] = tile_throughput(runtime, c, tile_size, tile_batch, preset["tile_repeats"])
+            rows.append(exported)
     return {
         "networks": rows,
         "matmul_gflops": peak,

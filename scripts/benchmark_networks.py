@@ -59,11 +59,17 @@ def network_counts(build: Callable[[], torch.nn.Module], in_channels: int, size:
 
 
 def tile_throughput(
-    network: torch.nn.Module, in_channels: int, size: int, batch: int = 1, repeats: int = 3
+    network: Callable[[torch.Tensor], torch.Tensor],
+    in_channels: int,
+    size: int,
+    batch: int = 1,
+    repeats: int = 3,
 ) -> dict[str, float]:
     """Median forward time of a ``(batch, in_channels, size, size)`` batch after one warm-up:
-    ``{"s_per_batch", "tiles_per_s", "mpix_per_s"}``."""
-    network = network.to(_device()).eval()
+    ``{"s_per_batch", "tiles_per_s", "mpix_per_s"}``. ``network``: a module (moved to the device, eval) or
+    an inference runtime of :mod:`monai_coco.inference.runtimes` (run as it is)."""
+    if isinstance(network, torch.nn.Module):
+        network = network.to(_device()).eval()
     x = torch.rand(batch, in_channels, size, size, generator=torch.Generator().manual_seed(0)).to(_device())
     times = []
     with torch.inference_mode():

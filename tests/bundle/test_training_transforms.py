@@ -76,3 +76,52 @@ def test_a_bad_n_labelled_stops_with_one_line(stage, tmp_path):
     with pytest.raises(SystemExit) as stop:
         parser.get_parsed_content("train#datalist")
     assert str(stop.value.code) == "monai_coco: n_labelled=0 must be null (all) or an integer >= 1."
+
+
+def _accepted_variants(rgb: np.ndarray) -> dict[str, tuple[object, bool]]:
+    """Writers of every colour model and layout the checker accepts, from one 8-bit RGB picture; each
+    with whether it is gray (compared with the picture's luma) or colour (compared with the picture)."""
+    import tifffile
+
+    picture = Image.fromarray(rgb)
+    luma = np.asarray(picture.convert("L"))
+    return {
+        "rgb.png": (lambda f: picture.save(f), False),
+        "rgba.png": (lambda f: picture.convert("RGBA").save(f), False),
+        "gray.png": (lambda f: picture.convert("L").save(f), True),
+        "gray.jpg": (lambda f: picture.convert("L").save(f, quality=100), True),
+        "rgb.tif": (lambda f: tifffile.imwrite(f, rgb, photometric="rgb"), False),
+        "planar.tif": (lambda f: tifffile.imwrite(f, rgb.transpose(2, 0, 1), photometric="rgb",
+                                                  planarconfig="separate"), False),  # fmt: skip
+        "miniswhite.tif": (lambda f: tifffile.imwrite(f, 255 - luma, photometric="miniswhite"), True),
+        "ycbcr_jpeg.tif": (lambda f: picture.save(f, compression="jpeg", quality=95), False),
+    }
+
+
+@pytest.mark.parametrize("name", list(_accepted_variants(np.zeros((1, 1, 3), np.uint8))))
+def test_every_colour_model_the_checker_accepts_loads_as_its_8_bit_rgb_copy(tmp_path, name):
+    """Issue 11 case 17: what ``python -m monai_coco.data.check`` says OK loads with the same intensities as
+    the 8-bit RGB copy of the picture (gray ones: its BT.601 luma in every channel); JPEG within its loss."""
+    from monai_coco.data import check_dataset
+
+    rng = np.random.default_rng(0)
+    rgb = np.repeat(np.repeat(rng.integers(0, 256, (SIZE // 4, SIZE // 4, 3), dtype=np.uint8), 4, 0), 4, 1)
+    write, gray = _accepted_variants(rgb)[name]
+    stem, suffix = name.rsplit(".", 1)
+    write(tmp_path / f"{stem}.{suffix}")
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(tmp_path / f"{stem}_mask.png")
+    _, problems = check_dataset(tmp_path)
+    assert not problems, problems
+    load = parse_stage("train_teacher.yaml", {"roi_size": [SIZE, SIZE]}).get_parsed_content("load_transforms")
+    image = {"image": str(tmp_path / f"{stem}.{suffix}"), "label": str(tmp_path / f"{stem}_mask.png")}
+    for transform in load:
+        image = transform(image)
+    loaded = torch.as_tensor(image["image"]).numpy()
+    luma = np.asarray(Image.fromarray(rgb).convert("L"))
+    expected = (luma[None].repeat(3, 0) if gray else rgb.transpose(2, 0, 1)) / 255.0
+    error = np.abs(loaded - expected)
+    assert loaded.shape == (3, SIZE, SIZE)
+    if "jpg" in name or "jpeg" in name:  # lossy, chroma subsampled: small on average, bounded everywhere
+        assert error.mean() <= 4 / 255 and error.max() <= 32 / 255
+    else:  # exact up to the luma's rounding
+        assert error.max() <= 1 / 255 + 1e-6

@@ -339,3 +339,23 @@ def test_full_modes_have_paired_seeds_a_larger_teacher_and_a_small_labelled_subs
     if mode == "gpu":  # the paper's pair at the paper's tile size
         assert parser.get("roi_size") == [256, 256]
         assert (round(teacher / 1e6, 1), round(student / 1e6, 1)) == (38.3, 4.7)
+
+
+def test_the_report_states_the_paper_students_speed_per_tile_against_the_paper_teacher():
+    """Issue 13 goal (student per tile >= 100x the paper-sized teacher): the ratio, by hand, per runtime."""
+    from benchmark_report import _networks_section
+
+    def row(name, config, tiles_per_s):
+        tile = {"s_per_batch": 1 / tiles_per_s, "tiles_per_s": tiles_per_s, "mpix_per_s": 0.1}
+        counts = {"params": 1e6, "gflops": 1.0, "paper_gflops": 0.5}
+        return {"name": name, "config": config, **counts, "tile": tile}
+
+    net = {"networks": [row("FANet (teacher)", "paper: features (64, 128, 256, 512)", 0.25),
+                        row("Mobile U-Net (student)", "paper: width 1.0", 15.0),
+                        row("Mobile U-Net (student)", "paper: width 1.0, ONNX Runtime", 40.0),
+                        row("Mobile U-Net (student)", "experiment: width 0.25", 99.0)],
+           "matmul_gflops": 90.0, "matmul_n": 4096, "tile_size": 256, "tile_batch": 1, "large_side": 2048,
+           "overlap": 0.0, "sw_batch_size": 4, "in_channels": 3}  # fmt: skip
+    text = _networks_section(net)
+    assert ("the paper-sized student is ×60 (width 1.0), ×160 (width 1.0, ONNX Runtime) as fast as the "
+            "paper-sized teacher") in text  # fmt: skip

@@ -51,3 +51,20 @@ def test_the_critic_learning_rate_decays_by_poly_over_the_run():
         handler.optimizer.step()
         handler.lr_scheduler.step()
     assert seen == pytest.approx([2e-5 * (1 - t / 15) ** 0.9 for t in range(15)], rel=1e-9, abs=1e-18)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "max_bytes"),
+    [({}, 2048 << 20), ({"teacher_cache_mb": 0}, 0), ({"stain_augmentation": True}, 0)],
+)
+def test_train_yaml_caches_the_teachers_outputs_unless_the_inputs_never_repeat(overrides, max_bytes):
+    """The teacher cache of the distillation stage: 2 GiB by default; off when asked, and with stain
+    augmentation (a random intensity change makes every input new, so nothing would ever be reused)."""
+    from bundle_runs import parse_stage
+
+    from monai_coco.config_checks import check_settings
+
+    parser = parse_stage("train.yaml", overrides)
+    assert parser.get_parsed_content("train#trainer#teacher_cache").max_bytes == max_bytes
+    with pytest.raises(SystemExit, match="teacher_cache_mb=-1 is not valid; expected a finite number of MiB"):
+        check_settings({"teacher_cache_mb": -1})

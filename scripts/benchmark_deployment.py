@@ -53,7 +53,8 @@ def _student():
 
 
 def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
-    """Run one candidate on ``slide`` (level 0) in this process; its mask goes to ``out/<name>.npy``."""
+    """Run one candidate on ``slide`` (level 0) in this process; its mask goes to ``out/<name>.npy``. Time and
+    peak RSS are taken when the candidate's job is done, before the mask file is read back to compare."""
     import torch
 
     torch.set_num_threads(threads)
@@ -65,6 +66,7 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
 
         config = ReleasedConfig(roi_size=ROI, overlap=OVERLAP, sw_batch_size=BATCH, device="cpu")
         result = released_infer_file(network, slide, out / name, config)
+        seconds, peak = _done(start)
         import tifffile
 
         mask = tifffile.imread(result.mask, key=0)
@@ -80,6 +82,7 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
         with torch.inference_mode():
             logits = inferer(torch.from_numpy(np.asarray(image, np.float32) / 255)[None], network)
         mask = logits[0].argmax(0).numpy().astype(np.uint8)
+        seconds, peak = _done(start)
         from monai_coco.inference.window_grid import WindowGrid
 
         windows = len(WindowGrid(mask.shape, (ROI, ROI), OVERLAP, "constant"))
@@ -98,9 +101,9 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
             device="cpu",
         )
         result = infer_file(network, slide, out / name, config)
+        seconds, peak = _done(start)
         mask = tifffile.imread(result.mask, key=0)
         run, grid = result.windows_run, result.windows_run + result.windows_skipped
-    seconds = time.perf_counter() - start
     np.save(out / f"{name}.npy", mask)
     return {
         "candidate": name,
@@ -108,8 +111,13 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
         "mpix_per_s": mask.size / seconds / 1e6,
         "windows_run": run,
         "windows_in_grid": grid,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak,
     }
+
+
+def _done(start: float) -> tuple[float, float]:
+    """Seconds since ``start`` and this process's peak RSS so far (MiB)."""
+    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def benchmark(side: int, rounds: int, threads: int, workdir: Path) -> dict:

@@ -455,7 +455,8 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         "confusion matrix over all test pixels, mean (± sample std) over seeds; Δ: paired mean difference of "
         "the mIoU "
         f"[{level} t interval]; gap closed: (mIoU − student's) / (teacher's − student's) of the means; "
-        "best epoch: the epoch of the kept checkpoint (near the last: not yet at a plateau).",
+        "best epoch: the epoch of the kept checkpoint, the mean over seeds (at the last epoch, the run "
+        "was still improving; well before it, it had reached its plateau).",
         "",
         _table(
             (

@@ -116,8 +116,15 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
 
 
 def _done(start: float) -> tuple[float, float]:
-    """Seconds since ``start`` and this process's peak RSS so far (MiB)."""
-    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Seconds since ``start`` and this process's peak RSS so far (MiB): Linux's ``VmHWM``, which starts
+    afresh with the candidate's own program. (``ru_maxrss`` keeps the high-water mark of the process that
+    forked it across ``exec``: a candidate started by a large benchmark process would report that one's.)"""
+    seconds = time.perf_counter() - start
+    try:
+        status = Path("/proc/self/status").read_text()
+        return seconds, int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):  # not Linux
+        return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def benchmark(side: int, rounds: int, threads: int, workdir: Path) -> dict:

@@ -15,9 +15,10 @@ below ``min_tissue_fraction`` contributes background probability 1, as a predict
 ``[1, 0, ...]`` would in MONAI's inferer, without running the network; a chunk whose windows are all
 skipped is not read.
 
-Memory: one band's accumulator, ``num_classes x (band height + window height) x level width`` float32, plus
-one chunk's pixels. The argmax of the weighted sums is the class index; MONAI divides them by the summed
-weights first, a positive per-pixel factor that leaves the argmax unchanged.
+Memory: one band's accumulator, ``num_classes x (band height + window height) x level width`` float32,
+allocated once, plus one chunk's pixels (the class indices are taken ``1024`` columns at a time). The
+argmax of the weighted sums is the class index; MONAI divides them by the summed weights first, a
+positive per-pixel factor that leaves the argmax unchanged.
 """
 
 from __future__ import annotations
@@ -202,23 +203,33 @@ class GridSegmenter:
         (pt, _), (pl, _) = grid.pad
         height, width = grid.padded_shape
         row_groups, col_groups = self._groups(grid.starts[0], 0), self._groups(grid.starts[1], 1)
-        acc = torch.zeros(self.num_classes, 0, width, device=self.device)
+        # one accumulator for the whole level, allocated once: rows [acc_top, acc_top + capacity) of the band
+        # being blended (a band's windows start at acc_top and end within its span plus a window)
+        capacity = max(rows[-1] - rows[0] for rows in row_groups) + self.roi[0]
+        acc = torch.zeros(self.num_classes, capacity, width, device=self.device)
         acc_top = 0
         for k, rows in enumerate(row_groups):
-            need = rows[-1] + self.roi[0] - acc_top
-            if need > acc.shape[1]:
-                grow = torch.zeros(self.num_classes, need - acc.shape[1], width, device=self.device)
-                acc = torch.cat([acc, grow], dim=1)
             for cols in col_groups:
                 windows = [(top, left) for top in rows for left in cols]
                 self._run_chunk(grid, read_region, tissue, windows, acc, acc_top, weights)
             done = row_groups[k + 1][0] if k + 1 < len(row_groups) else height  # no later window above
-            labels = acc[:, : done - acc_top].argmax(dim=0).to(torch.uint8)
             y0, y1 = max(acc_top, pt), min(done, pt + grid.shape[0])
             if y1 > y0:
-                band = labels[y0 - acc_top : y1 - acc_top, pl : pl + grid.shape[1]]
-                yield y0 - pt, band.cpu().numpy()
-            acc, acc_top = acc[:, done - acc_top :].clone(), done
+                yield y0 - pt, self._argmax(acc[:, y0 - acc_top : y1 - acc_top, pl : pl + grid.shape[1]])
+            shift = done - acc_top  # rows handed on; the rest (window overlap) moves to the top
+            if shift < capacity:
+                acc[:, : capacity - shift] = acc[:, shift:].clone()
+            acc[:, max(capacity - shift, 0) :] = 0
+            acc_top = done
+
+    @staticmethod
+    def _argmax(sums: torch.Tensor, block: int = 1024) -> np.ndarray:
+        """Class indices ``(h, w)`` ``uint8`` of ``(C, h, w)`` sums, ``block`` columns at a time (argmax's
+        int64 result for a whole band would be 8 bytes per pixel of the level's width)."""
+        labels = np.empty(sums.shape[1:], np.uint8)
+        for c0 in range(0, sums.shape[2], block):
+            labels[:, c0 : c0 + block] = sums[:, :, c0 : c0 + block].argmax(dim=0).to(torch.uint8).cpu()
+        return labels
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Class indices ``(H, W)`` of a whole in-memory ``(3, H, W)`` ``uint8`` image (every window run)."""

@@ -159,7 +159,10 @@ def check_training_state(
             lock.release()
     if not path.is_file():
         return None
-    saved = read_checkpoint(path, map_location)
+    try:
+        saved = read_checkpoint(path, map_location)
+    except ValueError as exc:  # damaged (e.g. a write cut by a crash of older code): say how to go on
+        raise ValueError(f"{str(exc).rstrip('.')}; move it away to start afresh.") from exc
     if not isinstance(saved, Mapping) or engine_key not in saved:
         raise ValueError(f"{path} is not a training state (no '{engine_key}' entry); move it away to start "
                          "afresh.")  # fmt: skip

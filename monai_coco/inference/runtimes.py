@@ -164,7 +164,11 @@ def build_runtime(
         if device.type != "cpu":
             return TorchRuntime(network, device, amp)
         runtime = "onnxruntime" if "onnxruntime" in installed_runtimes() else "torchscript"
-        built = _build(network, runtime, example, device, amp, num_threads)
+        try:
+            built = _build(network, runtime, example, device, amp, num_threads)
+        except ValueError as exc:  # a network the exporter cannot take: eager torch runs it
+            logger.warning("%s; using torch", exc)
+            return TorchRuntime(network, device, amp)
         if _agrees(built, network, example, atol):
             return built
         logger.warning("runtime %s differs from eager torch by > %g on logits; using torch", runtime, atol)
@@ -173,8 +177,16 @@ def build_runtime(
 
 
 def _build(network, runtime, example, device, amp, num_threads):
+    """The runtime; ValueError (one line) when the network cannot be traced or exported for it."""
     if runtime == "torch":
         return TorchRuntime(network, device, amp)
-    if runtime == "torchscript":
-        return TorchScriptRuntime(network, example)
-    return OnnxRuntime(network, example, num_threads)
+    try:
+        if runtime == "torchscript":
+            return TorchScriptRuntime(network, example)
+        return OnnxRuntime(network, example, num_threads)
+    except Exception as exc:  # the exporters raise many types (SymbolicValueError, RuntimeError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"inference runtime {runtime!r} cannot take {type(network).__name__} at windows of "
+            f"{tuple(example.shape[-2:])}: {first} (runtime torch runs it eagerly)"
+        ) from exc

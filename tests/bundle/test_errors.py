@@ -218,7 +218,7 @@ def test_a_damaged_training_state_is_one_line(tmp_path):
     (tmp_path / "models" / "train_state_teacher.pt").write_bytes(b"PK\x03\x04 not a whole file")
     message = _initialize(tmp_path, "train_teacher.yaml")
     expected = f"monai_coco: {tmp_path}/models/train_state_teacher.pt is not a readable PyTorch checkpoint"
-    assert message.startswith(expected)
+    assert message.startswith(expected) and message.endswith("; move it away to start afresh.")
 
 
 @pytest.mark.slow

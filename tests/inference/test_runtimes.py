@@ -84,3 +84,19 @@ def test_bad_runtime_settings_are_named():
     assert RUNTIMES[0] == "auto"
     segmenter = make_segmenter(torch.nn.Conv2d(3, 2, 1), SlideInferenceConfig(roi_size=32, runtime="torch"))
     assert segmenter.runtime.name == "torch"
+
+
+def test_a_network_the_exporter_cannot_take_runs_eagerly_under_auto_and_is_one_line_when_asked_for(caplog):
+    """A FANet at 64² windows pools to a size ONNX cannot express (adaptive pooling to a non-factor size):
+    ``auto`` falls back to eager torch with a warning; ``onnxruntime`` asked for is a ValueError naming it."""
+    from monai_coco.networks import FANet
+
+    torch.manual_seed(0)
+    network = FANet(3, 2, features=(8, 16, 32, 64)).eval()
+    example = torch.rand(1, 3, 64, 64)
+    with caplog.at_level("WARNING"):
+        runtime = build_runtime(network, "auto", example, torch.device("cpu"))
+    assert runtime.name == "torch" and "inference runtime 'onnxruntime' cannot take FANet" in caplog.text
+    expected = r"inference runtime 'onnxruntime' cannot take FANet at windows of \(64, 64\)"
+    with pytest.raises(ValueError, match=expected):
+        build_runtime(network, "onnxruntime", example, torch.device("cpu"))

@@ -11,6 +11,7 @@ expression can use it in place.
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import errno
 import inspect
@@ -280,8 +281,10 @@ def _used_by_other_stages(files: Sequence[str], overrides: Mapping[str, str], ov
     return names
 
 
-def _with_overrides(config: dict[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
-    """``config`` with each override's text set where its parent exists (its references then count)."""
+def _with_overrides(config: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of ``config`` with each override's text set where its parent exists (its references then
+    count)."""
+    config = copy.deepcopy(dict(config))
     for override, text in overrides.items():
         *parent, name = override.split("#")
         node: Any = config
@@ -354,7 +357,7 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
     config = ConfigParser.load_config_files(files)
     known = _config_ids(config)
     stage = ", ".join(Path(f).name for f in files)
-    used = _stage_ids(_with_overrides(ConfigParser.load_config_files(files), overrides), run_id)
+    used = _stage_ids(_with_overrides(config, overrides), run_id)
     for override in overrides:
         arguments = _component_arguments(config, override) if "#" in override else []
         if override in known or arguments is None or override in arguments:

@@ -192,18 +192,18 @@ class DistillationTrainer(MultiTermTrainer):
         else:
             output[Keys.PRED], student = self.student_taps(inputs)
             student_features = [student[name] for name in self.student_taps.layers]
-        if self.teacher is not None:
-            self.teacher.eval()
-            if self.teacher_cache is None:
-                output[TEACHER_PRED], teacher_features = self.run_teacher(inputs)
-            else:
-                output[TEACHER_PRED], teacher_features = self.teacher_cache(self.run_teacher, inputs)
-            return student_features, list(teacher_features)
-        return student_features, []
+        if self.teacher is None:
+            return student_features, []
+        if self.teacher_cache is None:
+            output[TEACHER_PRED], teacher_features = self.run_teacher(inputs)
+        else:
+            output[TEACHER_PRED], teacher_features = self.teacher_cache(self.run_teacher, inputs)
+        return student_features, list(teacher_features)
 
     def run_teacher(self, inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The frozen teacher on ``inputs`` ``(B, C, H, W)``, without gradient: its logits ``(B, K, H, W)``
         and, when a term uses taps, its tap features (through the paraphraser encoders when given)."""
+        self.teacher.eval()
         with torch.no_grad():
             if self.teacher_taps is None:
                 return self.teacher(inputs), []

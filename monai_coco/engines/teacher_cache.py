@@ -58,11 +58,6 @@ class TeacherOutputCache:
     def __len__(self) -> int:
         return len(self._store)
 
-    def clear(self) -> None:
-        """Forget every entry (e.g. after the teacher changed)."""
-        self._store.clear()
-        self.hits = self.misses = self.nbytes = 0
-
     def __call__(self, teacher: TeacherFn, inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``teacher(inputs)`` = ``(logits (B, K, H, W), [features (B, C_i, h_i, w_i), ...])``, each sample
         taken from the cache or computed alone (and stored while ``max_bytes`` allows).

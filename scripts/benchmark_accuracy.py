@@ -15,13 +15,22 @@
    ``evaluate.yaml`` at its best validation mIoU. For one seed every arm starts from the same student weights
    and sees the same batches and flips (``benchmark.yaml`` seeds the loader's generator), so arms are
    compared by paired differences with a t interval (:mod:`benchmark_stats`).
+
+Runs are independent processes' work: with ``jobs > 1`` each training run (the teacher, the screening and
+every arm) goes to one of ``jobs`` fresh processes (``spawn``) of ``threads`` threads, so a run's numbers do
+not depend on ``jobs`` or on the order runs finish in (an arm is what its ``python -m monai.bundle run``
+command gives, tested). The student-alone arms need no teacher and run beside it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +38,7 @@ from benchmark_bundle import Arm, Recipe, protocol_arms, screening_arms, term_si
 from benchmark_stats import paired_interval, verdict
 from benchmark_target import reconstruction_error, target_label_correlation
 
+from monai_coco.checkpoints import preprocessing_record_path
 from monai_coco.networks.summary import count_parameters
 
 
@@ -57,20 +67,68 @@ def choose_lambda(norms: Mapping[str, float], ratio: float) -> float:
 
 
 def run_arm(recipe: Recipe, arm: Arm, seed: int, student: Mapping[str, Any]) -> dict[str, Any]:
-    """Train and test one arm at one seed; the row of the results (with the built trainer's terms)."""
+    """Train and test one arm at one seed; the row of the results (with the built trainer's terms).
+
+    The run has a ``ckpt_dir`` of its own, ``<ckpt_dir>/<arm>_s<seed>/`` (a training run locks its folder),
+    holding hard links to the trained teacher and paraphrasers (:func:`link_prerequisites`)."""
     model_name = f"{arm.name}_s{seed}.pt"
+    folder = {"ckpt_dir": str(link_prerequisites(recipe, Path(model_name).stem))}
     record, parser = recipe.train(
-        "train.yaml", {**student, **arm.overrides, "seed": seed, "model_name": model_name}
+        "train.yaml", {**student, **arm.overrides, "seed": seed, "model_name": model_name, **folder}
     )
     trainer = parser.get_parsed_content("train#trainer")
     return {
         "arm": arm.name,
         "seed": seed,
         **record,
-        **recipe.evaluate(model_name),
+        **recipe.evaluate(model_name, **folder),
         "terms": term_signature(trainer.terms),
         "adversarial": parser.get_parsed_content("adversarial") is not None,
     }
+
+
+def link_prerequisites(recipe: Recipe, name: str) -> Path:
+    """``<ckpt_dir>/<name>/`` with hard links to the teacher's and the paraphrasers' checkpoints of
+    ``<ckpt_dir>`` (``train.yaml``'s ``teacher#path`` and ``paraphrasers#path``) and their preprocessing
+    records, those that exist; returns the folder."""
+    shared = recipe.parser("train.yaml")
+    folder = Path(recipe.common["ckpt_dir"]) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in ("teacher#path", "paraphrasers#path"):
+        checkpoint = Path(shared.get_parsed_content(key))
+        for source in (checkpoint, preprocessing_record_path(checkpoint)):
+            if source.exists() and not (folder / source.name).exists():
+                os.link(source, folder / source.name)
+    return folder
+
+
+def train_teacher(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``train_teacher.yaml`` with ``overrides``, then its test scores: the teacher's row of the results."""
+    record, _ = recipe.train("train_teacher.yaml", overrides)
+    return {**record, **recipe.evaluate("teacher.pt", network_def="@teacher_def")}
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+class _Inline(Executor):
+    """``jobs == 1``: each task runs in this process when submitted, in submission order."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed to the caller by future.result()
+            future.set_exception(error)
+        return future
+
+
+def _executor(jobs: int) -> Executor:
+    if jobs <= 1:
+        return _Inline()
+    threads = torch.get_num_threads()
+    return ProcessPoolExecutor(jobs, get_context("spawn"), initializer=_set_threads, initargs=(threads,))
 
 
 def _network_sizes(recipe: Recipe) -> dict[str, Any]:
@@ -87,17 +145,38 @@ def _network_sizes(recipe: Recipe) -> dict[str, Any]:
 
 
 def run_protocol(
-    recipe: Recipe, unlabelled_dir: str | None = None, log: Callable[[str], None] = print
+    recipe: Recipe, unlabelled_dir: str | None = None, log: Callable[[str], None] = print, jobs: int = 1
 ) -> dict[str, Any]:
-    """The whole protocol (module docstring); returns every raw number (JSON-serialisable)."""
+    """The whole protocol (module docstring) with ``jobs`` training runs at a time; returns every raw
+    number (JSON-serialisable)."""
+    executor = _executor(jobs)
+    try:
+        return _protocol(recipe, unlabelled_dir, log, executor)
+    finally:
+        executor.shutdown(cancel_futures=True)  # on a failure, the queued runs are dropped
+
+
+def _protocol(
+    recipe: Recipe, unlabelled_dir: str | None, log: Callable[[str], None], executor: Executor
+) -> dict[str, Any]:
     settings = recipe.settings
     student = dict(settings["student"])
     seeds = [int(s) for s in settings["seeds"]]
     sizes = _network_sizes(recipe)
 
-    teacher, _ = recipe.train("train_teacher.yaml", settings["teacher"])
-    teacher.update(recipe.evaluate("teacher.pt", "@teacher_def"))
-    log(f"teacher: test mIoU {teacher['miou']:.4f} ({teacher['train_s']:.0f} s)")
+    def arm_runs(arms: list[Arm], seeds: list[int]) -> dict[tuple[int, str], Future]:
+        return {(s, a.name): executor.submit(run_arm, recipe, a, s, student) for s in seeds for a in arms}
+
+    def finished(future: Future, what: str) -> dict[str, Any]:
+        row = future.result()
+        log(f"{what}: {'validation' if what.startswith('screen') else 'test'} mIoU "
+            f"{row['best_val_miou' if what.startswith('screen') else 'miou']:.4f} ({row['train_s']:.0f} s)")
+        return row
+
+    teacher_run = executor.submit(train_teacher, recipe, settings["teacher"])
+    alone = Arm("none", "student alone", {"distill": "none"})  # protocol_arms' first: needs no teacher
+    pending = arm_runs([alone], seeds)
+    teacher = finished(teacher_run, "teacher")
     paraphraser, _ = recipe.train("train_paraphraser.yaml", settings["paraphraser"])
     log(f"paraphrasers: {paraphraser['train_s']:.0f} s")
 
@@ -124,13 +203,6 @@ def run_protocol(
     lambdas = {variant: choose_lambda(norms, ratio) for variant, norms in gradients.items()}
     log(f"lambda_coco: {lambdas} (gradient norms {gradients})")
 
-    screening, baseline = [], str(settings["baselines"][0])
-    if len(settings["baselines"]) > 1:
-        for arm in screening_arms(settings["baselines"]):
-            screening.append(run_arm(recipe, arm, int(settings["screen_seed"]), student))
-            log(f"screen {arm.name}: validation mIoU {screening[-1]['best_val_miou']:.4f}")
-        baseline = max(screening, key=lambda row: row["best_val_miou"])["arm"]
-
     if not unlabelled_dir:
         unlabelled_note = "no unlabelled pool (give --unlabelled-dir, or a --dataset-dir with unlabelled/)"
     elif not recipe.has_setting("train.yaml", "unlabelled_dir"):
@@ -140,12 +212,17 @@ def run_protocol(
         unlabelled_note = f"unlabelled pool: {unlabelled_dir}"
     log(f"unlabelled arms: {'run' if unlabelled_dir else 'skipped'} ({unlabelled_note})")
     noop = float(settings["noop_lambda_coco"])
+    baselines = [str(b) for b in settings["baselines"]]
+    screens = screening_arms(baselines) if len(baselines) > 1 else []
+    screen_runs = arm_runs(screens, [int(settings["screen_seed"])])
+    # every arm but the best baseline's is known now: the long unlabelled arms first, for the fewest idle jobs
+    known = protocol_arms("kd", lambdas["plain"], lambdas["paraphraser"], noop, unlabelled_dir)
+    pending |= arm_runs(sorted(known[1:], key=lambda a: "unlabelled_dir" not in a.overrides), seeds)
+    screening = [finished(f, f"screen {name}") for (_, name), f in screen_runs.items()]
+    baseline = max(screening, key=lambda row: row["best_val_miou"])["arm"] if screening else baselines[0]
     arms = protocol_arms(baseline, lambdas["plain"], lambdas["paraphraser"], noop, unlabelled_dir)
-    runs = []
-    for seed in seeds:
-        for arm in arms:
-            runs.append(run_arm(recipe, arm, seed, student))
-            log(f"seed {seed} {arm.name}: test mIoU {runs[-1]['miou']:.4f} ({runs[-1]['train_s']:.0f} s)")
+    pending |= arm_runs([a for a in arms if a not in known], seeds)
+    runs = [finished(pending[s, a.name], f"seed {s} {a.name}") for s in seeds for a in arms]
     return {
         "files": [f"bundle/configs/{p.name}" for p in recipe.presets],
         "settings": settings,

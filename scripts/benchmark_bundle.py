@@ -188,14 +188,12 @@ class Recipe:
         }
         return record, done.parser
 
-    def evaluate(self, model_name: str, network_def: str | None = None) -> dict[str, float]:
+    def evaluate(self, model_name: str, **overrides: Any) -> dict[str, float]:
         """``evaluate.yaml`` on the test split for ``<ckpt_dir>/<model_name>``; ``{metric: value}`` (mIoU and
-        the cancer class's accuracy, Dice, IoU, precision, recall, specificity). ``network_def``: a reference
-        such as ``"@teacher_def"`` for a network other than the student."""
+        the cancer class's accuracy, Dice, IoU, precision, recall, specificity). ``overrides``: e.g.
+        ``network_def="@teacher_def"`` for a network other than the student, or another ``ckpt_dir``."""
         output_dir = self.workdir / "eval" / Path(model_name).stem
-        overrides = {"model_name": model_name, "output_dir": str(output_dir)}
-        if network_def is not None:
-            overrides["network_def"] = network_def
+        overrides = {"model_name": model_name, "output_dir": str(output_dir), **overrides}
         done = self.run("evaluate.yaml", overrides, action="evaluating")
         metrics = done.parser.get_parsed_content("validate#evaluator").state.metrics
         return {name: float(value) for name, value in metrics.items()}

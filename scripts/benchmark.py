@@ -2,7 +2,7 @@
 protocol (teacher, student alone, distillation arms, paired seeds); writes a Markdown report with PNG plots.
 Every training stage is the bundle's own (``bundle/configs``, with the size preset of the mode).
 
-    python scripts/benchmark.py                    # full CPU mode (benchmark_cpu.yaml)
+    python scripts/benchmark.py                    # full CPU mode (benchmark_cpu.yaml, histology.yaml's data)
     python scripts/benchmark.py --sections accuracy  # the accuracy protocol alone (2 runs at a time, 2 cores)
     python scripts/benchmark.py --gpu              # paper sizes (benchmark_gpu.yaml): 256², FANet 38 M
     python scripts/benchmark.py --smoke --out DIR  # a minute or two, tiny sizes: runs every section for real
@@ -208,13 +208,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="bundle root of the runs: data, checkpoints (default: a temporary folder)",
     )
     parser.add_argument(
-        "--dataset-dir", default=None, help="a data folder (default: the built-in synthetic data)"
+        "--dataset-dir",
+        default=None,
+        help="a data folder (default: the built-in synthetic data; in the cpu and gpu modes the "
+        "fine-structure data set of histology.yaml, with its unlabelled pool)",
     )
     parser.add_argument(
         "--unlabelled-dir",
         default=None,
-        help="unlabelled tiles for the unlabelled arms (default: <dataset-dir>/unlabelled if it "
-        "exists); skipped when train.yaml has no unlabelled_dir setting",
+        help="unlabelled tiles for the unlabelled arms (default: the data set's unlabelled/ folder if it "
+        "exists: the built-in one has it in the cpu and gpu modes); skipped when train.yaml has no "
+        "unlabelled_dir setting",
     )
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for PyTorch (default 1)")
@@ -247,9 +251,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     mode_name = "smoke" if args.smoke else "gpu" if args.gpu else "cpu"
     jobs = args.jobs or (1 if args.gpu else max(1, (os.cpu_count() or 1) // args.threads))
-    unlabelled = args.unlabelled_dir
-    if unlabelled is None and args.dataset_dir and (Path(args.dataset_dir) / "unlabelled").is_dir():
-        unlabelled = str(Path(args.dataset_dir) / "unlabelled")
     command = "python " + " ".join(shlex.quote(a) for a in ["scripts/benchmark.py", *(argv or sys.argv[1:])])
     started = time.perf_counter()
     load = os.getloadavg()
@@ -259,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"benchmark ({mode_name}) -> {args.out}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         recipe = Recipe(mode_name, args.workdir or Path(scratch), args.dataset_dir)
+        unlabelled = args.unlabelled_dir
+        if unlabelled is None and "accuracy" in args.sections:
+            unlabelled = recipe.unlabelled_dir()
         preset = recipe.settings
         for section in args.sections:
             print(f"[{section}]", flush=True)

@@ -116,7 +116,8 @@ class Recipe:
         mode: ``"smoke"``, ``"cpu"`` or ``"gpu"``: the preset ``benchmark_<mode>.yaml``.
         workdir: the bundle root of the runs: ``data/synthetic`` (the built-in data, when no ``dataset_dir``),
             ``models/`` (every checkpoint), ``eval/``.
-        dataset_dir: a data folder in any layout the bundle reads; None: the built-in synthetic data.
+        dataset_dir: a data folder in any layout the bundle reads; None: the built-in synthetic data (the
+            fine-structure data set of ``histology.yaml`` in the cpu and gpu modes, the plain one in smoke).
         configs: the bundle's config folder, copied to ``<workdir>/configs`` first: every stage of the
             run reads that snapshot (``bundle_root`` is ``workdir``), whatever the repository does meanwhile.
     """
@@ -131,7 +132,13 @@ class Recipe:
         self.configs = self.workdir / "configs"
         shutil.copytree(configs, self.configs, dirs_exist_ok=True)
         sizes = [] if mode == "gpu" else [self.configs / "cpu.yaml"]  # the paper's sizes are base.yaml's
-        self.presets = [self.configs / "benchmark.yaml", *sizes, self.configs / f"benchmark_{mode}.yaml"]
+        data = [] if mode == "smoke" else [self.configs / "histology.yaml"]  # the fine-structure data set
+        self.presets = [
+            self.configs / "benchmark.yaml",
+            *sizes,
+            *data,
+            self.configs / f"benchmark_{mode}.yaml",
+        ]
         self.common: dict[str, Any] = {
             "bundle_root": str(self.workdir),
             "ckpt_dir": str(self.workdir / "models"),
@@ -156,6 +163,12 @@ class Recipe:
     def settings(self) -> dict[str, Any]:
         """The ``benchmark`` block of the presets (the protocol's own settings), as written."""
         return dict(self.parser("train.yaml").get("benchmark"))
+
+    def unlabelled_dir(self) -> str | None:
+        """``<data root>/unlabelled`` (the built-in fine-structure data set's pool, or a ``dataset_dir``'s)
+        if that folder exists, else None; makes the built-in data set if it is missing."""
+        pool = Path(self.parser("train.yaml").get_parsed_content("data_root")) / "unlabelled"
+        return str(pool) if pool.is_dir() else None
 
     def has_setting(self, stage: str, key: str) -> bool:
         """Whether ``stage``'s configs define the top-level id ``key`` (e.g. ``unlabelled_dir``)."""

@@ -23,7 +23,8 @@ from benchmark_stats import paired_interval, verdict
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from monai_coco.data import synthetic_dataset, write_synthetic_dataset
+from monai_coco.data import write_synthetic_dataset
+from monai_coco.data.synthetic import histology_dataset
 from monai_coco.inference import SlideInferenceConfig, segment_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,8 +333,9 @@ def test_full_modes_have_paired_seeds_a_larger_teacher_and_a_small_labelled_subs
     teacher, student = (sum(p.numel() for p in parser.get_parsed_content(k).parameters()) for k in
                         ("teacher_def", "network_def"))  # fmt: skip
     assert teacher >= 5 * student
+    assert parser.get("synthetic#_target_") == "monai_coco.data.synthetic.histology_dataset"  # fine structure
     n_train = parser.get("synthetic").get(
-        "n_train", signature(synthetic_dataset).parameters["n_train"].default
+        "n_train", signature(histology_dataset).parameters["n_train"].default
     )
     assert settings["student"]["n_labelled"] < n_train and "n_labelled" not in settings["teacher"]
     if mode == "gpu":  # the paper's pair at the paper's tile size
@@ -359,3 +361,14 @@ def test_the_report_states_the_paper_students_speed_per_tile_against_the_paper_t
     text = _networks_section(net)
     assert ("the paper-sized student is ×60 (width 1.0), ×160 (width 1.0, ONNX Runtime) as fast as the "
             "paper-sized teacher") in text  # fmt: skip
+
+
+def test_the_unlabelled_pool_defaults_to_the_data_sets_own(tmp_path):
+    """The cpu and gpu modes' built-in data has an unlabelled/ pool, the smoke mode's none; a --dataset-dir
+    with unlabelled/ gives its own."""
+    assert Recipe("smoke", tmp_path / "smoke").unlabelled_dir() is None  # makes the 4-tile plain data set
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, n=2, size=32, seed=1, mpp=8.0)
+    (data / "unlabelled").mkdir()
+    assert Recipe("smoke", tmp_path / "work", str(data)).unlabelled_dir() == str(data / "unlabelled")
+    assert Recipe("cpu", tmp_path / "cpu").parser("train.yaml").get("synthetic#n_unlabelled") > 0

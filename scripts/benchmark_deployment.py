@@ -7,6 +7,8 @@ that a shared machine's load falls on all of them alike; speed is reported as ra
   the eager student over it (every window, no tissue skipping);
 * ``torch``, ``torchscript``, ``onnxruntime``: :func:`monai_coco.inference.infer_file` in that runtime
   (each window of the level's grid once, tissue skipping, mask pyramid, GeoJSON and summary written);
+  ``onnxruntime`` loads the student's ONNX file exported once beforehand, as deployed (``onnx_model``; the
+  export's seconds are reported on their own);
 * ``v0.1.0``: the released 0.1.0 package's ``infer_file`` (eager student, chunks that re-run the windows
   of their margins), the "today" of issue 13, taken from the repository's git history
   (``git archive 841d065``) into the work folder; left out when no git history is at hand.
@@ -41,6 +43,7 @@ RELEASE = "841d065"  # the commit of monai_coco 0.1.0, issue 13's "today"
 REPO = Path(__file__).resolve().parents[1]
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}  # docs/README.md
 ROI, OVERLAP, BATCH = 256, 0.25, 4
+ONNX_FILE = "student.onnx"
 
 
 def _student():
@@ -99,6 +102,7 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
             runtime=name,
             num_threads=threads,
             device="cpu",
+            onnx_model=out / ONNX_FILE if name == "onnxruntime" else None,
         )
         result = infer_file(network, slide, out / name, config)
         seconds, peak = _done(start)
@@ -132,6 +136,7 @@ def benchmark(side: int, rounds: int, threads: int, workdir: Path) -> dict:
     from monai_coco.data.synthetic import write_synthetic_slide
 
     slide, _ = write_synthetic_slide(workdir / "slide.tif", size=side, tile=256)
+    export_s = export_student(workdir / ONNX_FILE)
     candidates = [name for name in CANDIDATES if name != "v0.1.0" or _extract_release(workdir / "v0.1.0")]
     runs: dict[str, list[dict]] = {name: [] for name in candidates}
     for _ in range(rounds):
@@ -156,7 +161,21 @@ def benchmark(side: int, rounds: int, threads: int, workdir: Path) -> dict:
         r["speed_vs_monai"] = base["monai"] / r["seconds"]
         r["speed_vs_eager"] = base["torch"] / r["seconds"]
         r["speed_vs_release"] = base["v0.1.0"] / r["seconds"] if "v0.1.0" in base else math.nan
-    return {"side": side, "rounds": rounds, "threads": threads, "rows": rows}
+    return {"side": side, "rounds": rounds, "threads": threads, "rows": rows, "export_s": export_s}
+
+
+def export_student(path: Path) -> float:
+    """The student's ONNX file (MONAI's ``convert_to_onnx``, the function of ``python -m monai.bundle
+    onnx_export``, dynamic batch axis); returns the seconds it took."""
+    import torch
+    from monai.networks.utils import convert_to_onnx
+
+    start = time.perf_counter()
+    example = torch.rand(BATCH, 3, ROI, ROI, generator=torch.Generator().manual_seed(0))
+    dynamic = {"image": {0: "batch"}, "pred": {0: "batch"}}
+    convert_to_onnx(_student(), (example,), input_names=["image"], output_names=["pred"],
+                    dynamic_axes=dynamic, filename=str(path), dynamo=False)  # fmt: skip
+    return time.perf_counter() - start
 
 
 def _extract_release(folder: Path) -> bool:

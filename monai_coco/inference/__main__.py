@@ -89,6 +89,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="auto: the fastest exact one installed on CPU (onnxruntime, else torchscript), torch on CUDA",
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--onnx-model",
+        default=None,
+        help="an ONNX export of the checkpoint (python -m monai.bundle onnx_export) for ONNX Runtime to load "
+        "instead of exporting in this process; checked against the checkpoint's logits",
+    )
     parser.add_argument("--suffix", action="append", help="image suffix to take from a folder (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="cohort: redo slides already complete")
     parser.add_argument(
@@ -121,6 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             amp=not args.no_amp,
             runtime=args.runtime,
             num_threads=args.threads,
+            onnx_model=args.onnx_model,
         )
         network = _build_network(args.network, 1 if args.grayscale else 3, args.num_classes)
         load_checkpoint(args.checkpoint, {args.checkpoint_key: network})

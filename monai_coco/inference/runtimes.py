@@ -9,7 +9,9 @@ autocast (AMP); on CPU, ONNX Runtime when installed (``pip install monai-coco[on
 ``atol`` (default 1e-4), and otherwise falls back to eager torch with a warning.
 
 The ONNX graph is made by MONAI's ``convert_to_onnx`` (the function behind ``python -m monai.bundle
-onnx_export``), with a dynamic batch axis.
+onnx_export``), with a dynamic batch axis, or read from a file that command wrote (``onnx_model``): then
+the exporter never runs in the inference process, whose peak memory it would otherwise raise (by about
+225 MiB for the paper's student), and the file is checked against the network's logits before use.
 
 Threads: ``num_threads`` sets torch's intra-op threads (eager, TorchScript) or ONNX Runtime's
 ``intra_op_num_threads``; ``None`` keeps torch's current setting. The allocator setting that removes
@@ -22,11 +24,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
+import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -81,47 +86,68 @@ class TorchScriptRuntime:
 
 
 class OnnxRuntime:
-    """The network exported by MONAI's ``convert_to_onnx`` (dynamic batch axis) and run by ONNX Runtime
-    on the CPU execution provider."""
+    """The network run by ONNX Runtime on the CPU execution provider: exported here by MONAI's
+    ``convert_to_onnx`` (dynamic batch axis), or read from ``model_path`` (e.g. written by ``python -m
+    monai.bundle onnx_export``). A graph with a fixed batch size ``b`` (that command's default) gets the
+    windows ``b`` at a time, the last group padded with zeros."""
 
     name = "onnxruntime"
 
     def __init__(
         self,
-        network: torch.nn.Module,
+        network: Optional[torch.nn.Module],
         example: torch.Tensor,
         num_threads: Optional[int] = None,
+        model_path: Optional[Union[str, os.PathLike]] = None,
     ) -> None:
         import onnxruntime
-        from monai.networks.utils import convert_to_onnx
 
-        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = convert_to_onnx(
-                network.cpu().eval(),
-                (example.cpu(),),
-                input_names=["image"],
-                output_names=["pred"],
-                dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}},
-                filename=str(Path(folder) / "network.onnx"),
-                dynamo=False,
-            )
-        data = model.SerializeToString()
+        if model_path is None:
+            from monai.networks.utils import convert_to_onnx
+
+            with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = convert_to_onnx(
+                    network.cpu().eval(),
+                    (example.cpu(),),
+                    input_names=["image"],
+                    output_names=["pred"],
+                    dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}},
+                    filename=str(Path(folder) / "network.onnx"),
+                    dynamo=False,
+                )
+            source = model.SerializeToString()
+        else:
+            source = str(model_path)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        self.session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        graph_input = self.session.get_inputs()[0]
+        self.input = graph_input.name
+        self.batch = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else None
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         array = windows.detach().cpu().float().contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input: array})[0])
+        if self.batch is None or len(array) == self.batch:
+            return torch.from_numpy(self.session.run(None, {self.input: array})[0])
+        outputs = []
+        for i in range(0, len(array), self.batch):
+            group = array[i : i + self.batch]
+            padded = np.zeros((self.batch, *array.shape[1:]), array.dtype)
+            padded[: len(group)] = group
+            outputs.append(self.session.run(None, {self.input: padded})[0][: len(group)])
+        return torch.from_numpy(np.concatenate(outputs))
 
 
-def _agrees(runtime, network: torch.nn.Module, example: torch.Tensor, atol: float) -> bool:
+def _difference(runtime, network: torch.nn.Module, example: torch.Tensor) -> float:
+    """Largest absolute difference of the runtime's logits from eager torch's on ``example``."""
     with torch.inference_mode():
         expected = network(example)
-    return bool(torch.allclose(runtime(example).float(), expected.float(), rtol=0.0, atol=atol))
+        got = runtime(example)
+    if got.shape != expected.shape:
+        return math.inf
+    return float((got.float() - expected.float()).abs().max())
 
 
 def build_runtime(
@@ -132,6 +158,7 @@ def build_runtime(
     amp: bool = False,
     num_threads: Optional[int] = None,
     atol: float = 1e-4,
+    onnx_model: Optional[Union[str, os.PathLike]] = None,
 ):
     """The network wrapped for fast inference on windows like ``example``.
 
@@ -143,10 +170,15 @@ def build_runtime(
         device: ``torch.device``; compiled runtimes are CPU-only (``"torchscript"`` runs where it is given).
         amp: autocast for eager torch on CUDA.
         num_threads: intra-op threads; ``None`` keeps torch's current count.
-        atol: largest absolute logit difference from eager torch accepted by ``"auto"``.
+        atol: largest absolute logit difference from eager torch accepted by ``"auto"`` (and of
+            ``onnx_model``).
+        onnx_model: an ONNX file of ``network`` (``python -m monai.bundle onnx_export``) for
+            ``"onnxruntime"`` (and ``"auto"`` on CPU) to load instead of exporting the network here.
 
     Raises:
-        ValueError: an unknown runtime, or ``onnxruntime`` asked for but not installed or on a non-CPU device.
+        ValueError: an unknown runtime, ``onnxruntime`` asked for but not installed or on a non-CPU device,
+            or an ``onnx_model`` that ONNX Runtime cannot load or whose logits differ from ``network``'s by
+            more than ``atol`` (a file exported from other weights).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"inference runtime must be one of {RUNTIMES}, got {runtime!r}.")
@@ -160,6 +192,8 @@ def build_runtime(
         torch.set_num_threads(int(num_threads))
     network = network.to(device).eval()
     example = example.to(device)
+    if onnx_model is not None and device.type == "cpu" and runtime in ("auto", "onnxruntime"):
+        return _load_onnx(network, onnx_model, example, num_threads, atol)
     if runtime == "auto":
         if device.type != "cpu":
             return TorchRuntime(network, device, amp)
@@ -169,11 +203,30 @@ def build_runtime(
         except ValueError as exc:  # a network the exporter cannot take: eager torch runs it
             logger.warning("%s; using torch", exc)
             return TorchRuntime(network, device, amp)
-        if _agrees(built, network, example, atol):
+        if _difference(built, network, example) <= atol:
             return built
         logger.warning("runtime %s differs from eager torch by > %g on logits; using torch", runtime, atol)
         return TorchRuntime(network, device, amp)
     return _build(network, runtime, example, device, amp, num_threads)
+
+
+def _load_onnx(network, path, example, num_threads, atol) -> OnnxRuntime:
+    """``OnnxRuntime`` of the file ``path``, checked against ``network`` on ``example`` (one line if not)."""
+    if "onnxruntime" not in installed_runtimes():
+        raise ValueError(f"onnx_model {path} needs onnx and onnxruntime: pip install monai-coco[onnx].")
+    try:
+        loaded = OnnxRuntime(None, example, num_threads, model_path=path)
+        difference = _difference(loaded, network, example)
+    except Exception as exc:  # onnxruntime's Fail / InvalidGraph / InvalidArgument, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        shape = tuple(example.shape[1:])
+        raise ValueError(f"onnx_model {path} cannot run windows of {shape}: {first}") from exc
+    if difference > atol:
+        raise ValueError(
+            f"onnx_model {path} is not this checkpoint's network: its logits differ by up to "
+            f"{difference:.3g} (> {atol:g}); export it again from the checkpoint."
+        )
+    return loaded
 
 
 def _build(network, runtime, example, device, amp, num_threads):

@@ -182,8 +182,10 @@ class GridSegmenter:
                 [region[:, t - box[0] : t - box[0] + h, u - box[1] : u - box[1] + w] for t, u in batch]
             )
             probs = torch.softmax(self._logits(x).float(), dim=1)
+            if self.mode != "constant":  # constant weights are ones: the product would be the probabilities
+                probs *= weights
             for p, (top, left) in zip(probs, batch):
-                acc[:, top - acc_top : top - acc_top + h, left : left + w] += p * weights
+                acc[:, top - acc_top : top - acc_top + h, left : left + w] += p
             self.windows_run += len(batch)
 
     @torch.inference_mode()

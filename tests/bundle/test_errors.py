@@ -107,6 +107,18 @@ def test_an_unknown_choice_is_named(tmp_path, setting, value):
 
 
 
+def test_an_onnx_model_that_is_missing_or_given_to_another_runtime_is_one_line(tmp_path):
+    missing = tmp_path / "model.onnx"
+    assert _initialize(tmp_path, "inference.yaml", onnx_model=str(missing)) == (
+        f"monai_coco: onnx_model={str(missing)!r} does not exist; expected an ONNX file written by "
+        "onnx_export."
+    )
+    missing.write_bytes(b"")
+    assert _initialize(tmp_path, "inference.yaml", onnx_model=str(missing), runtime="torch") == (
+        "monai_coco: onnx_model is run by ONNX Runtime: runtime must be auto or onnxruntime, got 'torch'."
+    )
+
+
 STAGES = ["train_teacher.yaml", "train_paraphraser.yaml", "train.yaml", "evaluate.yaml", "inference.yaml"]
 
 

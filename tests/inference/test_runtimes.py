@@ -100,3 +100,33 @@ def test_a_network_the_exporter_cannot_take_runs_eagerly_under_auto_and_is_one_l
     expected = r"inference runtime 'onnxruntime' cannot take FANet at windows of \(64, 64\)"
     with pytest.raises(ValueError, match=expected):
         build_runtime(network, "onnxruntime", example, torch.device("cpu"))
+
+
+def test_an_onnx_file_with_a_fixed_batch_gets_the_windows_in_groups_of_it(student, tmp_path):
+    """A graph exported at batch 2 (no dynamic axis) runs 5 windows as 2 + 2 + 1 (padded): the logits
+    equal eager torch's, and a file of other weights, a file that is no ONNX model and a runtime other
+    than ONNX Runtime are each refused in one line naming the setting."""
+    from monai.networks.utils import convert_to_onnx
+
+    def export(network, path):
+        convert_to_onnx(network, (torch.rand(2, 3, 64, 64),), filename=str(path), dynamo=False)
+        return path
+
+    model = export(student, tmp_path / "student.onnx")
+    x = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    runtime = build_runtime(student, "auto", x[:2], torch.device("cpu"), num_threads=1, onnx_model=model)
+    assert isinstance(runtime, OnnxRuntime) and runtime.batch == 2
+    with torch.no_grad():
+        assert (runtime(x) - student(x)).abs().max() < 1e-4
+
+    torch.manual_seed(5)
+    other = export(MobileUNet(3, 2, width_mult=0.25).eval(), tmp_path / "other.onnx")
+    with pytest.raises(ValueError, match=r"onnx_model .*other.onnx is not this checkpoint's network"):
+        build_runtime(student, "onnxruntime", x[:2], torch.device("cpu"), onnx_model=other)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"onnx_model .*junk.onnx cannot run windows of \(3, 64, 64\)"):
+        build_runtime(student, "onnxruntime", x[:2], torch.device("cpu"), onnx_model=tmp_path / "junk.onnx")
+    with pytest.raises(ValueError, match="runtime must be 'auto' or 'onnxruntime', got 'torchscript'"):
+        SlideInferenceConfig(runtime="torchscript", onnx_model=model)
+    with pytest.raises(ValueError, match="SlideInferenceConfig.onnx_model must be None or an existing ONNX"):
+        SlideInferenceConfig(onnx_model=tmp_path / "missing.onnx")

@@ -84,7 +84,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stain_augmentation": (_is_bool, _BOOLEAN),
     "epochs": (_is_int(1), "a whole number of epochs >= 1"),
     "paraphraser_epochs": (_is_int(1), "a whole number of epochs >= 1"),
-    "sw_batch_size": (_is_int(1), "a whole number >= 1"),
+    "sw_batch_size": (lambda v: v is None or _is_int(1)(v), "null (1 on CPU, 4 on CUDA) or a number >= 1"),
     "batch_size": (_is_int(1), "a whole number >= 1"),
     "num_workers": (_is_int(0), "a whole number >= 0"),
     "val_interval": (_is_int(1), "a whole number of epochs >= 1"),

@@ -13,6 +13,8 @@ that a shared machine's load falls on all of them alike; speed is reported as ra
   of their margins), the "today" of issue 13, taken from the repository's git history
   (``git archive 841d065``) into the work folder; left out when no git history is at hand.
 
+Each candidate calls the network with its own default number of windows per call: MONAI's
+``SlidingWindowInferer`` 1, 0.1.0's ``infer_file`` 4, this package's 1 on CPU (``sw_batch_size=None``).
 Every candidate process starts with the glibc malloc setting the docs give for deployment
 (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` at 1 GiB), the baselines included, so the ratios
 compare code, not allocator settings. Each reports megapixels of the level per second, windows run
@@ -42,7 +44,7 @@ CANDIDATES = ("monai", "v0.1.0", "torch", "torchscript", "onnxruntime")
 RELEASE = "841d065"  # the commit of monai_coco 0.1.0, issue 13's "today"
 REPO = Path(__file__).resolve().parents[1]
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}  # docs/README.md
-ROI, OVERLAP, BATCH = 256, 0.25, 4
+ROI, OVERLAP = 256, 0.25
 ONNX_FILE = "student.onnx"
 
 
@@ -67,7 +69,7 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
         from monai_coco.data import SlideInferenceConfig as ReleasedConfig
         from monai_coco.data import infer_file as released_infer_file
 
-        config = ReleasedConfig(roi_size=ROI, overlap=OVERLAP, sw_batch_size=BATCH, device="cpu")
+        config = ReleasedConfig(roi_size=ROI, overlap=OVERLAP, device="cpu")
         result = released_infer_file(network, slide, out / name, config)
         seconds, peak = _done(start)
         import tifffile
@@ -81,7 +83,7 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
         reader = WSIReader(backend="tifffile", channel_dim=0)
         wsi = reader.read(str(slide))
         image, _ = reader.get_data(wsi, level=0)
-        inferer = SlidingWindowInferer(ROI, sw_batch_size=BATCH, overlap=OVERLAP)
+        inferer = SlidingWindowInferer(ROI, overlap=OVERLAP)
         with torch.inference_mode():
             logits = inferer(torch.from_numpy(np.asarray(image, np.float32) / 255)[None], network)
         mask = logits[0].argmax(0).numpy().astype(np.uint8)
@@ -98,7 +100,6 @@ def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
         config = SlideInferenceConfig(
             roi_size=ROI,
             overlap=OVERLAP,
-            sw_batch_size=BATCH,
             runtime=name,
             num_threads=threads,
             device="cpu",
@@ -171,7 +172,7 @@ def export_student(path: Path) -> float:
     from monai.networks.utils import convert_to_onnx
 
     start = time.perf_counter()
-    example = torch.rand(BATCH, 3, ROI, ROI, generator=torch.Generator().manual_seed(0))
+    example = torch.rand(2, 3, ROI, ROI, generator=torch.Generator().manual_seed(0))
     dynamic = {"image": {0: "batch"}, "pred": {0: "batch"}}
     convert_to_onnx(_student(), (example,), input_names=["image"], output_names=["pred"],
                     dynamic_axes=dynamic, filename=str(path), dynamo=False)  # fmt: skip

@@ -72,7 +72,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--level", type=int, default=defaults.level, help="-1: nearest to --mpp")
     parser.add_argument("--roi", type=int, nargs=2, default=list(defaults.roi_size), metavar=("H", "W"))
     parser.add_argument("--overlap", type=float, default=defaults.overlap)
-    parser.add_argument("--sw-batch-size", type=int, default=defaults.sw_batch_size)
+    parser.add_argument(
+        "--sw-batch-size", type=int, default=None, help="windows per call (default 1 on CPU, 4 on CUDA)"
+    )
     parser.add_argument("--blend-mode", default=defaults.blend_mode, choices=BLEND_MODES)
     parser.add_argument("--num-classes", type=int, default=defaults.num_classes)
     parser.add_argument("--chunk-size", type=int, default=defaults.chunk_size)

@@ -95,7 +95,10 @@ class SlideInferenceConfig:
             Tiles are taken to be at the training scale.
         roi_size: sliding-window size ``(h, w)`` (an int means square); the network's input size.
         overlap: fraction of overlap between neighbouring windows, in ``[0, 1)``.
-        sw_batch_size: windows per network call.
+        sw_batch_size: windows per network call; ``None``: 1 on CPU, 4 on CUDA. On CPU one window per
+            call is as fast per window as four in ONNX Runtime (29.1 against 28.2 ms, the paper's student at
+            256², one thread) and faster in eager torch (72 against 93 ms), with a quarter of the activation
+            memory (whole-slide peak RSS 818 against 1049 MiB on a 4096² slide; issue 13's measurements).
         blend_mode: ``"constant"`` or ``"gaussian"`` weighting of overlapping windows.
         num_classes: number of output channels of the network (>= 2, softmax over classes).
         chunk_size: side (level pixels) of the regions read and processed at once; bounds memory (one
@@ -131,7 +134,7 @@ class SlideInferenceConfig:
     mpp: Optional[float] = None
     roi_size: Union[int, Sequence[int]] = (256, 256)
     overlap: float = 0.25
-    sw_batch_size: int = 4
+    sw_batch_size: Optional[int] = None
     blend_mode: str = "constant"
     num_classes: int = 2
     chunk_size: int = 1024
@@ -167,7 +170,7 @@ class SlideInferenceConfig:
             "min_region_pixels": (self.min_region_pixels >= 0, ">= 0"),
             "polygon_max_side": (self.polygon_max_side >= 16, ">= 16"),
             "overlap": (0 <= self.overlap < 1, "in [0, 1)"),
-            "sw_batch_size": (self.sw_batch_size >= 1, ">= 1"),
+            "sw_batch_size": (self.sw_batch_size is None or self.sw_batch_size >= 1, "None or >= 1"),
             "blend_mode": (self.blend_mode in BLEND_MODES, f"one of {BLEND_MODES}"),
             "num_classes": (self.num_classes >= 2, ">= 2"),
             "chunk_size": (self.chunk_size >= max(self.roi_size), f">= roi_size {self.roi_size}"),
@@ -200,7 +203,8 @@ def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> Gr
     preprocess = config.preprocess or (lambda image: scale_to_unit(image, config.grayscale))
     seed = torch.Generator().manual_seed(0)
     window = torch.randint(0, 256, (3, *config.roi_size), dtype=torch.uint8, generator=seed)
-    example = torch.stack([preprocess(window)] * min(config.sw_batch_size, 2))
+    batch = config.sw_batch_size or (1 if device.type == "cpu" else 4)
+    example = torch.stack([preprocess(window)] * min(batch, 2))
     onnx_model = None if config.onnx_model is None else Path(config.onnx_model).expanduser()
     runtime = build_runtime(
         network, config.runtime, example, device, config.amp, config.num_threads, onnx_model=onnx_model
@@ -211,7 +215,7 @@ def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> Gr
         config.roi_size,
         config.overlap,
         config.blend_mode,
-        config.sw_batch_size,
+        batch,
         config.num_classes,
         config.chunk_size,
         config.min_tissue_fraction,

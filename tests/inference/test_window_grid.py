@@ -115,3 +115,23 @@ def test_a_chunk_without_tissue_is_not_read():
     segmenter = _segmenter(CountingNet(), 48, min_tissue=0.05)
     list(segmenter.bands(read, image.shape[1:], TissueMap(mask, image.shape[1:])))
     assert reads and max(u + w for u, w in reads) <= 80  # columns >= 80 never read
+
+
+def test_class_indices_are_torch_argmax_with_its_tie_rule():
+    """``GridSegmenter._argmax`` (class by class, in column blocks) equals ``torch.argmax`` over the class
+    axis, the first class winning ties, for 2 and 5 classes and a strided view of a band."""
+    generator = torch.Generator().manual_seed(0)
+    for classes in (2, 5):
+        sums = torch.randint(0, 4, (classes, 70, 2100), generator=generator).float()  # many ties
+        view = sums[:, 3:65, 5:2090]
+        got = GridSegmenter._argmax(view, block=512)
+        assert got.dtype == np.uint8 and np.array_equal(got, view.argmax(dim=0).numpy())
+
+
+def test_one_window_per_call_on_cpu_by_default():
+    from monai_coco.inference import SlideInferenceConfig, make_segmenter
+
+    network = torch.nn.Conv2d(3, 2, 1)
+    assert make_segmenter(network, SlideInferenceConfig(roi_size=32, runtime="torch")).batch == 1
+    sized = SlideInferenceConfig(roi_size=32, runtime="torch", sw_batch_size=3)
+    assert make_segmenter(network, sized).batch == 3

@@ -314,7 +314,12 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
     gap = teacher["miou"] - base["miou"] if base else math.nan
     level = f"{100 * confidence:.0f} %"
     sanity = acc["sanity"]
-    data = f"`{acc['dataset_dir']}`" if acc["dataset_dir"] else "the built-in synthetic data"
+    builtin = (
+        "the built-in fine-structure data set (`histology.yaml`)"
+        if "bundle/configs/histology.yaml" in acc["files"]
+        else "the built-in synthetic data"
+    )
+    data = f"`{acc['dataset_dir']}`" if acc["dataset_dir"] else builtin
     errors = ", ".join(f"{e:.3f}" for e in sanity["paraphraser_error"])
     description = [
         f"- Data: {data}, {sizes['n_train']} labelled training tiles of {sizes['roi_size'][0]}² px, "

@@ -236,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="only rewrite the report (into --out) from a results.json of an earlier run",
     )
     args = parser.parse_args(argv)
+    for name in ("jobs", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be a whole number >= 1, got {getattr(args, name)}")
     if args.from_json is not None:
         from benchmark_report import write_report
 

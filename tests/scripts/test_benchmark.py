@@ -372,3 +372,10 @@ def test_the_unlabelled_pool_defaults_to_the_data_sets_own(tmp_path):
     (data / "unlabelled").mkdir()
     assert Recipe("smoke", tmp_path / "work", str(data)).unlabelled_dir() == str(data / "unlabelled")
     assert Recipe("cpu", tmp_path / "cpu").parser("train.yaml").get("synthetic#n_unlabelled") > 0
+
+
+@pytest.mark.parametrize("argv", [["--jobs", "0"], ["--jobs", "-3"], ["--threads", "0"]])
+def test_jobs_and_threads_below_one_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--smoke", *argv])
+    assert stop.value.code == 2 and f"{argv[0]} must be a whole number >= 1" in capsys.readouterr().err

@@ -84,7 +84,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stain_augmentation": (_is_bool, _BOOLEAN),
     "epochs": (_is_int(1), "a whole number of epochs >= 1"),
     "paraphraser_epochs": (_is_int(1), "a whole number of epochs >= 1"),
-    "sw_batch_size": (lambda v: v is None or _is_int(1)(v), "null (1 on CPU, 4 on CUDA) or a number >= 1"),
+    "sw_batch_size": (lambda v: v is None or _is_int(1)(v), "None (1 on CPU, 4 on CUDA) or a whole number"),
     "batch_size": (_is_int(1), "a whole number >= 1"),
     "num_workers": (_is_int(0), "a whole number >= 0"),
     "val_interval": (_is_int(1), "a whole number of epochs >= 1"),
@@ -171,6 +171,23 @@ def check_device(setting: str, device: Any) -> torch.device:
     elif found.type != "cpu":
         fail(f"{setting}={device!r} is not supported; expected cpu, cuda or cuda:<index>.")
     return found
+
+
+def check_onnx_model(onnx_model: Any, runtime: str) -> str | None:
+    """Inference's ``onnx_model``: None, or an existing file for runtime ``auto`` or ``onnxruntime``, as a
+    string with ``~`` expanded; else stop naming the setting and what was expected."""
+    if onnx_model is None:
+        return None
+    if not isinstance(onnx_model, (str, os.PathLike)) or not str(onnx_model).strip():
+        fail(f"onnx_model={onnx_model!r} is not valid; expected the path of an ONNX file written by "
+             "onnx_export (or None).")  # fmt: skip
+    path = Path(onnx_model).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        fail(f"onnx_model={str(onnx_model)!r} {what}; expected an ONNX file written by onnx_export.")
+    if runtime not in ("auto", "onnxruntime"):
+        fail(f"onnx_model is run by ONNX Runtime: runtime must be auto or onnxruntime, got {runtime!r}.")
+    return str(path)
 
 
 def check_output_dir(setting: str, path: str | os.PathLike) -> str:

@@ -36,6 +36,14 @@ from monai_coco.inference.whole_slide import BLEND_MODES, SlideInferenceConfig, 
 __all__ = ["main"]
 
 
+_FLAGS = {
+    "roi_size": "--roi",
+    "min_tissue_fraction": "--min-tissue",
+    "num_threads": "--threads",
+    "amp": "--no-amp",
+}
+
+
 def _build_network(spec: str, in_channels: int, num_classes: int) -> torch.nn.Module:
     """A network from a class name (``MobileUNet``) or a MONAI config JSON (``{"_target_": ...}``)."""
     if spec.lstrip().startswith("{"):
@@ -69,7 +77,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     defaults = SlideInferenceConfig()
     parser.add_argument("--reader", default=defaults.reader, choices=SLIDE_BACKENDS)
-    parser.add_argument("--level", type=int, default=defaults.level, help="-1: nearest to --mpp")
+    parser.add_argument(
+        "--level",
+        type=int,
+        default=defaults.level,
+        help="slide level (default 0, full resolution); -1: nearest to --mpp",
+    )
     parser.add_argument("--roi", type=int, nargs=2, default=list(defaults.roi_size), metavar=("H", "W"))
     parser.add_argument("--overlap", type=float, default=defaults.overlap)
     parser.add_argument(
@@ -140,7 +153,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         results = infer_path(network, args.input, args.output, config, suffixes=args.suffix)
     except (ValueError, FileNotFoundError) as exc:
-        parser.exit(2, f"error: {exc}\n")
+        message = str(exc)
+        for field in vars(defaults):  # the config's names, as this command line spells them
+            message = message.replace(
+                f"SlideInferenceConfig.{field}", _FLAGS.get(field, "--" + field.replace("_", "-"))
+            )
+        parser.exit(2, f"error: {message}\n")
     for r in results:
         print(f"{r.image}: {r.mask} {r.overlay} (windows run {r.windows_run}, skipped {r.windows_skipped})")
     return 0

@@ -216,17 +216,32 @@ def _load_onnx(network, path, example, num_threads, atol) -> OnnxRuntime:
         raise ValueError(f"onnx_model {path} needs onnx and onnxruntime: pip install monai-coco[onnx].")
     try:
         loaded = OnnxRuntime(None, example, num_threads, model_path=path)
+    except Exception as exc:  # onnxruntime's Fail / InvalidGraph / InvalidProtobuf, ...
+        raise ValueError(
+            f"onnx_model {path} is not an ONNX model ONNX Runtime can load ({_first_line(exc)}); expected "
+            "the file onnx_export wrote."
+        ) from exc
+    windows = tuple(example.shape[1:])
+    expected = tuple(loaded.session.get_inputs()[0].shape[1:])
+    if len(expected) != len(windows) or any(isinstance(e, int) and e != w for e, w in zip(expected, windows)):
+        raise ValueError(
+            f"onnx_model {path} takes windows of {expected}, not the configured {windows} (roi_size and "
+            f"input channels): export it with --input_shape \"{[1, *windows]}\" or set roi_size to match."
+        )
+    try:
         difference = _difference(loaded, network, example)
-    except Exception as exc:  # onnxruntime's Fail / InvalidGraph / InvalidArgument, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        shape = tuple(example.shape[1:])
-        raise ValueError(f"onnx_model {path} cannot run windows of {shape}: {first}") from exc
+    except Exception as exc:  # onnxruntime's InvalidArgument, ...
+        raise ValueError(f"onnx_model {path} cannot run windows of {windows}: {_first_line(exc)}") from exc
     if difference > atol:
         raise ValueError(
             f"onnx_model {path} is not this checkpoint's network: its logits differ by up to "
             f"{difference:.3g} (> {atol:g}); export it again from the checkpoint."
         )
     return loaded
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _build(network, runtime, example, device, amp, num_threads):
@@ -238,8 +253,7 @@ def _build(network, runtime, example, device, amp, num_threads):
             return TorchScriptRuntime(network, example)
         return OnnxRuntime(network, example, num_threads)
     except Exception as exc:  # the exporters raise many types (SymbolicValueError, RuntimeError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
             f"inference runtime {runtime!r} cannot take {type(network).__name__} at windows of "
-            f"{tuple(example.shape[-2:])}: {first} (runtime torch runs it eagerly)"
+            f"{tuple(example.shape[-2:])}: {_first_line(exc)} (runtime torch runs it eagerly)"
         ) from exc

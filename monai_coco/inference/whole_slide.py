@@ -209,6 +209,8 @@ def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> Gr
     runtime = build_runtime(
         network, config.runtime, example, device, config.amp, config.num_threads, onnx_model=onnx_model
     )
+    source = f" ({onnx_model})" if onnx_model is not None and runtime.name == "onnxruntime" else ""
+    logger.info("network runtime: %s%s, %d window(s) per call on %s", runtime.name, source, batch, device)
     return GridSegmenter(
         runtime,
         preprocess,

@@ -117,6 +117,14 @@ def test_an_onnx_model_that_is_missing_or_given_to_another_runtime_is_one_line(t
     assert _initialize(tmp_path, "inference.yaml", onnx_model=str(missing), runtime="torch") == (
         "monai_coco: onnx_model is run by ONNX Runtime: runtime must be auto or onnxruntime, got 'torch'."
     )
+    assert _initialize(tmp_path, "inference.yaml", onnx_model=str(tmp_path)) == (
+        f"monai_coco: onnx_model={str(tmp_path)!r} is a folder; expected an ONNX file written by onnx_export."
+    )
+    for value in (5, "", True):
+        assert _initialize(tmp_path, "inference.yaml", onnx_model=value).startswith(
+            f"monai_coco: onnx_model={value!r} is not valid; expected the path of an ONNX file"
+        )
+    assert not (tmp_path / "outputs").exists()  # refused before the output folder is made
 
 
 STAGES = ["train_teacher.yaml", "train_paraphraser.yaml", "train.yaml", "evaluate.yaml", "inference.yaml"]

@@ -91,3 +91,6 @@ def test_inference_runs_the_exported_onnx_file_and_refuses_one_from_other_weight
                   str(tmp_path / "model.onnx"))  # fmt: skip
     assert done.returncode == 2 and not (tmp_path / "stale").exists()
     assert done.stderr.strip().count("\n") == 0 and "is not this checkpoint's network" in done.stderr
+    done = _infer(tmp_path / "tile.png", tmp_path / "zero", tmp_path / "model.pt", "--sw-batch-size", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --sw-batch-size must be None or >= 1, got 0."

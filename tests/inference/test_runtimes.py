@@ -123,9 +123,15 @@ def test_an_onnx_file_with_a_fixed_batch_gets_the_windows_in_groups_of_it(studen
     other = export(MobileUNet(3, 2, width_mult=0.25).eval(), tmp_path / "other.onnx")
     with pytest.raises(ValueError, match=r"onnx_model .*other.onnx is not this checkpoint's network"):
         build_runtime(student, "onnxruntime", x[:2], torch.device("cpu"), onnx_model=other)
-    (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(ValueError, match=r"onnx_model .*junk.onnx cannot run windows of \(3, 64, 64\)"):
-        build_runtime(student, "onnxruntime", x[:2], torch.device("cpu"), onnx_model=tmp_path / "junk.onnx")
+    junk = tmp_path / "junk.onnx"
+    for content in (b"not a model", b""):
+        junk.write_bytes(content)
+        with pytest.raises(ValueError, match=r"junk.onnx is not an ONNX model ONNX Runtime can load"):
+            build_runtime(student, "onnxruntime", x[:2], torch.device("cpu"), onnx_model=junk)
+    other_size = (torch.rand(2, 3, 32, 32),)  # exported at 32² windows, run at 64²
+    convert_to_onnx(student, other_size, filename=str(tmp_path / "w32.onnx"), dynamo=False)
+    with pytest.raises(ValueError, match=r"takes windows of \(3, 32, 32\), not the configured \(3, 64, 64\)"):
+        build_runtime(student, "onnxruntime", x[:2], torch.device("cpu"), onnx_model=tmp_path / "w32.onnx")
     with pytest.raises(ValueError, match="runtime must be 'auto' or 'onnxruntime', got 'torchscript'"):
         SlideInferenceConfig(runtime="torchscript", onnx_model=model)
     with pytest.raises(ValueError, match="SlideInferenceConfig.onnx_model must be None or an existing ONNX"):

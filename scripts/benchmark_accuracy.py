@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchmark_bundle import Arm, Recipe, protocol_arms, screening_arms, term_signature
+from benchmark_bundle import STUDENT_ALONE, Arm, Recipe, protocol_arms, screening_arms, term_signature
 from benchmark_stats import paired_interval, verdict
 from benchmark_target import reconstruction_error, target_label_correlation
 
@@ -167,15 +167,14 @@ def _protocol(
     def arm_runs(arms: list[Arm], seeds: list[int]) -> dict[tuple[int, str], Future]:
         return {(s, a.name): executor.submit(run_arm, recipe, a, s, student) for s in seeds for a in arms}
 
-    def finished(future: Future, what: str) -> dict[str, Any]:
+    def finished(future: Future, what: str, metric: str = "miou") -> dict[str, Any]:
         row = future.result()
-        log(f"{what}: {'validation' if what.startswith('screen') else 'test'} mIoU "
-            f"{row['best_val_miou' if what.startswith('screen') else 'miou']:.4f} ({row['train_s']:.0f} s)")
+        label = {"miou": "test mIoU", "best_val_miou": "validation mIoU"}[metric]
+        log(f"{what}: {label} {row[metric]:.4f} ({row['train_s']:.0f} s)")
         return row
 
     teacher_run = executor.submit(train_teacher, recipe, settings["teacher"])
-    alone = Arm("none", "student alone", {"distill": "none"})  # protocol_arms' first: needs no teacher
-    pending = arm_runs([alone], seeds)
+    pending = arm_runs([STUDENT_ALONE], seeds)
     teacher = finished(teacher_run, "teacher")
     paraphraser, _ = recipe.train("train_paraphraser.yaml", settings["paraphraser"])
     log(f"paraphrasers: {paraphraser['train_s']:.0f} s")
@@ -217,8 +216,9 @@ def _protocol(
     screen_runs = arm_runs(screens, [int(settings["screen_seed"])])
     # every arm but the best baseline's is known now: the long unlabelled arms first, for the fewest idle jobs
     known = protocol_arms("kd", lambdas["plain"], lambdas["paraphraser"], noop, unlabelled_dir)
-    pending |= arm_runs(sorted(known[1:], key=lambda a: "unlabelled_dir" not in a.overrides), seeds)
-    screening = [finished(f, f"screen {name}") for (_, name), f in screen_runs.items()]
+    rest = [a for a in known if a != STUDENT_ALONE]
+    pending |= arm_runs(sorted(rest, key=lambda a: "unlabelled_dir" not in a.overrides), seeds)
+    screening = [finished(f, f"screen {name}", "best_val_miou") for (_, name), f in screen_runs.items()]
     baseline = max(screening, key=lambda row: row["best_val_miou"])["arm"] if screening else baselines[0]
     arms = protocol_arms(baseline, lambdas["plain"], lambdas["paraphraser"], noop, unlabelled_dir)
     pending |= arm_runs([a for a in arms if a not in known], seeds)

@@ -41,6 +41,9 @@ class Arm:
         return " ".join(f"--{key} {value}" for key, value in self.overrides.items())
 
 
+STUDENT_ALONE = Arm("none", "student alone", {"distill": "none"})  # needs no teacher
+
+
 def protocol_arms(
     baseline: str,
     lambda_plain: float,
@@ -55,7 +58,7 @@ def protocol_arms(
     ``lambda_plain`` / ``lambda_paraphraser``: ``lambda_coco`` of the CoCo arms without / with
     paraphrasers."""
     arms = [
-        Arm("none", "student alone", {"distill": "none"}),
+        STUDENT_ALONE,
         Arm("kd", "+ KD", {"distill": "kd", "lambda_adv": 0}),
         Arm(
             "coco",

@@ -41,6 +41,7 @@ __all__ = [
     "TorchRuntime",
     "TorchScriptRuntime",
     "OnnxRuntime",
+    "export_onnx",
 ]
 
 RUNTIMES = ("auto", "torch", "torchscript", "onnxruntime")
@@ -86,39 +87,16 @@ class TorchScriptRuntime:
 
 
 class OnnxRuntime:
-    """The network run by ONNX Runtime on the CPU execution provider: exported here by MONAI's
-    ``convert_to_onnx`` (dynamic batch axis), or read from ``model_path`` (e.g. written by ``python -m
-    monai.bundle onnx_export``). A graph with a fixed batch size ``b`` (that command's default) gets the
-    windows ``b`` at a time, the last group padded with zeros."""
+    """An ONNX model run by ONNX Runtime on the CPU execution provider: the serialized graph
+    (:func:`export_onnx`) or the path of a file (e.g. written by ``python -m monai.bundle onnx_export``). A
+    graph with a fixed batch size ``b`` (that command's default) gets the windows ``b`` at a time, the last
+    group padded with zeros."""
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        network: Optional[torch.nn.Module],
-        example: torch.Tensor,
-        num_threads: Optional[int] = None,
-        model_path: Optional[Union[str, os.PathLike]] = None,
-    ) -> None:
+    def __init__(self, model: Union[bytes, str, os.PathLike], num_threads: Optional[int] = None) -> None:
         import onnxruntime
 
-        if model_path is None:
-            from monai.networks.utils import convert_to_onnx
-
-            with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = convert_to_onnx(
-                    network.cpu().eval(),
-                    (example.cpu(),),
-                    input_names=["image"],
-                    output_names=["pred"],
-                    dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}},
-                    filename=str(Path(folder) / "network.onnx"),
-                    dynamo=False,
-                )
-            source = model.SerializeToString()
-        else:
-            source = str(model_path)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -126,6 +104,7 @@ class OnnxRuntime:
         # own work (reading, blending), which spinning threads would keep off the cores (a 4096² slide at
         # 2 threads: 12.8 s spinning, 9.6 s not; no worker threads at 1 thread)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        source = model if isinstance(model, bytes) else str(model)
         self.session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         graph_input = self.session.get_inputs()[0]
         self.input = graph_input.name
@@ -142,6 +121,25 @@ class OnnxRuntime:
             padded[: len(group)] = group
             outputs.append(self.session.run(None, {self.input: padded})[0][: len(group)])
         return torch.from_numpy(np.concatenate(outputs))
+
+
+def export_onnx(network: torch.nn.Module, example: torch.Tensor) -> bytes:
+    """``network`` as a serialized ONNX graph, by MONAI's ``convert_to_onnx`` at ``example``'s window size,
+    with a dynamic batch axis (input ``image``, output ``pred``)."""
+    from monai.networks.utils import convert_to_onnx
+
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = convert_to_onnx(
+            network.cpu().eval(),
+            (example.cpu(),),
+            input_names=["image"],
+            output_names=["pred"],
+            dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}},
+            filename=str(Path(folder) / "network.onnx"),
+            dynamo=False,
+        )
+    return model.SerializeToString()
 
 
 def _difference(runtime, network: torch.nn.Module, example: torch.Tensor) -> float:
@@ -219,7 +217,7 @@ def _load_onnx(network, path, example, num_threads, atol) -> OnnxRuntime:
     if "onnxruntime" not in installed_runtimes():
         raise ValueError(f"onnx_model {path} needs onnx and onnxruntime: pip install monai-coco[onnx].")
     try:
-        loaded = OnnxRuntime(None, example, num_threads, model_path=path)
+        loaded = OnnxRuntime(path, num_threads)
     except Exception as exc:  # onnxruntime's Fail / InvalidGraph / InvalidProtobuf, ...
         raise ValueError(
             f"onnx_model {path} is not an ONNX model ONNX Runtime can load ({_first_line(exc)}); expected "
@@ -255,7 +253,7 @@ def _build(network, runtime, example, device, amp, num_threads):
     try:
         if runtime == "torchscript":
             return TorchScriptRuntime(network, example)
-        return OnnxRuntime(network, example, num_threads)
+        return OnnxRuntime(export_onnx(network, example), num_threads)
     except Exception as exc:  # the exporters raise many types (SymbolicValueError, RuntimeError, ...)
         raise ValueError(
             f"inference runtime {runtime!r} cannot take {type(network).__name__} at windows of "

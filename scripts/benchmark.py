@@ -280,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 from benchmark_deployment import benchmark as deployment
 
                 dep = preset["deployment"]
-                results["deployment"] = deployment(dep["side"], dep["rounds"], args.threads, recipe.workdir)
+                results["deployment"] = deployment(
+                    dep["side"], dep["rounds"], args.threads, recipe.workdir, dep["train_steps"]
+                )
             else:
                 results["accuracy"] = run_accuracy_section(recipe, unlabelled, jobs)
             print(f"[{section}] {time.perf_counter() - t:.0f} s", flush=True)

@@ -70,6 +70,10 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
     current = [r for name, r in deployment.items() if name != "v0.1.0"]
     assert all(r["agree"] >= 0.999 and r["windows_run"] <= r["windows_in_grid"] for r in current)
     assert deployment["v0.1.0"]["agree"] >= 0.999  # the same student weights, read by the released code
+    # a trained student: its masks hold both classes, so the agreement above compares real decisions
+    student = results["deployment"]["student"]
+    assert student["steps"] == 40 and 0.05 < student["tumour_fraction"] < 0.95 and student["dice"] > 0.3
+    assert f"{100 * student['tumour_fraction']:.1f} % of this slide tumour" in report
     assert "`python scripts/benchmark.py --smoke" in report and "| torch | " + torch.__version__ in report
     for plot in ("loss_scaling.png", "accuracy_paired.png"):
         with Image.open(out / "benchmarks" / plot) as image:

@@ -353,6 +353,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.candidate:
+        if args.slide is None or args.workdir is None or not (args.workdir / STUDENT_FILE).is_file():
+            parser.error(
+                f"--candidate needs --slide and a --workdir holding {STUDENT_FILE} and {ONNX_FILE} "
+                "(a full run writes them in its work folder)"
+            )
         result = run_candidate(args.candidate, args.slide, args.workdir, args.threads)
         print(json.dumps(result))
         return result

@@ -220,11 +220,8 @@ def _networks_section(net: Mapping) -> str:
         ),
         "",
         *(
-            [
-                f"Per tile, the paper-sized student is {', '.join(speedups)} as fast as the paper-sized teacher "
-                "(eager), in this run.",
-                "",
-            ]
+            [f"Per tile, the paper-sized student is {', '.join(speedups)} as fast as the paper-sized teacher "
+             "(eager), in this run.", ""]
             if speedups
             else []
         ),  # fmt: skip
@@ -535,7 +532,8 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
             f"The student (Mobile U-Net, width 1.0) on one synthetic {dep['side']}² slide at level 0, each "
             f"candidate in a fresh process, {dep['rounds']} interleaved round(s), median time, "
             f"{dep['threads']} thread(s); `monai` is WSIReader + one SlidingWindowInferer pass "
-            "(every window, no tissue skipping). Ratios are the comparable figures on a shared machine. "
+            "(every window, no tissue skipping, softmax probabilities blended as this package does). "
+            "Ratios are the comparable figures on a shared machine. "
             "`onnxruntime` loads the student's ONNX file, exported once beforehand in "
             f"{dep.get('export_s', math.nan):.1f} s (a one-off step per model, not per slide). "
             f"The student was trained {dep['student']['steps']} steps on another synthetic slide "

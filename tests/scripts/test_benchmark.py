@@ -383,3 +383,12 @@ def test_jobs_and_threads_below_one_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         benchmark.main(["--smoke", *argv])
     assert stop.value.code == 2 and f"{argv[0]} must be a whole number >= 1" in capsys.readouterr().err
+
+
+def test_one_candidate_without_the_trained_student_is_refused(tmp_path, capsys):
+    import benchmark_deployment
+
+    with pytest.raises(SystemExit) as stop:
+        benchmark_deployment.main(["--candidate", "onnxruntime", "--slide", "s.tif", "--workdir", str(tmp_path)])
+    assert stop.value.code == 2
+    assert "--workdir holding student.pt and student.onnx" in capsys.readouterr().err.splitlines()[-1]

@@ -82,6 +82,7 @@ _BOOLEAN = "True or False (the command line reads `false` as text: write False)"
 _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "amp": (_is_bool, _BOOLEAN),
     "stain_augmentation": (_is_bool, _BOOLEAN),
+    "overwrite": (_is_bool, _BOOLEAN),
     "epochs": (_is_int(1), "a whole number of epochs >= 1"),
     "paraphraser_epochs": (_is_int(1), "a whole number of epochs >= 1"),
     "sw_batch_size": (lambda v: v is None or _is_int(1)(v), "None (1 on CPU, 4 on CUDA) or a whole number"),

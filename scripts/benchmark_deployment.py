@@ -204,6 +204,9 @@ def benchmark(side: int, rounds: int, threads: int, workdir: Path, train_steps: 
     truth_tumour = tifffile.imread(truth, key=0) == 1
     student["tumour_fraction"] = float(tumour.mean())  # of the eager mask: both classes, or agreement is moot
     student["dice"] = float(2 * (tumour & truth_tumour).sum() / max(1, tumour.sum() + truth_tumour.sum()))
+    if not 0 < student["tumour_fraction"] < 1:
+        print(f"warning: the student's mask is one class after {train_steps} steps: the agreement column "
+              "compares nothing; train it longer (--train-steps)", file=sys.stderr)  # fmt: skip
     rows = []
     for name, results in runs.items():
         seconds = statistics.median(r["seconds"] for r in results)
@@ -353,7 +356,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.candidate:
-        if args.slide is None or args.workdir is None or not (args.workdir / STUDENT_FILE).is_file():
+        folder = args.workdir or Path("/nonexistent")
+        if args.slide is None or not all((folder / f).is_file() for f in (STUDENT_FILE, ONNX_FILE)):
             parser.error(
                 f"--candidate needs --slide and a --workdir holding {STUDENT_FILE} and {ONNX_FILE} "
                 "(a full run writes them in its work folder)"

@@ -539,8 +539,12 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
             f"The student was trained {dep['student']['steps']} steps on another synthetic slide "
             f"({dep['student']['seconds']:.0f} s): its eager mask labels "
             f"{100 * dep['student']['tumour_fraction']:.1f} % of this slide tumour, Dice "
-            f"{dep['student']['dice']:.3f} against the slide's tumour mask, so the agreement column "
-            "compares real decisions.",
+            f"{dep['student']['dice']:.3f} against the slide's tumour mask, "
+            + (
+                "so the agreement column compares real decisions."
+                if 0 < dep["student"]["tumour_fraction"] < 1
+                else "**a mask of one class: the agreement column compares nothing** (train it longer)."
+            ),
             "",
             table(dep),
             "",

@@ -80,8 +80,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--level",
         type=int,
-        default=defaults.level,
-        help="slide level (default 0, full resolution); -1: nearest to --mpp",
+        default=None,
+        help="slide level; -1 or not given: nearest to --mpp (given or recorded with the checkpoint, as the "
+        "bundle's level: null), or 0 (full resolution) when no scale is known",
     )
     parser.add_argument("--roi", type=int, nargs=2, default=list(defaults.roi_size), metavar=("H", "W"))
     parser.add_argument("--overlap", type=float, default=defaults.overlap)
@@ -111,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "instead of exporting in this process; checked against the checkpoint's logits",
     )
     parser.add_argument("--suffix", action="append", help="image suffix to take from a folder (repeatable)")
-    parser.add_argument("--overwrite", action="store_true", help="cohort: redo slides already complete")
+    parser.add_argument("--overwrite", action="store_true", help="redo images already complete")
     parser.add_argument(
         "--mpp", type=float, default=None, help="the network's training scale, µm/px (default: its record)"
     )
@@ -126,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             )
         config = SlideInferenceConfig(
             reader=args.reader,
-            level=None if args.level < 0 else args.level,
+            level=args.level if args.level is not None and args.level >= 0 else None if args.mpp else 0,
             mpp=args.mpp,
             roi_size=tuple(args.roi),
             overlap=args.overlap,
@@ -151,7 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if table is not None:
                 print(f"cohort summary: {table}")
             return 0
-        results = infer_path(network, args.input, args.output, config, suffixes=args.suffix)
+        results = infer_path(network, args.input, args.output, config, args.suffix, args.overwrite)
     except (ValueError, FileNotFoundError) as exc:
         message = str(exc)
         for field in vars(defaults):  # the config's names, as this command line spells them

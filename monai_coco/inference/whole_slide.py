@@ -49,7 +49,7 @@ from monai_coco.data.transforms import ColorChannels
 from monai_coco.inference.geojson import MIN_REGION_PIXELS, mask_features, write_geojson
 from monai_coco.inference.runtimes import RUNTIMES, build_runtime
 from monai_coco.inference.scale import choose_level
-from monai_coco.inference.summary import InferenceResult
+from monai_coco.inference.summary import InferenceResult, read_summary
 from monai_coco.inference.window_grid import GridSegmenter
 
 __all__ = [
@@ -474,18 +474,39 @@ def infer_path(
     output_dir: Union[str, os.PathLike],
     config: Optional[SlideInferenceConfig] = None,
     suffixes: Optional[Sequence[str]] = None,
+    overwrite: bool = False,
 ) -> list[InferenceResult]:
     """:func:`infer_file` on one file, or on every image of a folder or CSV list (:func:`list_images`), in
     this process (for many slides, see :func:`~monai_coco.inference.cohort.run_cohort`).
+
+    An image whose outputs are complete (its ``<stem>_summary.json``, written last, is in ``output_dir``)
+    is skipped unless ``overwrite``, so an interrupted run resumes where it stopped (as a cohort does);
+    one log line says how many were skipped.
 
     Args:
         suffixes: image suffixes taken from a folder (default: all supported). In the authors' layout,
             where ``<id>.png`` masks lie beside ``<id>.jpg`` images, those masks are left out anyway
             (:func:`list_images`).
+        overwrite: redo images whose outputs are complete.
+
+    Returns:
+        the results of the images segmented in this call.
     """
     path = Path(path)
-    if path.is_file() and path.suffix.lower() != ".csv":
+    single = path.is_file() and path.suffix.lower() != ".csv"
+    images = [path] if single else list_images(path, suffixes)
+    done = {p for p in images if read_summary(Path(output_dir) / f"{p.stem}_summary.json") is not None}
+    todo = [p for p in images if overwrite or p not in done]
+    if len(todo) < len(images):
+        logger.info(
+            "%d of %d image(s) already done in %s, skipped (overwrite redoes them)",
+            len(images) - len(todo),
+            len(images),
+            output_dir,
+        )
+    if not todo:
+        return []
+    if single:
         return [infer_file(network, path, output_dir, config)]
-    images = list_images(path, suffixes)
     segmenter = make_segmenter(network, config or SlideInferenceConfig())
-    return [infer_file(segmenter, p, output_dir, config) for p in images]
+    return [infer_file(segmenter, p, output_dir, config) for p in todo]

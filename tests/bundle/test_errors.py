@@ -127,6 +127,13 @@ def test_an_onnx_model_that_is_missing_or_given_to_another_runtime_is_one_line(t
     assert not (tmp_path / "outputs").exists()  # refused before the output folder is made
 
 
+def test_overwrite_as_text_is_one_line(tmp_path):
+    assert _initialize(tmp_path, "inference.yaml", overwrite="false") == (
+        "monai_coco: overwrite='false' is not valid; expected True or False (the command line reads `false` "
+        "as text: write False)."
+    )
+
+
 STAGES = ["train_teacher.yaml", "train_paraphraser.yaml", "train.yaml", "evaluate.yaml", "inference.yaml"]
 
 

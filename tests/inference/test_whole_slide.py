@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import tifffile
@@ -215,6 +217,27 @@ def test_a_folder_in_the_flat_training_layout_segments_the_tiles_never_the_masks
     Image.fromarray(img).save(tmp_path / "a.tif")
     with pytest.raises(ValueError, match=r"^a.jpg and a.tif in .* would write the same outputs \(a_mask"):
         infer_path(ColourNet(), tmp_path, tmp_path / "out", _config())
+
+
+def test_a_rerun_skips_complete_images_and_overwrite_redoes_them(tmp_path, caplog):
+    """A folder run resumes: images whose summary (written last) exists are skipped, one log line says so;
+    a missing summary (an interrupted image) is redone; ``overwrite`` redoes every image."""
+    img, _ = _scene(96, 160)
+    for name in ("a", "b", "c"):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+    out = tmp_path / "out"
+    first = infer_path(ColourNet(), tmp_path, out, _config())
+    assert [r.image.name for r in first] == ["a.png", "b.png", "c.png"]
+    written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "b_summary.json").unlink()
+    caplog.set_level(logging.INFO, logger="monai_coco.inference")
+    assert [r.image.name for r in infer_path(ColourNet(), tmp_path, out, _config())] == ["b.png"]
+    assert f"2 of 3 image(s) already done in {out}, skipped" in caplog.text
+    assert all(p.stat().st_mtime_ns == written[p.name] for p in out.iterdir() if not p.name.startswith("b_"))
+    assert infer_path(ColourNet(), tmp_path / "a.png", out, _config()) == []  # one file: skipped too
+    redone = infer_path(ColourNet(), tmp_path, out, _config(), overwrite=True)
+    assert [r.image.name for r in redone] == ["a.png", "b.png", "c.png"]
+    assert (out / "a_mask.png").stat().st_mtime_ns > written["a_mask.png"]
 
 
 def test_grayscale_input_and_custom_preprocess():

@@ -388,7 +388,10 @@ def test_jobs_and_threads_below_one_are_refused(argv, capsys):
 def test_one_candidate_without_the_trained_student_is_refused(tmp_path, capsys):
     import benchmark_deployment
 
-    with pytest.raises(SystemExit) as stop:
-        benchmark_deployment.main(["--candidate", "onnxruntime", "--slide", "s.tif", "--workdir", str(tmp_path)])
-    assert stop.value.code == 2
-    assert "--workdir holding student.pt and student.onnx" in capsys.readouterr().err.splitlines()[-1]
+    for present in ([], ["student.pt"]):  # the ONNX file missing too
+        for name in present:
+            (tmp_path / name).write_bytes(b"")
+        with pytest.raises(SystemExit) as stop:
+            benchmark_deployment.main(["--candidate", "torch", "--slide", "s", "--workdir", str(tmp_path)])
+        assert stop.value.code == 2
+        assert "--workdir holding student.pt and student.onnx" in capsys.readouterr().err.splitlines()[-1]

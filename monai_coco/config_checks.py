@@ -83,6 +83,8 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "amp": (_is_bool, _BOOLEAN),
     "stain_augmentation": (_is_bool, _BOOLEAN),
     "overwrite": (_is_bool, _BOOLEAN),
+    "mpp": (_is_number(0.0, above=True), "a finite number > 0 (µm/px)"),
+    "num_threads": (lambda v: v is None or _is_int(1)(v), "None (torch's default) or a whole number >= 1"),
     "epochs": (_is_int(1), "a whole number of epochs >= 1"),
     "paraphraser_epochs": (_is_int(1), "a whole number of epochs >= 1"),
     "sw_batch_size": (lambda v: v is None or _is_int(1)(v), "None (1 on CPU, 4 on CUDA) or a whole number"),

@@ -118,6 +118,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    output = Path(args.output).expanduser()
+    blocking = next((f for f in (output, *output.parents) if f.exists() and not f.is_dir()), None)
+    if blocking is not None:
+        parser.exit(2, f"error: output {args.output} needs a folder where the file {blocking} is\n")
     try:
         record = load_preprocessing_record(args.checkpoint) or {}
         if args.mpp is None and record.get("mpp") is not None:

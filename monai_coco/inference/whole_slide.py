@@ -162,31 +162,56 @@ class SlideInferenceConfig:
                 f"SlideInferenceConfig.roi_size must be two positive integers (h, w), got {self.roi_size!r}."
             )
         self.roi_size = (int(roi[0]), int(roi[1]))
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
         checks = {
-            "reader": (self.reader in SLIDE_BACKENDS, f"one of {SLIDE_BACKENDS}"),
+            "reader": (lambda: self.reader in SLIDE_BACKENDS, f"one of {SLIDE_BACKENDS}"),
             "level": (
-                (self.level is None and self.mpp is not None) or (self.level is not None and self.level >= 0),
+                lambda: (
+                    (self.level is None and self.mpp is not None) or (whole(self.level) and self.level >= 0)
+                ),
                 ">= 0 (or None, with mpp set)",
             ),
-            "mpp": (self.mpp is None or self.mpp > 0, "None or > 0 µm/px"),
-            "min_region_pixels": (self.min_region_pixels >= 0, ">= 0"),
-            "polygon_max_side": (self.polygon_max_side >= 16, ">= 16"),
-            "overlap": (0 <= self.overlap < 1, "in [0, 1)"),
-            "sw_batch_size": (self.sw_batch_size is None or self.sw_batch_size >= 1, "None or >= 1"),
-            "blend_mode": (self.blend_mode in BLEND_MODES, f"one of {BLEND_MODES}"),
-            "num_classes": (self.num_classes >= 2, ">= 2"),
-            "chunk_size": (self.chunk_size >= max(self.roi_size), f">= roi_size {self.roi_size}"),
-            "min_tissue_fraction": (0 <= self.min_tissue_fraction <= 1, "in [0, 1]"),
-            "thumbnail_size": (self.thumbnail_size >= 16, ">= 16"),
-            "overlay_alpha": (0 <= self.overlay_alpha <= 1, "in [0, 1]"),
-            "runtime": (self.runtime in RUNTIMES, f"one of {RUNTIMES}"),
-            "num_threads": (self.num_threads is None or self.num_threads >= 1, "None or >= 1"),
+            "mpp": (
+                lambda: self.mpp is None or 0 < self.mpp < math.inf,
+                "None or a finite number > 0 (µm/px)",
+            ),
+            "min_region_pixels": (lambda: self.min_region_pixels >= 0, ">= 0"),
+            "polygon_max_side": (
+                lambda: whole(self.polygon_max_side) and self.polygon_max_side >= 16,
+                ">= 16",
+            ),
+            "overlap": (lambda: 0 <= self.overlap < 1, "in [0, 1)"),
+            "sw_batch_size": (
+                lambda: self.sw_batch_size is None or (whole(self.sw_batch_size) and self.sw_batch_size >= 1),
+                "None or a whole number >= 1",
+            ),
+            "blend_mode": (lambda: self.blend_mode in BLEND_MODES, f"one of {BLEND_MODES}"),
+            "num_classes": (lambda: whole(self.num_classes) and self.num_classes >= 2, "a whole number >= 2"),
+            "chunk_size": (
+                lambda: whole(self.chunk_size) and self.chunk_size >= max(self.roi_size),
+                f"a whole number >= roi_size {self.roi_size}",
+            ),
+            "min_tissue_fraction": (lambda: 0 <= self.min_tissue_fraction <= 1, "in [0, 1]"),
+            "thumbnail_size": (lambda: whole(self.thumbnail_size) and self.thumbnail_size >= 16, ">= 16"),
+            "overlay_alpha": (lambda: 0 <= self.overlay_alpha <= 1, "in [0, 1]"),
+            "runtime": (lambda: self.runtime in RUNTIMES, f"one of {RUNTIMES}"),
+            "num_threads": (
+                lambda: (
+                    self.num_threads is None or (whole(self.num_threads) and 1 <= self.num_threads <= 4096)
+                ),
+                "None or a whole number in [1, 4096]",
+            ),
+            "device": (lambda: self.device is None or _usable_device(self.device), _DEVICES),
             "onnx_model": (
-                self.onnx_model is None or Path(self.onnx_model).expanduser().is_file(),
+                lambda: self.onnx_model is None or Path(self.onnx_model).expanduser().is_file(),
                 "None or an existing ONNX file",
             ),
         }
-        for name, (ok, expected) in checks.items():
+        for name, (check, expected) in checks.items():
+            try:
+                ok = check()
+            except TypeError:  # e.g. a number as text from a config: '2' >= 1
+                ok = False
             if not ok:
                 raise ValueError(
                     f"SlideInferenceConfig.{name} must be {expected}, got {getattr(self, name)!r}."
@@ -196,6 +221,21 @@ class SlideInferenceConfig:
                 f"SlideInferenceConfig.onnx_model is run by ONNX Runtime: runtime must be 'auto' or "
                 f"'onnxruntime', got {self.runtime!r}."
             )
+
+
+_DEVICES = "None (CUDA when available), 'cpu', or 'cuda' / 'cuda:N' on a machine with that GPU"
+
+
+def _usable_device(device: str) -> bool:
+    """``device`` names the CPU or a CUDA device this machine has."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        return False
+    if parsed.type == "cpu":
+        return True
+    index = parsed.index or 0
+    return parsed.type == "cuda" and torch.cuda.is_available() and index < torch.cuda.device_count()
 
 
 def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> GridSegmenter:
@@ -211,6 +251,15 @@ def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> Gr
     runtime = build_runtime(
         network, config.runtime, example, device, config.amp, config.num_threads, onnx_model=onnx_model
     )
+    if runtime.name == "torch":  # the compiled runtimes were checked against it; eager torch is run here
+        try:
+            runtime(example.to(device))
+        except RuntimeError as exc:  # e.g. 3-channel weights given grayscale windows
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"the network cannot take windows of {tuple(example.shape[1:])} (in_channels / grayscale, "
+                f"roi_size): {message}"
+            ) from exc
     source = f" ({onnx_model})" if onnx_model is not None and runtime.name == "onnxruntime" else ""
     logger.info("network runtime: %s%s, %d window(s) per call on %s", runtime.name, source, batch, device)
     return GridSegmenter(
@@ -410,7 +459,21 @@ def infer_file(
         )
     segmenter = network if isinstance(network, GridSegmenter) else make_segmenter(network, config)
     output_dir.mkdir(parents=True, exist_ok=True)  # after the runtime is built: a refused one writes nothing
+    _start_afresh(output_dir, path.stem)
     return _infer_one(segmenter, path, output_dir, config)
+
+
+_OUTPUTS = ("mask", "overlay", "regions", "summary")  # <stem>_<output>.<suffix>, the summary written last
+
+
+def _start_afresh(output_dir: Path, stem: str) -> None:
+    """Before ``stem``'s outputs are (re)written: remove its summary, so that a run killed while replacing
+    them is not taken for a complete one on resume, and the temporary files a killed write left (the dotted
+    names of :func:`~monai_coco.checkpoints.atomic_path`; one process writes a given image's outputs)."""
+    (output_dir / f"{stem}_summary.json").unlink(missing_ok=True)
+    for output in _OUTPUTS:
+        for partial in output_dir.glob(f".{stem}_{output}.*"):
+            partial.unlink(missing_ok=True)
 
 
 def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str]] = None) -> list[Path]:
@@ -430,12 +493,21 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
     """
     source = Path(source)
     if source.suffix.lower() == ".csv" and source.is_file():
-        with open(source, newline="") as f:
-            rows = list(csv.reader(f))
+        try:
+            with open(source, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"slide list {source} is not a UTF-8 CSV text file ({exc}).") from exc
         if not rows or not rows[0]:
             raise ValueError(f"slide list {source} is empty; expected a column 'image' of slide paths.")
         column = rows[0].index("image") if "image" in rows[0] else 0
         body = rows[1:] if "image" in rows[0] else rows
+        for number, row in enumerate(body, start=len(rows) - len(body) + 1):
+            if row and len(row) <= column:
+                raise ValueError(
+                    f"slide list {source}, line {number}, has {len(row)} field(s); expected a slide path in "
+                    f"column {column + 1} ('image')."
+                )
         images = [source.parent / row[column] for row in body if row and row[column].strip()]
         if not images:
             raise ValueError(f"slide list {source} has no slide path in column {column}.")

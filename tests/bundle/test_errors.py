@@ -127,11 +127,21 @@ def test_an_onnx_model_that_is_missing_or_given_to_another_runtime_is_one_line(t
     assert not (tmp_path / "outputs").exists()  # refused before the output folder is made
 
 
-def test_overwrite_as_text_is_one_line(tmp_path):
-    assert _initialize(tmp_path, "inference.yaml", overwrite="false") == (
-        "monai_coco: overwrite='false' is not valid; expected True or False (the command line reads `false` "
-        "as text: write False)."
-    )
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"overwrite": "false"}, "overwrite='false' is not valid; expected True or False (the command line "
+                                 "reads `false` as text: write False)."),  # fmt: skip
+        ({"num_threads": "2"}, "num_threads='2' is not valid; expected None (torch's default) or a whole "
+                               "number >= 1."),  # fmt: skip
+        ({"num_threads": 0}, "num_threads=0 is not valid; expected None (torch's default) or a whole "
+                             "number >= 1."),  # fmt: skip
+        ({"runtime": "tvm"}, "runtime='tvm' is not one of 'auto', 'torch', 'torchscript', 'onnxruntime'."),
+        ({"mpp": 0}, "mpp=0 is not valid; expected a finite number > 0 (µm/px)."),
+    ],
+)
+def test_an_inference_setting_is_checked_before_anything_is_built(tmp_path, override, expected):
+    assert _initialize(tmp_path, "inference.yaml", **override) == f"monai_coco: {expected}"
 
 
 STAGES = ["train_teacher.yaml", "train_paraphraser.yaml", "train.yaml", "evaluate.yaml", "inference.yaml"]

@@ -10,7 +10,7 @@ from monai_coco.data import slide_io
 from monai_coco.data.slide_io import Slide, is_slide, read_image, read_tiff_region, write_mask_pyramid
 from monai_coco.data.synthetic import write_synthetic_slide
 from monai_coco.data.tissue import TissueMap, detect_tissue
-from monai_coco.inference import SlideInferenceConfig, infer_file, infer_path, segment_image
+from monai_coco.inference import SlideInferenceConfig, infer_file, infer_path, list_images, segment_image
 from monai_coco.inference.__main__ import main
 
 WHITE, PINK, PURPLE = (240, 240, 240), (200, 100, 180), (90, 40, 160)  # glass, benign tissue, "cancer"
@@ -112,12 +112,13 @@ def test_background_windows_are_skipped_without_running_the_network(slide, tmp_p
     path, expected = slide
     eager = ColourNet(bias=0.5)  # predicts cancer on white glass too
     everything = infer_file(eager, path, tmp_path / "all", _config(min_tissue_fraction=0.0))
-    assert everything.windows_skipped == 0 and eager.windows == everything.windows_run
+    # the network runs each window it is given once, plus the one window make_segmenter checks it on
+    assert everything.windows_skipped == 0 and eager.windows == everything.windows_run + 1
     assert (_mask_levels(everything.mask)[0][0][:24, :] == 1).all()
 
     skipping = ColourNet(bias=0.5)
     result = infer_file(skipping, path, tmp_path / "tissue", _config(min_tissue_fraction=0.05))
-    assert skipping.windows == result.windows_run
+    assert skipping.windows == result.windows_run + 1
     assert 0 < result.windows_run < everything.windows_run and result.windows_skipped > 0
     mask = _mask_levels(result.mask)[0][0]
     assert (mask[:16, :] == 0).all() and (mask[:, 360:] == 0).all()  # glass far from tissue: background
@@ -240,6 +241,39 @@ def test_a_rerun_skips_complete_images_and_overwrite_redoes_them(tmp_path, caplo
     assert (out / "a_mask.png").stat().st_mtime_ns > written["a_mask.png"]
 
 
+def test_an_image_being_redone_is_not_complete_until_its_new_summary_and_partials_are_cleared(tmp_path):
+    """A run killed while replacing an image's outputs (here: the network fails) leaves no summary, so a
+    resume redoes the image rather than trusting a mask that no longer matches the summary; temporary
+    files a killed write left for that image are removed, another image's are not."""
+
+    class Failing(ColourNet):
+        def forward(self, x):
+            if self.windows:  # after make_segmenter's one-window check: mid-slide
+                raise RuntimeError("killed mid-slide")
+            return super().forward(x)
+
+    img, _ = _scene(96, 160)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    infer_path(ColourNet(), tmp_path, out, _config())
+    (out / ".a_mask.k1ll3d.png").write_bytes(b"partial")
+    (out / ".ab_mask.k1ll3d.png").write_bytes(b"another image's write in progress")
+    with pytest.raises(RuntimeError, match="killed mid-slide"):
+        infer_path(Failing(), tmp_path, out, _config(), overwrite=True)
+    assert not (out / "a_summary.json").exists() and not (out / ".a_mask.k1ll3d.png").exists()
+    assert (out / ".ab_mask.k1ll3d.png").exists()
+    assert [r.image.name for r in infer_path(ColourNet(), tmp_path, out, _config())] == ["a.png"]
+
+
+def test_a_short_row_or_a_binary_slide_list_is_one_line(tmp_path):
+    (tmp_path / "short.csv").write_text("label,image\nx\n")
+    with pytest.raises(ValueError, match=r"short.csv, line 2, has 1 field\(s\); expected a slide path"):
+        list_images(tmp_path / "short.csv")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match=r"binary.csv is not a UTF-8 CSV text file"):
+        list_images(tmp_path / "binary.csv")
+
+
 def test_grayscale_input_and_custom_preprocess():
     image = np.moveaxis(_scene(64, 64)[0], -1, 0)
     gray_net = torch.nn.Conv2d(1, 2, 1)
@@ -315,6 +349,29 @@ def test_command_line_runs_a_checkpointed_network(tmp_path, slide, capsys):
     assert exit_info.value.code == 2 and "wrong.pt" in capsys.readouterr().err
 
 
+def test_command_line_bad_output_device_or_channels_is_one_line(tmp_path, slide, capsys):
+    """An output path through a file, a device this machine lacks, 3-channel weights given grayscale
+    windows: one line each (no traceback), nothing written."""
+    path, _ = slide
+    torch.save({"model": ColourNet().conv.state_dict()}, tmp_path / "model.pt")
+    network = '{"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}'
+    (tmp_path / "afile").write_text("")
+    common = ["--checkpoint", str(tmp_path / "model.pt"), "--network", network, "--roi", "32", "32"]
+    cases = [
+        ([str(tmp_path / "afile" / "sub"), "--device", "cpu"],
+         f"needs a folder where the file {tmp_path}/afile"),
+        ([str(tmp_path / "o1"), "--device", "foo"], "--device must be None (CUDA when available), 'cpu'"),
+        ([str(tmp_path / "o2"), "--device", "cpu", "--grayscale", "--runtime", "torch"],
+         "the network cannot take windows of (1, 32, 32)"),
+    ]  # fmt: skip
+    for output, expected in cases:
+        with pytest.raises(SystemExit) as stop:
+            main([str(path), *output, *common])
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def _damaged(path, tmp_path, how):
     """A copy of the slide ``path`` with its middle level-0 tile garbled (``"garbled"``) or the file cut
     inside that tile (``"truncated"``): the header still reads, the pixels do not."""
@@ -340,17 +397,19 @@ def test_a_damaged_slide_fails_loudly_under_every_backend_and_writes_no_mask(sli
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(tmp_path, slide, caplog):
+@pytest.mark.parametrize("level", [[], ["--level", "-1"]])
+def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(tmp_path, slide, caplog,
+                                                                                level):
     """Issue 13 case 4: the training stage records ``mpp`` beside the checkpoint
     (``model.preprocessing.json``); the command line reads the slide (0.5 um/px at level 0) at the level
-    nearest to it, here level 1."""
+    nearest to it, here level 1, by default as with ``--level -1`` (as the bundle's ``level: null``)."""
     path, expected = slide
     torch.save({"model": ColourNet().conv.state_dict()}, tmp_path / "model.pt")
     (tmp_path / "model.preprocessing.json").write_text('{"mpp": 1.0, "stain_normalization": false}')
     network = '{"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}'
     args = [str(path), str(tmp_path / "out"), "--checkpoint", str(tmp_path / "model.pt"),
             "--network", network, "--roi", "32", "32", "--chunk-size", "96", "--device", "cpu",
-            "--level", "-1"]  # fmt: skip
+            *level]  # fmt: skip
     with caplog.at_level("INFO"):
         assert main(args) == 0
     assert f"training scale 1.0 um/px, recorded with {tmp_path / 'model.pt'}" in caplog.text

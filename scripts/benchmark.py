@@ -36,6 +36,8 @@ from pathlib import Path
 
 from benchmark_bundle import Recipe
 
+from monai_coco.checkpoints import atomic_path
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("loss", "networks", "training", "accuracy", "deployment")
 MODE_NOTES = {
@@ -198,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--out",
         type=Path,
-        default=ROOT / "bundle" / "docs",
-        help="folder of benchmarks.md and benchmarks/ (default bundle/docs)",
+        default=None,
+        help="folder of benchmarks.md and benchmarks/ (default: bundle/docs for a full cpu or gpu run, "
+        "the committed report; bundle/eval/benchmarks for --smoke or some --sections)",
     )
     parser.add_argument(
         "--workdir",
@@ -239,11 +242,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name in ("jobs", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be a whole number >= 1, got {getattr(args, name)}")
+    if args.out is None:
+        full = not args.smoke and set(args.sections) == set(SECTIONS)
+        args.out = ROOT / "bundle" / ("docs" if full else "eval/benchmarks")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; expected a folder")
     if args.from_json is not None:
         from benchmark_report import write_report
 
-        results = json.loads(args.from_json.read_text())
-        print(f"wrote {write_report(results, args.out)}")
+        try:
+            results = json.loads(args.from_json.read_text())
+            print(f"wrote {write_report(results, args.out)}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--from-json {args.from_json}: not a results.json of this script ({exc!r})")
         return results
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the loss benchmark's fresh processes
@@ -294,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "load average (1 min) at start / end": f"{load[0]:.1f} / {os.getloadavg()[0]:.1f}",
     }
     path = write_report(results, args.out)
-    (args.out / PLOT_DIR / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    with atomic_path(args.out / PLOT_DIR / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1, default=str))
     print(f"wrote {path}", flush=True)
     return results
 

@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from monai_coco.checkpoints import atomic_path  # noqa: E402
+
 PLOT_DIR = "benchmarks"
 
 
@@ -557,5 +559,6 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
             "99.9 % the masks must keep.",
         ]
     path = out_dir / "benchmarks.md"
-    path.write_text("\n".join(parts) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")
     return path

@@ -270,7 +270,7 @@ def test_window_count_matches_monai_sliding_window(tmp_path):
         )
         config.runtime = "torch"  # eager, so that the forward hook counts the windows
         segment_image(network, image, config)
-        assert sum(calls) == sliding_window_windows(80, 32, overlap)
+        assert sum(calls) == sliding_window_windows(80, 32, overlap) + 1  # + make_segmenter's check window
     assert sliding_window_windows(2048, 256, 0.25) == 11 * 11  # stride 192: (2048 - 256) / 192 -> 10 more
 
 
@@ -395,3 +395,16 @@ def test_one_candidate_without_the_trained_student_is_refused(tmp_path, capsys):
             benchmark_deployment.main(["--candidate", "torch", "--slide", "s", "--workdir", str(tmp_path)])
         assert stop.value.code == 2
         assert "--workdir holding student.pt and student.onnx" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_bad_results_file_or_out_is_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "text.json").write_text("not json")
+    for argv, expected in (
+        (["--from-json", str(tmp_path / "missing.json")], "missing.json: not a results.json of this script"),
+        (["--from-json", str(tmp_path / "text.json")], "text.json: not a results.json of this script"),
+        (["--out", str(tmp_path / "a_file")], "is a file; expected a folder"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            benchmark.main(["--smoke", *argv])
+        assert stop.value.code == 2 and expected in capsys.readouterr().err.splitlines()[-1]

@@ -11,9 +11,10 @@ Every training stage is the bundle's own (``bundle/configs``, with the size pres
                                                    # DIR/unlabelled/ (or --unlabelled-dir) the unlabelled arms
 
 Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/results.json`` (every raw
-number); ``OUT`` defaults to ``bundle/docs``. Sections: ``--sections loss networks training accuracy
-deployment`` (the last: whole-slide student inference in each runtime against plain MONAI, see
-``scripts/benchmark_deployment.py``).
+number), each atomically; ``OUT`` defaults to ``bundle/docs`` (the committed report) for a full cpu or gpu
+run and to ``bundle/eval/benchmarks`` for ``--smoke`` or some ``--sections``. Sections: ``--sections loss
+networks training accuracy deployment`` (the last: whole-slide student inference in each runtime against
+plain MONAI, see ``scripts/benchmark_deployment.py``).
 The run is single-threaded by default (``--threads``): on a machine whose cores are shared with other
 jobs, more threads than free cores makes PyTorch's CPU kernels spin and the timings meaningless. The
 accuracy protocol's training runs go ``--jobs`` at a time, each in its own process (their numbers do not

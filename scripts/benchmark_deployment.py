@@ -355,6 +355,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--slide", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
+    for name in ("side", "rounds", "threads", "train_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a whole number >= 1, got {getattr(args, name)}")
     if args.candidate:
         folder = args.workdir or Path("/nonexistent")
         if args.slide is None or not all((folder / f).is_file() for f in (STUDENT_FILE, ONNX_FILE)):

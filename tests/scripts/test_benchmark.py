@@ -388,6 +388,10 @@ def test_jobs_and_threads_below_one_are_refused(argv, capsys):
 def test_one_candidate_without_the_trained_student_is_refused(tmp_path, capsys):
     import benchmark_deployment
 
+    for flag in ("--side", "--rounds", "--threads", "--train-steps"):
+        with pytest.raises(SystemExit):
+            benchmark_deployment.main([flag, "0"])
+        assert f"{flag} must be a whole number >= 1, got 0" in capsys.readouterr().err
     for present in ([], ["student.pt"]):  # the ONNX file missing too
         for name in present:
             (tmp_path / name).write_bytes(b"")

@@ -129,9 +129,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             logging.getLogger(__name__).info(
                 "training scale %s um/px, recorded with %s", args.mpp, args.checkpoint
             )
+        level = args.level if args.level is None or args.level >= 0 else None  # -1: nearest to --mpp
+        if args.level is None and args.mpp is None:  # not given and no scale known: full resolution
+            level = 0
         config = SlideInferenceConfig(
             reader=args.reader,
-            level=args.level if args.level is not None and args.level >= 0 else None if args.mpp else 0,
+            level=level,
             mpp=args.mpp,
             roi_size=tuple(args.roi),
             overlap=args.overlap,

@@ -363,13 +363,15 @@ def test_command_line_bad_output_device_or_channels_is_one_line(tmp_path, slide,
         ([str(tmp_path / "o1"), "--device", "foo"], "--device must be None (CUDA when available), 'cpu'"),
         ([str(tmp_path / "o2"), "--device", "cpu", "--grayscale", "--runtime", "torch"],
          "the network cannot take windows of (1, 32, 32)"),
+        ([str(tmp_path / "o3"), "--device", "cpu", "--level", "-1"],  # nearest to an mpp nobody gave
+         "--level must be >= 0 (or None, with mpp set), got None"),
     ]  # fmt: skip
     for output, expected in cases:
         with pytest.raises(SystemExit) as stop:
             main([str(path), *output, *common])
         err = capsys.readouterr().err.strip()
         assert stop.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
-    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3"))
 
 
 def _damaged(path, tmp_path, how):

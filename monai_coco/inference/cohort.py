@@ -29,7 +29,13 @@ import torch.distributed as dist
 
 from monai_coco.checkpoints import atomic_path
 from monai_coco.inference.summary import SUMMARY_FIELDS, read_summary
-from monai_coco.inference.whole_slide import SlideInferenceConfig, infer_file, list_images, make_segmenter
+from monai_coco.inference.whole_slide import (
+    SlideInferenceConfig,
+    infer_file,
+    list_images,
+    make_segmenter,
+    unfinished,
+)
 
 __all__ = ["run_cohort", "COHORT_CSV"]
 
@@ -86,7 +92,7 @@ def run_cohort(
     if config.num_threads is None:
         config = replace(config, num_threads=max(1, (os.cpu_count() or 1) // world))
     mine = images[rank::world]
-    todo = [p for p in mine if overwrite or read_summary(output_dir / f"{p.stem}_summary.json") is None]
+    todo = unfinished(mine, output_dir, overwrite)
     logger.info("worker %d/%d: %d of its %d slides to do", rank, world, len(todo), len(mine))
     if todo:
         segmenter = make_segmenter(network, config)

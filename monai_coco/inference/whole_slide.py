@@ -476,6 +476,15 @@ def _start_afresh(output_dir: Path, stem: str) -> None:
             partial.unlink(missing_ok=True)
 
 
+def unfinished(
+    images: Sequence[Path], output_dir: Union[str, os.PathLike], overwrite: bool = False
+) -> list[Path]:
+    """The ``images`` whose outputs in ``output_dir`` are not complete (no readable ``<stem>_summary.json``,
+    which :func:`infer_file` writes last), in order; all of them with ``overwrite``."""
+    output_dir = Path(output_dir)
+    return [p for p in images if overwrite or read_summary(output_dir / f"{p.stem}_summary.json") is None]
+
+
 def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str]] = None) -> list[Path]:
     """The images of a folder (not recursive, sorted by name) or of a CSV list.
 
@@ -567,8 +576,7 @@ def infer_path(
     path = Path(path)
     single = path.is_file() and path.suffix.lower() != ".csv"
     images = [path] if single else list_images(path, suffixes)
-    done = {p for p in images if read_summary(Path(output_dir) / f"{p.stem}_summary.json") is not None}
-    todo = [p for p in images if overwrite or p not in done]
+    todo = unfinished(images, output_dir, overwrite)
     if len(todo) < len(images):
         logger.info(
             "%d of %d image(s) already done in %s, skipped (overwrite redoes them)",

@@ -33,6 +33,7 @@ from monai.utils.module import locate
 from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record, save_preprocessing_record
 from monai_coco.data.datalist import load_paired_datalist
 from monai_coco.data.unlabelled import list_unlabelled, slide_patches
+from monai_coco.inference.runtimes import device_problem
 
 __all__ = [
     "ExitOnError",
@@ -161,19 +162,12 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_device(setting: str, device: Any) -> torch.device:
-    """``device`` as a ``torch.device`` if this machine has it, else stop naming ``setting``."""
-    try:
-        found = torch.device(device)
-    except (RuntimeError, TypeError):
-        fail(f"{setting}={device!r} is not a device; expected cpu, cuda or cuda:<index>.")
-    if found.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (found.index or 0) >= count:
-            fail(f"{setting}={device!r} but this machine has {count} CUDA devices (torch "
-                 f"{torch.__version__}); leave device unset to use what is there, or set cpu.")  # fmt: skip
-    elif found.type != "cpu":
-        fail(f"{setting}={device!r} is not supported; expected cpu, cuda or cuda:<index>.")
-    return found
+    """``device`` as a ``torch.device`` if this machine has it, else stop naming ``setting``
+    (:func:`~monai_coco.inference.runtimes.device_problem`)."""
+    problem = device_problem(device)
+    if problem is not None:
+        fail(f"{setting}={device!r} {problem}")
+    return torch.device(device)
 
 
 def check_onnx_model(onnx_model: Any, runtime: str) -> str | None:

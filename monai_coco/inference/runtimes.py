@@ -48,6 +48,25 @@ RUNTIMES = ("auto", "torch", "torchscript", "onnxruntime")
 logger = logging.getLogger(__name__)
 
 
+def device_problem(device: object) -> Optional[str]:
+    """``None`` when ``device`` names the CPU or a CUDA device this machine has; else why not, as the end of
+    a sentence that begins with the setting and its value."""
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError):
+        return "is not a device; expected cpu, cuda or cuda:<index>."
+    if found.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (found.index or 0) >= count:
+            return (
+                f"but this machine has {count} CUDA devices (torch {torch.__version__}); leave device unset "
+                "to use what is there, or set cpu."
+            )
+    elif found.type != "cpu":
+        return "is not supported; expected cpu, cuda or cuda:<index>."
+    return None
+
+
 def installed_runtimes() -> tuple[str, ...]:
     """The runtimes usable in this environment (``onnxruntime`` needs the ``onnx`` extra)."""
     have_ort = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))

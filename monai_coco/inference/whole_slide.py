@@ -47,7 +47,7 @@ from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXE
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.data.transforms import ColorChannels
 from monai_coco.inference.geojson import MIN_REGION_PIXELS, mask_features, write_geojson
-from monai_coco.inference.runtimes import RUNTIMES, build_runtime
+from monai_coco.inference.runtimes import RUNTIMES, build_runtime, device_problem
 from monai_coco.inference.scale import choose_level
 from monai_coco.inference.summary import InferenceResult, read_summary
 from monai_coco.inference.window_grid import GridSegmenter
@@ -201,7 +201,7 @@ class SlideInferenceConfig:
                 ),
                 "None or a whole number in [1, 4096]",
             ),
-            "device": (lambda: self.device is None or _usable_device(self.device), _DEVICES),
+            "device": (lambda: self.device is None or device_problem(self.device) is None, _DEVICES),
             "onnx_model": (
                 lambda: self.onnx_model is None or Path(self.onnx_model).expanduser().is_file(),
                 "None or an existing ONNX file",
@@ -224,18 +224,6 @@ class SlideInferenceConfig:
 
 
 _DEVICES = "None (CUDA when available), 'cpu', or 'cuda' / 'cuda:N' on a machine with that GPU"
-
-
-def _usable_device(device: str) -> bool:
-    """``device`` names the CPU or a CUDA device this machine has."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        return False
-    if parsed.type == "cpu":
-        return True
-    index = parsed.index or 0
-    return parsed.type == "cuda" and torch.cuda.is_available() and index < torch.cuda.device_count()
 
 
 def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> GridSegmenter:

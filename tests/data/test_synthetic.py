@@ -94,6 +94,9 @@ def test_bad_arguments_name_the_setting(tmp_path):
         write_synthetic_dataset(tmp_path, n=1, size=16, quality=0)
     with pytest.raises(ValueError, match="tile"):
         write_synthetic_slide(tmp_path / "s.tif", size=64, tile=100)
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="section_fraction"):
+            write_synthetic_slide(tmp_path / "s.tif", size=64, section_fraction=bad)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +141,23 @@ def test_slide_pages_are_jpeg_tiles_and_mask_pyramid_is_lossless_and_aligned(sli
     assert np.asarray(level0)[:8, :8].mean() > 220  # glass around the tissue section is bright
 
 
+def test_a_smaller_section_is_the_same_tissue_centred_on_glass(tmp_path):
+    """section_fraction 0.5 of a 512 x 384 slide: inside the central 256 x 192 box, the cancer mask of the
+    256 x 192 slide whose section fills it (the same world, moved); outside, glass (no saturated pixel); the
+    tissue is about the inscribed ellipse's share of the slide, 0.64 * 0.5 ** 2 = 0.16."""
+    sparse, sparse_mask = write_synthetic_slide(tmp_path / "sparse.tif", (512, 384), 2, section_fraction=0.5)
+    _, full_mask = write_synthetic_slide(tmp_path / "full.tif", (256, 192), 2)
+    mask, inner = tifffile.imread(sparse_mask, key=0), tifffile.imread(full_mask, key=0)
+    assert inner.any()  # the slide's tumour focus, so the comparison below is not of zeros
+    np.testing.assert_array_equal(mask[128:384, 96:288], inner)
+    rgb = tifffile.imread(sparse, key=0).astype(np.int16)
+    saturated = (rgb.max(-1) - rgb.min(-1)) > 0.15 * rgb.max(-1)
+    outside = np.ones(saturated.shape, bool)
+    outside[128:384, 96:288] = False
+    assert mask[outside].sum() == 0 and saturated[outside].mean() < 0.002
+    assert 0.12 < saturated.mean() < 0.2
+
+
 def test_cli_writes_tiles_and_slide(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--n", "2", "--size", "32", "--slide-size", "300"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -152,3 +172,19 @@ def test_cli_writes_tiles_and_slide(tmp_path, capsys):
         "gastric_slide_mask.tif",
     ]
     assert len(load_paired_datalist(tmp_path)) == 2  # the slide folder does not disturb the tile layout
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--slide-section", "2"], "--slide-section must be in (0, 1], got 2.0"),
+        (["--slide-section", "0"], "--slide-section must be in (0, 1], got 0.0"),
+        (["--quality", "0"], "quality must be a JPEG quality in [1, 100], got 0."),
+    ],
+)
+def test_cli_bad_setting_is_one_line_and_writes_nothing(tmp_path, capsys, flags, named):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "out"), "--n", "1", "--size", "32", "--slide-size", "64", *flags])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {named}")
+    assert not (tmp_path / "out").exists()

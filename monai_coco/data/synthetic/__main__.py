@@ -30,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of tiles and slide")
     parser.add_argument("--slide-size", type=int, default=2048, help="slide width and height; 0: no slide")
     parser.add_argument("--slide-mpp", type=float, default=0.5, help="micrometres per pixel of slide level 0")
+    parser.add_argument(
+        "--slide-section",
+        type=float,
+        default=1.0,
+        help="the tissue section's share of the slide's sides, in (0, 1]; glass around it (default: fills it)",
+    )
     group = parser.add_argument_group("fine-structure data set (monai_coco.data.synthetic.histology)")
     group.add_argument(
         "--histology", action="store_true", help="write it: OUT/train, val, test[, unlabelled]"
@@ -39,6 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     group.add_argument("--n-unlabelled", type=int, default=0, help="image-only tiles from further slides")
     group.add_argument("--tiles-per-slide", type=int, default=8)
     args = parser.parse_args(argv)
+    if args.slide_size > 0 and not 0 < args.slide_section <= 1:  # before any tile is written
+        parser.error(f"--slide-section must be in (0, 1], got {args.slide_section}")
+    try:
+        return _write(args)
+    except ValueError as exc:  # the writers name the bad setting (size, quality, mpp, ...)
+        parser.error(str(exc))
+
+
+def _write(args: argparse.Namespace) -> int:
     if args.histology:
         splits = write_histology_dataset(
             args.out,
@@ -71,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.seed,
             args.slide_mpp,
             quality=args.quality,
+            section_fraction=args.slide_section,
         )
         print(f"wrote slide {slide} and mask pyramid {mask}")
     return 0

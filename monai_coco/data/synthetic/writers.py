@@ -77,6 +77,7 @@ def _memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 def _render_bands(
     world: SyntheticGastricTissue,
+    origin: tuple[int, int],
     height: int,
     width: int,
     tile: int,
@@ -84,11 +85,13 @@ def _render_bands(
     rgb1: np.ndarray | None,
 ) -> Iterator[np.ndarray]:
     """Level-0 tiles in row-major order, rendered one band of ``tile`` rows at a time (in chunks of about
-    1024 columns); the band's mask goes to ``mask0`` and its 2 x 2 reduction to ``rgb1`` (level 1)."""
+    1024 columns); the band's mask goes to ``mask0`` and its 2 x 2 reduction to ``rgb1`` (level 1). Slide
+    pixel ``(y, x)`` is world pixel ``(y - origin[0], x - origin[1])``."""
     chunk = max(tile, (1024 // tile) * tile)
+    oy, ox = origin
     for y in range(0, height, tile):
         h = min(tile, height - y)
-        band = [world.render(y, x, h, min(chunk, width - x)) for x in range(0, width, chunk)]
+        band = [world.render(y - oy, x - ox, h, min(chunk, width - x)) for x in range(0, width, chunk)]
         rgb = np.concatenate([b[0] for b in band], axis=1)
         mask0[y : y + h] = np.concatenate([b[1] for b in band], axis=1)
         if rgb1 is not None:
@@ -111,8 +114,15 @@ def write_synthetic_slide(
     tile: int = 256,
     quality: int = 90,
     tumour_offset: float = 0.6,
+    section_fraction: float = 1.0,
 ) -> tuple[Path, Path]:
     """Write a pyramidal synthetic slide and its mask pyramid, tile by tile.
+
+    The tissue section is an ellipse with a rough border, centred on the slide, spanning
+    ``section_fraction`` of the slide's height and width (its inscribed ellipse: about
+    ``0.64 * section_fraction ** 2`` of the slide's area is tissue, the rest glass). The default 1.0 fills
+    the slide; smaller values give the glass around the tissue that most scans have, which whole-slide
+    inference skips.
 
     ``path`` (e.g. ``slide.tif``) receives the RGB pyramid: level 0 then levels halved until they fit in one
     tile, each a tiled (``tile`` x ``tile``), JPEG-compressed page, reduced levels with ``subfiletype=1``,
@@ -132,12 +142,16 @@ def write_synthetic_slide(
         raise ValueError(f"size must be positive and tile a multiple of 16, got size={size}, tile={tile}.")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be a JPEG quality in [1, 100], got {quality}.")
+    if not 0 < section_fraction <= 1:
+        raise ValueError(f"section_fraction must be in (0, 1] (of the slide's sides), got {section_fraction}.")
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     mask_path = path.with_name(f"{path.stem}_mask{path.suffix}")
+    section = (max(1, round(height * section_fraction)), max(1, round(width * section_fraction)))
     world = SyntheticGastricTissue(
-        seed, mpp=mpp, tumour_offset=tumour_offset, tumour_scale_um=350.0, section=(height, width)
+        seed, mpp=mpp, tumour_offset=tumour_offset, tumour_scale_um=350.0, section=section
     )
+    origin = ((height - section[0]) // 2, (width - section[1]) // 2)  # the section's corner on the slide
     shapes = [(height, width)]
     while max(shapes[-1]) > tile:
         shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
@@ -163,7 +177,7 @@ def write_synthetic_slide(
         }
         with tifffile.TiffWriter(path, bigtiff=bigtiff) as tif:
             bands = _render_bands(
-                world, height, width, tile, mask_levels[0], rgb_levels[1] if k_max else None
+                world, origin, height, width, tile, mask_levels[0], rgb_levels[1] if k_max else None
             )
             tif.write(
                 bands,

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--slide-section",
         type=float,
         default=1.0,
-        help="the tissue section's share of the slide's sides, in (0, 1]; glass around it (default: fills it)",
+        help="the tissue section's share of the slide's sides, in (0, 1]; glass around it (1: fills it)",
     )
     group = parser.add_argument_group("fine-structure data set (monai_coco.data.synthetic.histology)")
     group.add_argument(

@@ -143,7 +143,7 @@ def write_synthetic_slide(
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be a JPEG quality in [1, 100], got {quality}.")
     if not 0 < section_fraction <= 1:
-        raise ValueError(f"section_fraction must be in (0, 1] (of the slide's sides), got {section_fraction}.")
+        raise ValueError(f"section_fraction must be in (0, 1] (of the slide's sides), got {section_fraction}")
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     mask_path = path.with_name(f"{path.stem}_mask{path.suffix}")

@@ -29,9 +29,9 @@ mask's tumour fraction and its Dice against the slide's own tumour mask.
 
 Two slides of the same side (:data:`SLIDES`): ``dense``, whose tissue section fills the slide (the worst
 case for tissue skipping: most windows hold tissue), and ``sparse``, the same kind of section over 0.6 of
-the slide's sides with glass around it, as most scans have. The plain MONAI baseline runs every window of
-either; this package runs the windows that hold tissue, so its ratio depends on the slide, and both are
-reported.
+the slide's sides with glass around it, as in a scan of a smaller section. The plain MONAI baseline
+runs every window of either; this package runs the windows that hold tissue, so its ratio depends on the
+slide, and both are reported.
 
     python scripts/benchmark_deployment.py --side 4096 --rounds 2   # one candidate: --candidate NAME
 """

@@ -517,10 +517,10 @@ def _deployment_section(dep: dict) -> str:
         f"The student was trained {student['steps']} steps on another synthetic slide "
         f"({student['seconds']:.0f} s). Two slides: `dense`, whose tissue section fills the slide (the "
         "fewest windows to skip), and `sparse`, the same kind of section over 0.6 of its sides with glass "
-        "around it, as most scans have; the plain MONAI baseline runs every window of either, so its "
-        "mask may differ from the eager checkpoint's in this package where a window with less than 5 % "
-        "tissue (`min_tissue_fraction`) is skipped: the baseline keeps what the student says on glass and "
-        "at tissue edges there.",
+        "around it, as in a scan of a smaller section; the plain MONAI baseline runs every window of either, "
+        "so its mask may differ from the eager checkpoint's in this package where a window with less than "
+        "5 % tissue (`min_tissue_fraction`) is skipped: the baseline keeps what the student says on glass "
+        "and at tissue edges there.",
     ]
     for slide in dep["slides"]:
         both = 0 < slide["tumour_fraction"] < 1

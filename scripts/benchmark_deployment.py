@@ -58,8 +58,8 @@ REPO = Path(__file__).resolve().parents[1]
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}  # docs/README.md
 ROI, OVERLAP = 256, 0.25
 ONNX_FILE = "student.onnx"
-SLIDES = (("dense", 1.0), ("sparse", 0.6))  # (name, section_fraction of write_synthetic_slide)
 STUDENT_FILE = "student.pt"
+SLIDES = (("dense", 1.0), ("sparse", 0.6))  # (name, section_fraction of write_synthetic_slide)
 
 
 def _student(workdir: Path):

@@ -3,7 +3,9 @@
 Areas are counted at the inference level: tumour pixels exactly (class 1 of the mask), tissue pixels from
 the thumbnail tissue mask (:func:`~monai_coco.data.tissue.detect_tissue`) scaled to the level. With the
 slide's µm/px known, they are also given in mm² (``pixels * mpp_y * mpp_x / 1e6``); the tumour fraction
-is ``tumour pixels / tissue pixels`` (0 when no tissue is found).
+is ``tumour pixels / tissue pixels`` (0 when no tissue is found), at most 1: the tissue mask is a
+thumbnail's, so tumour the network labels at tissue edges finer than it, or on glass inside a window that
+holds tissue, can outnumber it (a weakly trained student on a slide with little tissue did).
 
 ``<stem>_summary.json`` is the last file written for an image, atomically: its presence marks the image's
 outputs complete (a cohort rerun skips such images, :mod:`monai_coco.inference.cohort`).
@@ -64,7 +66,7 @@ class InferenceResult:
 
     @property
     def tumour_fraction(self) -> float:
-        return self.tumour_pixels / self.tissue_pixels if self.tissue_pixels else 0.0
+        return min(1.0, self.tumour_pixels / self.tissue_pixels) if self.tissue_pixels else 0.0
 
     def row(self) -> dict[str, Any]:
         """Flat mapping of :data:`SUMMARY_FIELDS` (paths as strings, mpp as ``mpp_y``, ``mpp_x``)."""

@@ -117,3 +117,18 @@ def test_slide_level_is_chosen_by_the_training_scale_and_said_so(tmp_path, caplo
     assert len(caplog.records) == 1 and "trained at 4 µm/px" in caplog.text
     with pytest.raises(ValueError, match="SlideInferenceConfig.level"):
         SlideInferenceConfig(level=None)
+
+
+@pytest.mark.parametrize(
+    "tissue, tumour, fraction", [(1000, 250, 0.25), (239279, 243534, 1.0), (0, 5, 0.0), (10, 0, 0.0)]
+)
+def test_tumour_fraction_is_of_the_tissue_and_at_most_one(tissue, tumour, fraction):
+    """More tumour than thumbnail tissue (a benchmark student's sparse slide: 243,534 against 239,279) is
+    all of it, not 1.018."""
+    from pathlib import Path
+
+    from monai_coco.inference.summary import InferenceResult
+
+    paths = [Path(name) for name in ("a.tif", "m.tif", "o.png", "r.geojson", "s.json")]
+    result = InferenceResult(*paths, 0, 100, 100, None, tissue, tumour, 1, 0, 0.1)
+    assert result.tumour_fraction == fraction and result.row()["tumour_fraction"] == fraction

@@ -180,6 +180,8 @@ def test_cli_writes_tiles_and_slide(tmp_path, capsys):
         (["--slide-section", "2"], "--slide-section must be in (0, 1], got 2.0"),
         (["--slide-section", "0"], "--slide-section must be in (0, 1], got 0.0"),
         (["--quality", "0"], "quality must be a JPEG quality in [1, 100], got 0."),
+        (["--slide-mpp", "nan"], "--slide-mpp must be micrometres per pixel in [0.001, 1000], got nan"),
+        (["--mpp", "inf"], "--mpp must be micrometres per pixel in [0.001, 1000], got inf"),
     ],
 )
 def test_cli_bad_setting_is_one_line_and_writes_nothing(tmp_path, capsys, flags, named):
@@ -188,3 +190,18 @@ def test_cli_bad_setting_is_one_line_and_writes_nothing(tmp_path, capsys, flags,
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {named}")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_setting_is_refused_before_the_slide_is_touched(tmp_path):
+    """A bad setting (mpp not a number) is refused before the files are opened: the previous pair stays
+    whole (a NaN mpp used to truncate the slide to 8 bytes); bad sizes are named."""
+    slide, mask = write_synthetic_slide(tmp_path / "s.tif", size=64)
+    before = slide.read_bytes(), mask.read_bytes()
+    with pytest.raises(ValueError, match="mpp must be micrometres per pixel"):
+        write_synthetic_slide(tmp_path / "s.tif", size=64, mpp=math.nan)
+    assert (slide.read_bytes(), mask.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif", "s_mask.tif"]
+    for size in ("64", 64.0, (64,), (64, 64, 3)):
+        with pytest.raises(ValueError, match="size must be a whole number"):
+            write_synthetic_slide(tmp_path / "s.tif", size=size)
+    assert write_synthetic_slide(tmp_path / "t.tif", size=np.int64(40), mpp=np.float32(0.5))[0].is_file()

@@ -6,6 +6,7 @@ for the fine-structure data set split by slide,
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.slide_size > 0 and not 0 < args.slide_section <= 1:  # before any tile is written
         parser.error(f"--slide-section must be in (0, 1], got {args.slide_section}")
+    for flag, mpp in (("--mpp", args.mpp), ("--slide-mpp", args.slide_mpp)):
+        if mpp is not None and not (math.isfinite(mpp) and 1e-3 <= mpp <= 1e3):
+            parser.error(f"{flag} must be micrometres per pixel in [0.001, 1000], got {mpp}")
     try:
         return _write(args)
     except ValueError as exc:  # the writers name the bad setting (size, quality, mpp, ...)

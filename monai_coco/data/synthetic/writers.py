@@ -3,6 +3,9 @@ and the fine-structure data set split by slide (generated once and cached)."""
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,13 +139,27 @@ def write_synthetic_slide(
 
     Returns:
         ``(slide_path, mask_path)``.
+
+    Raises:
+        ValueError: a size, tile, ``mpp`` (µm/px in [0.001, 1000]), quality or ``section_fraction`` out of
+            range or of the wrong type, before any file is opened.
     """
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    try:
+        height, width = [operator.index(s) for s in ((size, size) if np.ndim(size) == 0 else size)]
+        tile = operator.index(tile)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"size must be a whole number of pixels or (height, width), and tile a whole number; got "
+            f"size={size!r}, tile={tile!r}."
+        ) from None
+    if not (isinstance(mpp, numbers.Real) and math.isfinite(mpp) and 1e-3 <= mpp <= 1e3):
+        raise ValueError(f"mpp must be micrometres per pixel in [0.001, 1000], got {mpp!r}.")
+    mpp = float(mpp)
     if min(height, width) < 1 or tile < 16 or tile % 16:
         raise ValueError(f"size must be positive and tile a multiple of 16, got size={size}, tile={tile}.")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be a JPEG quality in [1, 100], got {quality}.")
-    if not 0 < section_fraction <= 1:
+    if not (isinstance(section_fraction, numbers.Real) and 0 < section_fraction <= 1):
         raise ValueError(f"section_fraction must be in (0, 1] (of the slide's sides), got {section_fraction}")
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -387,12 +387,15 @@ def main(argv=None) -> dict:
     for name in ("side", "rounds", "threads", "train_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a whole number >= 1, got {getattr(args, name)}")
+    if args.side < ROI:  # the int8 probe and the grid need at least one whole window
+        parser.error(f"--side must be at least the window, {ROI}, got {args.side}")
     if args.candidate:
         folder = args.workdir or Path("/nonexistent")
-        if args.slide is None or not all((folder / f).is_file() for f in (STUDENT_FILE, ONNX_FILE)):
+        needed = [args.slide or folder / "--slide"] + [folder / f for f in (STUDENT_FILE, ONNX_FILE)]
+        if not all(path.is_file() for path in needed):
             parser.error(
-                f"--candidate needs --slide and a --workdir holding {STUDENT_FILE} and {ONNX_FILE} "
-                "(a full run writes them in its work folder)"
+                f"--candidate needs --slide (a slide file) and a --workdir holding {STUDENT_FILE} and "
+                f"{ONNX_FILE} (a full run writes them in its work folder)"
             )
         result = run_candidate(args.candidate, args.slide, args.workdir, args.threads)
         print(json.dumps(result))

@@ -403,7 +403,10 @@ def test_one_candidate_without_the_trained_student_is_refused(tmp_path, capsys):
         with pytest.raises(SystemExit):
             benchmark_deployment.main([flag, "0"])
         assert f"{flag} must be a whole number >= 1, got 0" in capsys.readouterr().err
-    for present in ([], ["student.pt"]):  # the ONNX file missing too
+    with pytest.raises(SystemExit):  # smaller than a window: used to fail after minutes, in the int8 probe
+        benchmark_deployment.main(["--side", "128"])
+    assert "--side must be at least the window, 256, got 128" in capsys.readouterr().err
+    for present in ([], ["student.pt"], ["student.onnx"]):  # then the slide "s" is missing
         for name in present:
             (tmp_path / name).write_bytes(b"")
         with pytest.raises(SystemExit) as stop:

@@ -132,6 +132,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         level = args.level if args.level is None or args.level >= 0 else None  # -1: nearest to --mpp
         if args.level is None and args.mpp is None:  # not given and no scale known: full resolution
             level = 0
+            logging.getLogger(__name__).warning(
+                "level 0 (full resolution): no training scale is recorded with %s and --mpp is not given; "
+                "give --mpp (the network's um/px) or --level to read another",
+                args.checkpoint,
+            )
         config = SlideInferenceConfig(
             reader=args.reader,
             level=level,

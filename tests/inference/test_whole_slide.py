@@ -318,7 +318,7 @@ def test_errors_name_the_file_or_setting(tmp_path, slide):
         SlideInferenceConfig(roi_size=(0, 32))
 
 
-def test_command_line_runs_a_checkpointed_network(tmp_path, slide, capsys):
+def test_command_line_runs_a_checkpointed_network(tmp_path, slide, capsys, caplog):
     path, expected = slide
     torch.save({"model": ColourNet().conv.state_dict()}, tmp_path / "model.pt")
     network = '{"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}'
@@ -332,6 +332,8 @@ def test_command_line_runs_a_checkpointed_network(tmp_path, slide, capsys):
     ]
     assert main([*args, "--roi", "32", "32", "--chunk-size", "96", "--device", "cpu"]) == 0
     assert "case_mask.tif" in capsys.readouterr().out
+    # no scale recorded with the checkpoint, none given: level 0, and the log says why
+    assert "level 0 (full resolution): no training scale is recorded with" in caplog.text
     levels, _ = _mask_levels(tmp_path / "out" / "case_mask.tif")
     assert _mismatch(levels[0], expected) < 0.005
     torch.save({"model": torch.nn.Conv2d(3, 3, 1).state_dict()}, tmp_path / "wrong.pt")

@@ -122,6 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     blocking = next((f for f in (output, *output.parents) if f.exists() and not f.is_dir()), None)
     if blocking is not None:
         parser.exit(2, f"error: output {args.output} needs a folder where the file {blocking} is\n")
+    fallback = None
     try:
         record = load_preprocessing_record(args.checkpoint) or {}
         if args.mpp is None and record.get("mpp") is not None:
@@ -132,10 +133,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         level = args.level if args.level is None or args.level >= 0 else None  # -1: nearest to --mpp
         if args.level is None and args.mpp is None:  # not given and no scale known: full resolution
             level = 0
-            logging.getLogger(__name__).warning(
-                "level 0 (full resolution): no training scale is recorded with %s and --mpp is not given; "
-                "give --mpp (the network's um/px) or --level to read another",
-                args.checkpoint,
+            # said once the images are done, so that an error stays the only line of a failed run
+            fallback = (
+                f"level 0 (full resolution): no training scale is recorded with {args.checkpoint} and --mpp "
+                "is not given; give --mpp (the network's um/px) or --level to read another"
             )
         config = SlideInferenceConfig(
             reader=args.reader,
@@ -163,6 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             table = run_cohort(network, args.input, args.output, config, args.suffix, args.overwrite)
             if table is not None:
                 print(f"cohort summary: {table}")
+            _say(fallback)
             return 0
         results = infer_path(network, args.input, args.output, config, args.suffix, args.overwrite)
     except (ValueError, FileNotFoundError) as exc:
@@ -174,7 +176,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.exit(2, f"error: {message}\n")
     for r in results:
         print(f"{r.image}: {r.mask} {r.overlay} (windows run {r.windows_run}, skipped {r.windows_skipped})")
+    _say(fallback)
     return 0
+
+
+def _say(warning: Optional[str]) -> None:
+    if warning is not None:
+        logging.getLogger(__name__).warning(warning)
 
 
 if __name__ == "__main__":

@@ -177,8 +177,8 @@ def test_cli_writes_tiles_and_slide(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags, named",
     [
-        (["--slide-section", "2"], "--slide-section must be in (0, 1], got 2.0"),
-        (["--slide-section", "0"], "--slide-section must be in (0, 1], got 0.0"),
+        (["--slide-section", "2"], "--slide-section must be in (0, 1] (of the slide's sides), got 2.0"),
+        (["--slide-section", "0"], "--slide-section must be in (0, 1] (of the slide's sides), got 0.0"),
         (["--quality", "0"], "quality must be a JPEG quality in [1, 100], got 0."),
         (["--slide-mpp", "nan"], "--slide-mpp must be micrometres per pixel in [0.001, 1000], got nan"),
         (["--mpp", "inf"], "--mpp must be micrometres per pixel in [0.001, 1000], got inf"),

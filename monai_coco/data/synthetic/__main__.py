@@ -6,11 +6,16 @@ for the fine-structure data set split by slide,
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .writers import write_histology_dataset, write_synthetic_dataset, write_synthetic_slide
+from .writers import (
+    checked_mpp,
+    checked_section_fraction,
+    write_histology_dataset,
+    write_synthetic_dataset,
+    write_synthetic_slide,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,12 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     group.add_argument("--n-unlabelled", type=int, default=0, help="image-only tiles from further slides")
     group.add_argument("--tiles-per-slide", type=int, default=8)
     args = parser.parse_args(argv)
-    if args.slide_size > 0 and not 0 < args.slide_section <= 1:  # before any tile is written
-        parser.error(f"--slide-section must be in (0, 1], got {args.slide_section}")
-    for flag, mpp in (("--mpp", args.mpp), ("--slide-mpp", args.slide_mpp)):
-        if mpp is not None and not (math.isfinite(mpp) and 1e-3 <= mpp <= 1e3):
-            parser.error(f"{flag} must be micrometres per pixel in [0.001, 1000], got {mpp}")
     try:
+        if args.slide_size > 0:  # the slide's own settings, before any tile is written
+            checked_section_fraction(args.slide_section, "--slide-section")
+            checked_mpp(args.slide_mpp, "--slide-mpp")
+        if args.mpp is not None:
+            checked_mpp(args.mpp, "--mpp")
         return _write(args)
     except ValueError as exc:  # the writers name the bad setting (size, quality, mpp, ...)
         parser.error(str(exc))

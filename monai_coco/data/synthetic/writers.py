@@ -109,6 +109,22 @@ def _tiles(level: np.ndarray, tile: int) -> Iterator[np.ndarray]:
             yield np.ascontiguousarray(level[y : y + tile, x : x + tile])
 
 
+def checked_mpp(mpp: object, setting: str) -> float:
+    """``mpp`` as a float if it is micrometres per pixel in [0.001, 1000] (the range whose resolution tags
+    TIFF's rationals hold); else ``ValueError`` naming ``setting``."""
+    if not (isinstance(mpp, numbers.Real) and math.isfinite(mpp) and 1e-3 <= mpp <= 1e3):
+        raise ValueError(f"{setting} must be micrometres per pixel in [0.001, 1000], got {mpp!r}")
+    return float(mpp)
+
+
+def checked_section_fraction(fraction: object, setting: str) -> float:
+    """``fraction`` as a float if it is a share of the slide's sides in (0, 1]; else ``ValueError`` naming
+    ``setting``."""
+    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+        raise ValueError(f"{setting} must be in (0, 1] (of the slide's sides), got {fraction!r}")
+    return float(fraction)
+
+
 def write_synthetic_slide(
     path: str | Path,
     size: int | tuple[int, int] = 2048,
@@ -152,15 +168,12 @@ def write_synthetic_slide(
             f"size must be a whole number of pixels or (height, width), and tile a whole number; got "
             f"size={size!r}, tile={tile!r}."
         ) from None
-    if not (isinstance(mpp, numbers.Real) and math.isfinite(mpp) and 1e-3 <= mpp <= 1e3):
-        raise ValueError(f"mpp must be micrometres per pixel in [0.001, 1000], got {mpp!r}.")
-    mpp = float(mpp)
+    mpp = checked_mpp(mpp, "mpp")
     if min(height, width) < 1 or tile < 16 or tile % 16:
         raise ValueError(f"size must be positive and tile a multiple of 16, got size={size}, tile={tile}.")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be a JPEG quality in [1, 100], got {quality}.")
-    if not (isinstance(section_fraction, numbers.Real) and 0 < section_fraction <= 1):
-        raise ValueError(f"section_fraction must be in (0, 1] (of the slide's sides), got {section_fraction}")
+    section_fraction = checked_section_fraction(section_fraction, "section_fraction")
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     mask_path = path.with_name(f"{path.stem}_mask{path.suffix}")

@@ -476,13 +476,15 @@ def bundle_unlabelled(
     unlabelled_dir: str | os.PathLike | None,
     mpp: float,
     roi_size: Sequence[int],
-    backend: str = "tifffile",
+    reader: str = "auto",
     min_tissue: float = 0.5,
+    slide_mpp: float | None = None,
     setting: str = "unlabelled_dir",
 ) -> dict[str, list[dict]]:
     """The unannotated images of ``unlabelled_dir``: ``{"tiles": [{"image": path}, ...], "patches": [...]}``,
     the patches cut from its slides at ``mpp`` µm/px and ``roi_size`` pixels inside their tissue
-    (:func:`~monai_coco.data.unlabelled.slide_patches`, entries for MONAI's ``PatchWSIDataset``); both empty
+    (:func:`~monai_coco.data.unlabelled.slide_patches`, entries for
+    :class:`~monai_coco.data.unlabelled.ReadSlidePatchd`); both empty
     when ``unlabelled_dir`` is None. Stops the run with one line naming ``setting`` (and the problem file)
     when the folder cannot be used or yields no image.
     """
@@ -493,7 +495,7 @@ def bundle_unlabelled(
         patches = [
             entry
             for slide in images.slides
-            for entry in slide_patches(slide, mpp, roi_size, backend=backend, min_tissue=min_tissue)
+            for entry in slide_patches(slide, mpp, roi_size, reader, min_tissue, slide_mpp=slide_mpp)
         ]
     except (ValueError, FileNotFoundError) as exc:
         fail(f"{setting}={str(unlabelled_dir)!r}: {exc}")

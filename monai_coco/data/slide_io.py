@@ -1,24 +1,32 @@
-"""Reading tiles and pyramidal slides by regions, and writing masks: a pyramidal TIFF streamed tile by tile.
+"""Opening slides in every layout scanners and converters write, reading them by regions at any scale.
 
-Slides (TIFF/SVS) are read through MONAI's ``WSIReader`` interface with the backend named explicitly
-(METHOD.md §1): ``"openslide"`` is MONAI's ``WSIReader(backend="openslide")``; ``"tifffile"`` is
-:class:`LazyTiffFileWSIReader`, MONAI's ``TiffFileWSIReader`` changed in one respect: a region read
-decodes only the tiles (or strips) it touches. MONAI's reader decodes the whole level for every patch,
-which a 20,000 x 20,000 slide cannot afford, and indexes levels by TIFF page, which differs from the
-pyramid levels in SVS files (their page 1 is a thumbnail).
+One way to open a file, for training and inference (:class:`Slide`): the backend is chosen from the file
+(:func:`choose_reader`), a ``reader`` setting only overrides it:
 
-Pyramid convention, read and written: the full-resolution image is page 0; each further level is a
-reduced-resolution page (``subfiletype=1``), tiled. Mask pyramids are written with the level sizes of the
-slide they belong to, lossless (deflate), with the resolution (microns per pixel) of each level.
+* **OpenSlide** (MONAI's ``WSIReader(backend="openslide")``) for every file it recognises
+  (``openslide.OpenSlide.detect_format``): Aperio SVS, Hamamatsu NDPI/VMS/VMU, MIRAX MRXS, Leica SCN,
+  Ventana BIF, Philips TIFF, DICOM-WSI, generic tiled TIFF;
+* **tifffile** (:class:`LazyTiffFileWSIReader`) for what it does not read right or at all: OME-TIFF (pyramid
+  levels in SubIFDs, scale in the OME-XML, which OpenSlide's generic TIFF reader sees neither of) and
+  stripped TIFFs (single-level exports). tifffile's region reads decode only the tiles or strips they touch.
+
+Aperio's JPEG 2000 tiles with compression 33003 hold YCbCr samples (no multiple-component transform) under
+PhotometricInterpretation RGB; :func:`read_tiff_region` converts them to RGB (JFIF full-range, as OpenSlide
+does), 33005 tiles are RGB already.
+
+The scale of level 0 (µm/px) comes from the file (:mod:`.slide_mpp`) or from ``mpp`` given when opening
+(the ``slide_mpp`` setting, for a file that records none). :meth:`Slide.view` gives the slide at the
+network's training scale exactly: the nearest level at least as fine, resampled by the remaining factor
+(:mod:`.resample`, antialiased), region by region.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import tifffile
@@ -26,20 +34,87 @@ from monai.data import WSIReader
 from monai.data.wsi_reader import TiffFileWSIReader
 from PIL import Image
 
-from .suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
+from .resample import resample_region
+from .slide_mpp import openslide_mpp, tiff_mpp
+from .suffixes import TIFF_SUFFIXES, TILE_SUFFIXES
 
 __all__ = [
     "LazyTiffFileWSIReader",
     "Slide",
+    "SlideView",
+    "choose_reader",
     "read_image",
     "is_slide",
-    "write_mask_pyramid",
     "read_tiff_region",
-    "SLIDE_BACKENDS",
+    "SLIDE_READERS",
+    "LARGE_IMAGE_PIXELS",
 ]
 
-SLIDE_BACKENDS = ("tifffile", "openslide")
+SLIDE_READERS = ("auto", "openslide", "tifffile")
+"""``reader`` settings: ``auto`` chooses from the file (:func:`choose_reader`); the others force a backend."""
+LARGE_IMAGE_PIXELS = 1 << 26
+"""A single-level, stripped TIFF with more pixels than this (8192²) is read as a slide, by regions."""
 _THUMBNAIL_BAND_PIXELS = 1 << 22  # pixels per band when a thumbnail is sampled from a large level
+_SAME_SCALE = 1e-3  # a level within this relative difference of the wanted scale is read without resampling
+_MAX_UPSAMPLING = 1.25  # a slide coarser than the training scale by up to this factor is upsampled
+_APERIO_JP2K_YCBCR = 33003
+
+
+def _openslide():
+    try:
+        import openslide
+    except ImportError:  # the optional extra monai-coco[openslide] is not installed
+        return None
+    return openslide
+
+
+def _tiff_kind(path: Path) -> Optional[str]:
+    """``"ome"``, ``"stripped"`` (single level, not tiled) or ``"tiff"`` for a TIFF file, else ``None``."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                return "ome"
+            series = tif.series[0]
+            return "tiff" if len(series.levels) > 1 or series.keyframe.is_tiled else "stripped"
+    except Exception:
+        return None
+
+
+def choose_reader(path: str | os.PathLike, reader: str = "auto") -> str:
+    """The backend that reads ``path`` right: ``reader`` unless ``"auto"``; else ``"tifffile"`` for
+    OME-TIFF and stripped TIFF, ``"openslide"`` for what OpenSlide recognises, ``"tifffile"`` for other TIFF.
+
+    Raises:
+        ValueError: ``reader`` is not one of :data:`SLIDE_READERS`, or no backend opens ``path`` (naming it).
+    """
+    if reader not in SLIDE_READERS:
+        raise ValueError(f"reader must be one of {SLIDE_READERS}, got {reader!r}.")
+    if reader != "auto":
+        return reader
+    path = Path(path)
+    kind = _tiff_kind(path)
+    if kind in ("ome", "stripped"):
+        return "tifffile"
+    openslide = _openslide()
+    if openslide is not None:
+        try:
+            if openslide.OpenSlide.detect_format(str(path)) is not None:
+                return "openslide"
+        except Exception:  # an unreadable file: said below
+            pass
+    if kind is not None:
+        return "tifffile"
+    hint = "" if openslide is not None else " (OpenSlide is not installed: pip install monai-coco[openslide])"
+    raise ValueError(f"{path}: no slide reader opens this file; expected a whole-slide image{hint}.")
+
+
+def _ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """JFIF full-range YCbCr ``(..., 3)`` ``uint8`` to RGB ``uint8`` (ITU-T T.871)."""
+    y, cb, cr = (ycbcr[..., i].astype(np.float32) for i in range(3))
+    cb -= 128.0
+    cr -= 128.0
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 def read_tiff_region(page: tifffile.TiffPage, top: int, left: int, height: int, width: int) -> np.ndarray:
@@ -51,6 +126,8 @@ def read_tiff_region(page: tifffile.TiffPage, top: int, left: int, height: int, 
     Args:
         page: a tiled or stripped 2D page, chunky (``planarconfig=1``) or single-sample.
         top, left, height, width: the region in the page's pixel coordinates.
+
+    Aperio JPEG 2000 YCbCr tiles (compression 33003) are returned as RGB.
 
     Returns:
         the region, shape ``(height, width, samples)``, the page's dtype.
@@ -75,6 +152,8 @@ def read_tiff_region(page: tifffile.TiffPage, top: int, left: int, height: int, 
         if segment is None:  # a sparse (empty) segment
             continue
         segment = segment.reshape(segment.shape[-3], segment.shape[-2], -1)
+        if page.compression == _APERIO_JP2K_YCBCR and samples == 3:
+            segment = _ycbcr_to_rgb(segment)
         y0, x0 = (index // per_row) * seg_h, (index % per_row) * seg_w
         ys, ye = max(top, y0), min(top + height, y0 + segment.shape[0], page.imagelength)
         xs, xe = max(left, x0), min(left + width, x0 + segment.shape[1], page.imagewidth)
@@ -130,37 +209,54 @@ class LazyTiffFileWSIReader(TiffFileWSIReader):
 def _make_reader(backend: str):
     if backend == "tifffile":
         return LazyTiffFileWSIReader(channel_dim=0, dtype=np.uint8, mode="RGB")
-    if backend == "openslide":
-        return WSIReader(backend="openslide", channel_dim=0, dtype=np.uint8, mode="RGB")
-    raise ValueError(f"slide reader backend must be one of {SLIDE_BACKENDS}, got {backend!r}.")
+    return WSIReader(backend="openslide", channel_dim=0, dtype=np.uint8, mode="RGB")
 
 
 class Slide:
-    """A pyramidal image file read by regions at one level, as channel-first RGB ``uint8``.
+    """A whole-slide image read by regions at one level, as channel-first RGB ``uint8``.
 
     Args:
-        path: a TIFF or SVS slide.
-        backend: ``"tifffile"`` (:class:`LazyTiffFileWSIReader`) or ``"openslide"`` (MONAI's
-            ``WSIReader``).
+        path: a slide in any layout :func:`choose_reader` opens.
+        reader: ``"auto"`` (:func:`choose_reader`), ``"openslide"`` or ``"tifffile"``.
+        mpp: µm/px of level 0 for a file that records none (the ``slide_mpp`` setting); given, it replaces
+            what the file records.
+
+    Attributes:
+        backend: the backend reading the file. level_shapes: ``(H, W)`` of every level, level 0 first.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist. ValueError: no backend opens it (naming it).
 
     Use as a context manager (or call :meth:`close`). Coordinates passed to :meth:`read` are pixels of
     the level read from.
     """
 
-    def __init__(self, path: str | os.PathLike, backend: str = "tifffile") -> None:
+    def __init__(self, path: str | os.PathLike, reader: str = "auto", mpp: Optional[float] = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise FileNotFoundError(f"slide {self.path} does not exist.")
-        self.backend = backend
+        self.backend = choose_reader(self.path, reader)
         try:
-            self._reader = _make_reader(backend)
+            self._reader = _make_reader(self.backend)
             self._wsi = self._reader.read(str(self.path))
             count = self._reader.get_level_count(self._wsi)
             self.level_shapes: list[tuple[int, int]] = [
-                tuple(self._reader.get_size(self._wsi, level)) for level in range(count)
+                tuple(int(v) for v in self._reader.get_size(self._wsi, level)) for level in range(count)
             ]
         except Exception as exc:
-            raise ValueError(f"cannot read slide {self.path} with the {backend} backend: {exc}") from exc
+            raise ValueError(f"cannot read slide {self.path} with the {self.backend} reader: {exc}") from exc
+        self._mpp = (float(mpp), float(mpp)) if mpp is not None else self._file_mpp()
+
+    def _file_mpp(self) -> Optional[tuple[float, float]]:
+        """The file's level-0 scale; under OpenSlide, what its properties say, else (an OME-TIFF forced
+        through OpenSlide) the TIFF's own records."""
+        if self.backend == "tifffile":
+            return tiff_mpp(self._wsi)
+        mpp = openslide_mpp(self._wsi.properties)
+        if mpp is None and _tiff_kind(self.path) is not None:
+            with tifffile.TiffFile(self.path) as tif:
+                mpp = tiff_mpp(tif)
+        return mpp
 
     @property
     def level_count(self) -> int:
@@ -174,23 +270,23 @@ class Slide:
                 f"slide {self.path} has no level {level}; its levels (height x width) are {sizes}."
             )
 
-    def downsample(self, level: int) -> float:
-        """Level-0 pixels per pixel of ``level``."""
+    def downsample(self, level: int) -> tuple[float, float]:
+        """Level-0 pixels per pixel of ``level``, ``(y, x)``."""
         self.check_level(level)
-        return float(self._reader.get_downsample_ratio(self._wsi, level))
+        (h0, w0), (h, w) = self.level_shapes[0], self.level_shapes[level]
+        return h0 / h, w0 / w
 
-    def mpp(self) -> Optional[tuple[float, float]]:
-        """Microns per pixel ``(y, x)`` at level 0, or ``None`` when the file does not say."""
-        try:
-            mpp = self._reader.get_mpp(self._wsi, 0)
-        except (ValueError, KeyError, TypeError):
+    def mpp(self, level: int = 0) -> Optional[tuple[float, float]]:
+        """µm/px ``(y, x)`` of ``level``, or ``None`` when neither the file nor ``mpp`` says."""
+        if self._mpp is None:
             return None
-        return (float(mpp[0]), float(mpp[1])) if all(v and v > 0 for v in mpp) else None
+        dy, dx = self.downsample(level)
+        return self._mpp[0] * dy, self._mpp[1] * dx
 
     def read(self, level: int, top: int, left: int, height: int, width: int) -> np.ndarray:
         """The region of ``level``, shape ``(3, height, width)``, ``uint8``."""
-        ratio = self.downsample(level)
-        location = (round(top * ratio), round(left * ratio))
+        dy, dx = self.downsample(level)
+        location = (round(top * dy), round(left * dx))
         try:
             patch, _ = self._reader.get_data(self._wsi, location=location, size=(height, width), level=level)
         except Exception as exc:
@@ -199,6 +295,44 @@ class Slide:
                 f"{self.path}: {exc}"
             ) from exc
         return np.asarray(patch, dtype=np.uint8)
+
+    def view(self, mpp: Optional[float] = None, level: Optional[int] = None) -> SlideView:
+        """The slide at ``mpp`` µm/px exactly, or one ``level`` as it is.
+
+        With ``mpp``: the coarsest level at least as fine as ``mpp`` (level 0 when all are coarser, up to
+        1.25 times), resampled by the remaining factor (none when within 0.1 %); the view's shape is level
+        0's times ``level-0 µm/px / mpp``. With ``level`` (and no ``mpp``): that level, unresampled.
+
+        Raises:
+            ValueError: the slide's scale is unknown (naming ``slide_mpp``), or its level 0 is more than
+                1.25 times coarser than ``mpp``.
+        """
+        if mpp is None:
+            level = 0 if level is None else level
+            self.check_level(level)
+            return SlideView(self, level, (1.0, 1.0), self.level_shapes[level])
+        mpp0 = self.mpp(0)
+        if mpp0 is None:
+            raise ValueError(
+                f"slide {self.path} does not record its µm/px (OME-XML, Aperio MPP, OpenSlide mpp or TIFF "
+                f"resolution in cm/inch); give slide_mpp (--slide-mpp), its level-0 µm/px, to segment it at "
+                f"{mpp:g} µm/px."
+            )
+        if mpp * _MAX_UPSAMPLING < max(mpp0):
+            raise ValueError(
+                f"slide {self.path} has {max(mpp0):g} µm/px at level 0, coarser than the training scale "
+                f"{mpp:g} µm/px by more than {_MAX_UPSAMPLING:g} times: it does not hold the detail the "
+                "network was trained on (if the file's scale is wrong, give slide_mpp)."
+            )
+        fine = [i for i in range(self.level_count) if max(self.mpp(i)) <= mpp * (1 + _SAME_SCALE)]
+        source = fine[-1] if fine else 0
+        level_mpp = self.mpp(source)
+        factor = tuple(1.0 if abs(mpp / m - 1) <= _SAME_SCALE else mpp / m for m in level_mpp)
+        h0, w0 = self.level_shapes[0]
+        shape = (max(1, round(h0 * mpp0[0] / mpp)), max(1, round(w0 * mpp0[1] / mpp)))
+        if factor == (1.0, 1.0):
+            shape = self.level_shapes[source]
+        return SlideView(self, source, factor, shape)
 
     def thumbnail(self, max_side: int) -> np.ndarray:
         """The whole slide, at most ``max_side`` pixels on its longer side, shape ``(3, h, w)``.
@@ -227,31 +361,75 @@ class Slide:
         self.close()
 
 
-def is_slide(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is read as a slide (by regions) rather than as a tile (whole).
+@dataclass(frozen=True)
+class SlideView:
+    """A slide at one scale: ``level`` of ``slide`` resampled by ``factor`` (level pixels per view pixel
+    ``(y, x)``; ``(1, 1)``: the level as it is), ``shape`` ``(H, W)`` view pixels, read by regions."""
 
-    SVS files are slides; TIFF files are slides when tiled or holding more than one pyramid level;
-    JPEG and PNG files are tiles. Other suffixes raise ``ValueError``.
+    slide: Slide
+    level: int
+    factor: tuple[float, float]
+    shape: tuple[int, int]
+
+    @property
+    def resampled(self) -> bool:
+        return self.factor != (1.0, 1.0)
+
+    @property
+    def level0_scale(self) -> tuple[float, float]:
+        """Level-0 pixels per view pixel ``(y, x)``."""
+        (h0, w0), (h, w) = self.slide.level_shapes[0], self.shape
+        return h0 / h, w0 / w
+
+    @property
+    def mpp(self) -> Optional[tuple[float, float]]:
+        """µm/px ``(y, x)`` of the view's pixels, ``None`` when the slide's scale is unknown."""
+        mpp0 = self.slide.mpp(0)
+        return None if mpp0 is None else (mpp0[0] * self.level0_scale[0], mpp0[1] * self.level0_scale[1])
+
+    @property
+    def read(self) -> Callable[[int, int, int, int], np.ndarray]:
+        """``(top, left, height, width) -> (3, height, width)`` ``uint8`` of the view."""
+        level, shape = self.level, self.slide.level_shapes[self.level]
+        source = lambda top, left, height, width: self.slide.read(level, top, left, height, width)  # noqa: E731
+        if not self.resampled:
+            return source
+        return lambda top, left, height, width: resample_region(  # noqa: E731
+            source, shape, self.factor, top, left, height, width
+        )
+
+
+def is_slide(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is read as a slide (by regions, at the network's scale) rather than as a tile (whole).
+
+    JPEG and PNG files are tiles. A TIFF is a slide when it is tiled, holds more than one pyramid level,
+    records its µm/px (:mod:`.slide_mpp`) or holds more than :data:`LARGE_IMAGE_PIXELS`; else a tile. Any
+    other file is a slide when a slide reader opens it (:func:`choose_reader`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist. ValueError: no reader opens it (naming it).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in SLIDE_SUFFIXES:
-        return True
-    if suffix in TILE_SUFFIXES:
+    if path.suffix.lower() in TILE_SUFFIXES:
         return False
-    if suffix not in TIFF_SUFFIXES:
-        raise ValueError(
-            f"{path}: unsupported image type {suffix!r}; expected one of "
-            f"{TILE_SUFFIXES + TIFF_SUFFIXES + SLIDE_SUFFIXES}."
-        )
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"image {path} does not exist.")
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            return len(series.levels) > 1 or series.keyframe.is_tiled
+            page = series.keyframe
+            return (
+                len(series.levels) > 1
+                or page.is_tiled
+                or tiff_mpp(tif) is not None
+                or page.imagelength * page.imagewidth > LARGE_IMAGE_PIXELS
+            )
+    except tifffile.TiffFileError:
+        pass
     except Exception as exc:
         raise ValueError(f"{path} is not a readable TIFF file: {exc}") from exc
+    choose_reader(path)  # raises naming the file when no reader opens it
+    return True
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -281,94 +459,3 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(array[..., :3], -1, 0))
 
 
-def _tiles(bands: Iterable[np.ndarray], width: int, tile: int) -> Iterator[np.ndarray]:
-    """Tiles of ``(tile, tile)`` (smaller at the right and bottom edges), row-major, from row bands.
-
-    Bands ``(h_i, width)`` of any heights, top to bottom, are regrouped into rows of ``tile`` pixels.
-    """
-    pending: list[np.ndarray] = []
-    rows = 0
-
-    def split(strip: np.ndarray) -> Iterator[np.ndarray]:
-        for left in range(0, width, tile):
-            yield strip[:, left : left + tile]
-
-    for band in bands:
-        pending.append(band)
-        rows += band.shape[0]
-        while rows >= tile:
-            strip = np.concatenate(pending, axis=0)
-            yield from split(strip[:tile])
-            pending, rows = [strip[tile:]], rows - tile
-    if rows:
-        yield from split(np.concatenate(pending, axis=0))
-
-
-def _reduced_bands(page: tifffile.TiffPage, shape: tuple[int, int], band: int) -> Iterator[np.ndarray]:
-    """Nearest-neighbour resampling of a written mask page to ``shape``, as row bands."""
-    height, width = shape
-    src_h, src_w = page.imagelength, page.imagewidth
-    cols = np.minimum(((np.arange(width) + 0.5) * src_w / width).astype(np.int64), src_w - 1)
-    for top in range(0, height, band):
-        rows = np.minimum(
-            ((np.arange(top, min(top + band, height)) + 0.5) * src_h / height).astype(np.int64), src_h - 1
-        )
-        src = read_tiff_region(page, int(rows[0]), 0, int(rows[-1] - rows[0] + 1), src_w)[..., 0]
-        yield src[rows - rows[0]][:, cols]
-
-
-def write_mask_pyramid(
-    path: str | os.PathLike,
-    bands: Iterable[np.ndarray],
-    level_shapes: Sequence[tuple[int, int]],
-    mpp: Optional[Sequence[tuple[float, float]]] = None,
-    tile: int = 256,
-) -> Path:
-    """Write a label mask as a tiled, lossless, pyramidal TIFF without holding any level in memory.
-
-    Level 0 is streamed from ``bands``; each further level is resampled (nearest neighbour) from the
-    level above, read back tile by tile from the file, and appended as a reduced-resolution page
-    (``subfiletype=1``).
-
-    Args:
-        path: the output ``.tif`` file.
-        bands: row bands ``(h_i, W)`` of level 0, ``uint8`` class indices, top to bottom.
-        level_shapes: ``(H, W)`` of every level, level 0 first.
-        mpp: microns per pixel ``(y, x)`` of every level, stored as the TIFF resolution; optional.
-        tile: tile size (a multiple of 16).
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    if tile % 16:
-        raise ValueError(f"mask tile size must be a multiple of 16, got {tile}.")
-    bigtiff = sum(h * w for h, w in level_shapes) >= 2**31  # uncompressed size; classic TIFF ends at 4 GiB
-
-    def write(tiles: Iterator[np.ndarray], level: int, append: bool) -> None:
-        resolution = {}
-        if mpp is not None:
-            resolution = {
-                "resolution": (1e4 / mpp[level][1], 1e4 / mpp[level][0]),
-                "resolutionunit": "CENTIMETER",
-            }
-        with tifffile.TiffWriter(path, bigtiff=bigtiff, append=append) as writer:
-            writer.write(
-                tiles,
-                shape=level_shapes[level],
-                dtype=np.uint8,
-                tile=(tile, tile),
-                photometric="minisblack",
-                compression="zlib",
-                subfiletype=1 if level else 0,
-                metadata=None,
-                **resolution,
-            )
-
-    write(_tiles(bands, level_shapes[0][1], tile), 0, append=False)
-    for level in range(1, len(level_shapes)):
-        with tifffile.TiffFile(path) as tif:
-            above = tif.pages[level - 1]
-            shape = level_shapes[level]
-            write(_tiles(_reduced_bands(above, shape, 4 * tile), shape[1], tile), level, append=True)
-    return path

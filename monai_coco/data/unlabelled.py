@@ -3,8 +3,10 @@
 Distillation terms need no labels (METHOD.md §6), so a folder of images without masks can train the
 student alongside the annotated tiles. :func:`list_unlabelled` sorts a folder (searched recursively) into
 tiles (JPEG, PNG, single-level TIFF; read whole with ``LoadImaged``) and slides (SVS, tiled or pyramidal
-TIFF). :func:`slide_patches` cuts each slide into a grid of non-overlapping patches inside its tissue
-mask, at the scale of the training tiles, as entries for MONAI's ``monai.data.PatchWSIDataset``.
+TIFF, and every other file a slide reader opens). :func:`slide_patches` cuts each slide, seen at the
+training scale exactly (:meth:`~monai_coco.data.Slide.view`: the nearest finer level, resampled), into a
+grid of non-overlapping patches inside its tissue mask; :class:`ReadSlidePatchd` reads them, each slide
+through the backend chosen from its file.
 
 :class:`MarkLabelledd` gives every sample the per-sample flag ``"labelled"`` the ``DistillationTrainer``
 reads (1: annotated; 0: leave it out of the cross-entropy) and an unannotated one a placeholder mask, so
@@ -13,11 +15,12 @@ annotated and unannotated samples batch together.
 
 from __future__ import annotations
 
-import math
 import os
+from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 from monai.config import KeysCollection
@@ -27,7 +30,7 @@ from .slide_io import Slide, is_slide
 from .suffixes import IMAGE_SUFFIXES, SLIDE_SUFFIXES, TIFF_SUFFIXES
 from .tissue import TissueMap, detect_tissue
 
-__all__ = ["MarkLabelledd", "UnlabelledImages", "list_unlabelled", "slide_patches"]
+__all__ = ["MarkLabelledd", "ReadSlidePatchd", "UnlabelledImages", "list_unlabelled", "slide_patches"]
 
 LABELLED = "labelled"
 """The per-sample flag's key (``monai_coco.engines.LABELLED``, which the data floor cannot import)."""
@@ -84,61 +87,83 @@ def slide_patches(
     path: str | os.PathLike,
     mpp: float,
     patch_size: int | Sequence[int],
-    backend: str = "tifffile",
+    reader: str = "auto",
     min_tissue: float = 0.5,
     thumbnail_side: int = 1024,
+    slide_mpp: Optional[float] = None,
 ) -> list[dict]:
-    """A grid of non-overlapping patches of one slide, at ``mpp`` µm/px, inside its tissue mask.
+    """A grid of non-overlapping patches of one slide seen at ``mpp`` µm/px, inside its tissue mask.
 
-    The slide is read at its finest level no coarser than ``mpp`` (so patches are resized down, never up,
-    to ``patch_size``); each patch covers ``patch_size · mpp`` µm. Patches with at least ``min_tissue`` of
-    their area on tissue (:func:`~monai_coco.data.tissue.detect_tissue` on a thumbnail) are kept.
+    The slide is seen at ``mpp`` exactly (:meth:`~monai_coco.data.Slide.view`: its nearest level at least as
+    fine, resampled, antialiased, by the remaining factor), so each patch is ``patch_size`` pixels covering
+    ``patch_size · mpp`` µm, as the annotated tiles. Patches with at least ``min_tissue`` of their area on
+    tissue (:func:`~monai_coco.data.tissue.detect_tissue` on a thumbnail) are kept.
 
     Args:
-        path: a slide (SVS or pyramidal TIFF) whose level-0 µm/px the file states.
+        path: a slide whose level-0 µm/px the file states (or ``slide_mpp`` gives).
         mpp: µm/px of the training tiles (the bundle's synthetic data: 2.0).
         patch_size: ``(H, W)`` in pixels at ``mpp`` (the bundle's ``roi_size``), or one side.
-        backend: ``"tifffile"`` or ``"openslide"`` (never MONAI's GPU-only default, cuCIM).
+        reader: ``"auto"``, ``"openslide"`` or ``"tifffile"`` (never MONAI's GPU-only default, cuCIM).
         min_tissue: the least tissue fraction of a kept patch, in ``[0, 1]``.
         thumbnail_side: longer side of the thumbnail the tissue mask is computed on, pixels.
+        slide_mpp: level-0 µm/px for a slide that records none.
 
     Returns:
-        Entries for ``monai.data.PatchWSIDataset(..., include_label=False, center_location=False)``:
-        ``{"image": path, "location": [row, col] (level-0 pixels, top-left), "size": [h, w] (pixels of the
-        level read), "level": level}``; resize the patches to ``patch_size`` (e.g. ``Resized``) and mark
-        them with :class:`MarkLabelledd` (``PatchWSIDataset`` passes on the image alone).
+        Entries for :class:`ReadSlidePatchd`: ``{"image": path, "location": [row, col], "size": [h, w],
+        "mpp": mpp, "reader": reader, "slide_mpp": slide_mpp}`` (location: top-left, pixels at ``mpp``).
 
     Raises:
-        ValueError: the slide cannot be read or does not state its µm/px, ``mpp`` is finer than the slide's
-            level 0, or ``min_tissue`` lies outside ``[0, 1]``.
+        ValueError: the slide cannot be read or its scale is unknown (naming ``slide_mpp``), or
+            ``min_tissue`` lies outside ``[0, 1]``.
     """
     height, width = (patch_size, patch_size) if isinstance(patch_size, int) else map(int, patch_size)
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must lie in [0, 1], got {min_tissue}.")
-    with Slide(path, backend) as slide:
-        slide_mpp = slide.mpp()
-        if slide_mpp is None:
-            raise ValueError(
-                f"slide {path} does not state its microns per pixel; cannot cut it at {mpp} µm/px."
-            )
-        scale = mpp / max(slide_mpp)  # level-0 pixels per training pixel
-        if scale < 1.0 - 1e-6:
-            raise ValueError(
-                f"slide {path} has {max(slide_mpp):g} µm/px at level 0, coarser than the training scale "
-                f"{mpp:g} µm/px."
-            )
-        level = max(i for i in range(slide.level_count) if slide.downsample(i) <= scale * (1 + 1e-6))
-        ratio = slide.downsample(level)
-        size = [max(1, round(height * scale / ratio)), max(1, round(width * scale / ratio))]
-        level_h, level_w = slide.level_shapes[level]
-        tissue = TissueMap(detect_tissue(slide.thumbnail(thumbnail_side)), (level_h, level_w))
-        entries = []
-        for top in range(0, level_h - size[0] + 1, size[0]):
-            for left in range(0, level_w - size[1] + 1, size[1]):
-                if tissue.fraction(top, left, top + size[0], left + size[1]) >= min_tissue:
-                    location = [math.floor(top * ratio), math.floor(left * ratio)]
-                    entries.append({"image": str(path), "location": location, "size": size, "level": level})
-    return entries
+    with Slide(path, reader, slide_mpp) as slide:
+        view = slide.view(mpp=mpp)
+        level_h, level_w = view.shape
+        tissue = TissueMap(detect_tissue(slide.thumbnail(thumbnail_side)), view.shape)
+    common = {"image": str(path), "size": [height, width], "mpp": mpp, "reader": reader}
+    common["slide_mpp"] = slide_mpp
+    return [
+        {**common, "location": [top, left]}
+        for top in range(0, level_h - height + 1, height)
+        for left in range(0, level_w - width + 1, width)
+        if tissue.fraction(top, left, top + height, left + width) >= min_tissue
+    ]
+
+
+class ReadSlidePatchd(MapTransform):
+    """Read the :func:`slide_patches` entry under ``keys`` into a ``(3, h, w)`` float32 tensor of RGB values
+    in ``[0, 255]`` (as ``LoadImaged`` + ``EnsureChannelFirstd`` give a tile), from the slide at the entry's
+    ``mpp`` exactly. Keeps up to ``cache_size`` slides open per process.
+
+    Args:
+        keys: the key holding the slide's path (the entry's other fields are read from the same mapping).
+        cache_size: open slides kept per process (data loader worker).
+    """
+
+    def __init__(self, keys: KeysCollection = "image", cache_size: int = 8) -> None:
+        super().__init__(keys)
+        self.cache_size = cache_size
+        self._open: OrderedDict[tuple, Slide] = OrderedDict()
+
+    def _view(self, d: Mapping[Hashable, object], key: Hashable):
+        spec = (str(d[key]), str(d.get("reader", "auto")), d.get("slide_mpp"), float(d["mpp"]))
+        if spec not in self._open:
+            if len(self._open) >= self.cache_size:
+                self._open.popitem(last=False)[1].close()
+            self._open[spec] = Slide(spec[0], spec[1], spec[2])
+        self._open.move_to_end(spec)
+        return self._open[spec].view(mpp=spec[3])
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            (top, left), (height, width) = d["location"], d["size"]
+            region = self._view(d, key).read(int(top), int(left), int(height), int(width))
+            d[key] = torch.from_numpy(region).float()
+        return d
 
 
 class MarkLabelledd(MapTransform):

@@ -7,8 +7,10 @@ A single image is segmented in this process. A folder or CSV list of slides is a
 (:mod:`monai_coco.inference.cohort`): split across the ``torchrun`` workers, complete slides skipped (unless
 ``--overwrite``), and summarised in ``OUTPUT_DIR/cohort_summary.csv``.
 
-Writes ``<stem>_mask.png`` (tiles) or ``<stem>_mask.tif`` (pyramidal slides) and ``<stem>_overlay.png``
-per image, see :mod:`monai_coco.inference.whole_slide`. The network is a class name (built with
+Writes, per image, the mask and tumour probability (``.png`` for tiles, pyramidal ``.ome.tif`` for slides),
+an overlay, QuPath GeoJSON and a summary, see :mod:`monai_coco.inference.whole_slide`. The checkpoint's
+preprocessing record (``<stem>.preprocessing.json``: training scale and stain normalisation) is applied as
+the bundle applies it. The network is a class name (built with
 ``in_channels`` and ``out_channels``) or a MONAI config JSON such as
 ``{"_target_": "MobileUNet", "width_mult": 0.5}``; its weights come from a checkpoint entry
 (``--checkpoint-key``, default ``model``), loaded with :func:`monai_coco.checkpoints.load_checkpoint`.
@@ -28,7 +30,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record
-from monai_coco.data.slide_io import SLIDE_BACKENDS
+from monai_coco.data.slide_io import SLIDE_READERS
 from monai_coco.inference.cohort import run_cohort
 from monai_coco.inference.runtimes import RUNTIMES
 from monai_coco.inference.whole_slide import BLEND_MODES, SlideInferenceConfig, infer_path
@@ -63,8 +65,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: segment a tile, a slide or a folder of them with a checkpointed network."""
     parser = argparse.ArgumentParser(
         prog="python -m monai_coco.inference",
-        description="Segment tiles (JPEG/PNG/TIFF) and pyramidal slides (TIFF/SVS) with a trained network; "
-        "writes <stem>_mask.png (tiles) or <stem>_mask.tif (slides) and <stem>_overlay.png.",
+        description="Segment tiles (JPEG/PNG/TIFF) and whole slides (any format OpenSlide or tifffile "
+        "reads) with a trained network at its training scale; writes masks, probability maps, overlays, "
+        "QuPath GeoJSON and summaries.",
     )
     parser.add_argument("input", help="an image file or a folder of images")
     parser.add_argument("output", help="output folder")
@@ -76,13 +79,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help='class name (built with in_channels, out_channels) or MONAI config JSON {"_target_": ...}',
     )
     defaults = SlideInferenceConfig()
-    parser.add_argument("--reader", default=defaults.reader, choices=SLIDE_BACKENDS)
+    parser.add_argument(
+        "--reader",
+        default=defaults.reader,
+        choices=SLIDE_READERS,
+        help="slide backend; auto (default): chosen from the file (OpenSlide for what it reads, tifffile for "
+        "OME-TIFF and stripped TIFF)",
+    )
+    parser.add_argument(
+        "--slide-mpp",
+        type=float,
+        default=None,
+        help="level-0 um/px of slides whose files record none (a slide of unknown scale is refused)",
+    )
     parser.add_argument(
         "--level",
         type=int,
         default=None,
-        help="slide level; -1 or not given: nearest to --mpp (given or recorded with the checkpoint, as the "
-        "bundle's level: null), or 0 (full resolution) when no scale is known",
+        help="slide level read as it is; -1 or not given: the slide at --mpp exactly (given or recorded with "
+        "the checkpoint, as the bundle's level: null; the nearest finer level, resampled), or level 0 (full "
+        "resolution) when no training scale is known",
     )
     parser.add_argument("--roi", type=int, nargs=2, default=list(defaults.roi_size), metavar=("H", "W"))
     parser.add_argument("--overlap", type=float, default=defaults.overlap)
@@ -130,7 +146,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             logging.getLogger(__name__).info(
                 "training scale %s um/px, recorded with %s", args.mpp, args.checkpoint
             )
-        level = args.level if args.level is None or args.level >= 0 else None  # -1: nearest to --mpp
+        stain_normalization = bool(record.get("stain_normalization", False))
+        if stain_normalization:
+            logging.getLogger(__name__).info("stain normalisation on, recorded with %s", args.checkpoint)
+        level = args.level if args.level is None or args.level >= 0 else None  # -1: at --mpp exactly
         if args.level is None and args.mpp is None:  # not given and no scale known: full resolution
             level = 0
             # said once the images are done, so that an error stays the only line of a failed run
@@ -142,6 +161,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             reader=args.reader,
             level=level,
             mpp=args.mpp,
+            slide_mpp=args.slide_mpp,
+            stain_normalization=stain_normalization,
+            checkpoint=args.checkpoint,
             roi_size=tuple(args.roi),
             overlap=args.overlap,
             sw_batch_size=args.sw_batch_size,

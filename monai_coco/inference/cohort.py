@@ -16,7 +16,6 @@ A slide that fails (unreadable file, ...) is reported in one line and left out; 
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Sequence
@@ -27,8 +26,7 @@ from typing import Optional, Union
 import torch
 import torch.distributed as dist
 
-from monai_coco.checkpoints import atomic_path
-from monai_coco.inference.summary import SUMMARY_FIELDS, read_summary
+from monai_coco.inference.summary import COHORT_CSV, write_cohort_table
 from monai_coco.inference.whole_slide import (
     SlideInferenceConfig,
     infer_file,
@@ -39,7 +37,6 @@ from monai_coco.inference.whole_slide import (
 
 __all__ = ["run_cohort", "COHORT_CSV"]
 
-COHORT_CSV = "cohort_summary.csv"
 logger = logging.getLogger("monai_coco.inference")
 
 
@@ -51,16 +48,6 @@ def _world() -> tuple[int, int]:
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _write_csv(path: Path, images: Sequence[Path], output_dir: Path) -> tuple[Path, int]:
-    rows = [read_summary(output_dir / f"{image.stem}_summary.json") for image in images]
-    rows = [row for row in rows if row is not None]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path, len(rows)
 
 
 def run_cohort(
@@ -107,7 +94,7 @@ def run_cohort(
         dist.barrier()
     path = None
     if rank == 0:
-        path, done = _write_csv(output_dir / COHORT_CSV, images, output_dir)
+        path, done = write_cohort_table(output_dir, images)
         if done < len(images):
             logger.warning("%s: %d of %d slides complete; rerun to resume", path, done, len(images))
     if dist.is_initialized():

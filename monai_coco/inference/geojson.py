@@ -9,7 +9,14 @@ Each region is one GeoJSON ``Feature`` with a ``Polygon`` geometry and QuPath's 
 (QuPath 0.3+ GeoJSON, as its "Export objects as GeoJSON" writes them)::
 
     {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [...]},
-     "properties": {"objectType": "annotation", "classification": {"name": "Tumor", "color": [r, g, b]}}}
+     "properties": {"objectType": "annotation",
+                    "classification": {"name": "Tumor", "color": [200, 0, 0]},
+                    "measurements": {"Area µm^2": 1234.5, "Mean tumour probability": 0.91}}}
+
+The class colours are QuPath's built-in ones (``PathClass`` defaults: Tumor 200,0,0; Stroma 150,200,150;
+Immune cells 160,90,160; Necrosis 50,50,50; Other 255,200,0), so an imported region keeps the colour QuPath
+would draw for its class anyway. ``Area µm^2`` is QuPath's own measurement name; both measurements are
+given when their inputs are (the slide's µm/px; the probability map).
 
 in a ``FeatureCollection``; QuPath's *File > Import objects from file* (or drag and drop) reads it.
 
@@ -34,9 +41,36 @@ from shapely.geometry import Polygon, mapping, shape
 
 from monai_coco.checkpoints import atomic_path
 
-__all__ = ["mask_features", "write_geojson", "MIN_REGION_PIXELS"]
+__all__ = ["mask_features", "write_geojson", "feret_diameter", "MIN_REGION_PIXELS", "QUPATH_CLASS_COLOURS"]
 
 MIN_REGION_PIXELS = 64.0
+QUPATH_CLASS_COLOURS = {
+    "Tumor": (200, 0, 0),
+    "Stroma": (150, 200, 150),
+    "Immune cells": (160, 90, 160),
+    "Necrosis": (50, 50, 50),
+    "Other": (255, 200, 0),
+}
+"""QuPath's built-in class colours (``qupath.lib.objects.classes.PathClass``), by class name."""
+
+
+def feret_diameter(polygon: Polygon) -> float:
+    """The maximum Feret diameter (longest distance between two points) of ``polygon``, in its units:
+    the largest distance between two vertices of its convex hull, one row of distances at a time."""
+    hull = np.asarray(polygon.convex_hull.exterior.coords if polygon.area > 0 else polygon.coords)
+    return float(max((np.hypot(*(hull - point).T).max() for point in hull), default=0.0))
+
+
+def _mean_inside(polygon: Polygon, values: np.ndarray, transform: Affine) -> float:
+    """Mean of ``values`` (``(h, w)``) over the pixels whose centres lie in ``polygon`` (in the coordinates
+    ``transform`` maps pixels to), read from the polygon's bounding box only."""
+    inverse = ~transform
+    (c0, r0), (c1, r1) = inverse * polygon.bounds[:2], inverse * polygon.bounds[2:]
+    r0, r1 = max(int(np.floor(min(r0, r1))), 0), min(int(np.ceil(max(r0, r1))), values.shape[0])
+    c0, c1 = max(int(np.floor(min(c0, c1))), 0), min(int(np.ceil(max(c0, c1))), values.shape[1])
+    window = transform * Affine.translation(c0, r0)
+    inside = rasterio.features.geometry_mask([polygon], (r1 - r0, c1 - c0), window, invert=True)
+    return float(np.asarray(values[r0:r1, c0:c1])[inside].mean()) if inside.any() else 0.0
 
 
 def _polygons(labels: np.ndarray, value: int, transform: Affine) -> list[Polygon]:
@@ -53,6 +87,8 @@ def mask_features(
     scale: Sequence[float] = (1.0, 1.0),
     pixel_area: float = 1.0,
     min_area: float = MIN_REGION_PIXELS,
+    level0_mpp: Sequence[float] | None = None,
+    probability: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """QuPath annotation features of the regions of each class in ``classes``.
 
@@ -65,6 +101,9 @@ def mask_features(
             pixels; ``d**2`` when the mask is an inference-level mask sampled every ``d`` pixels and
             ``min_area`` is in inference-level pixels).
         min_area: regions, and holes, smaller than this are dropped (filled); see the module docstring.
+        level0_mpp: µm/px ``(y, x)`` of level 0; given, each feature measures ``Area µm^2``.
+        probability: ``(h, w)`` ``uint8`` tumour probability (``255 p``) on the grid of ``labels``; given,
+            each feature measures ``Mean tumour probability`` (of the pixels whose centres it covers).
 
     Returns:
         GeoJSON ``Feature`` mappings with ``Polygon`` geometries, class by class, larger regions first.
@@ -82,16 +121,20 @@ def mask_features(
             if polygon.area >= min_area * unit:
                 kept.append(polygon)
         for polygon in sorted(kept, key=lambda p: -p.area):
-            features.append(
-                {
-                    "type": "Feature",
-                    "geometry": mapping(polygon),
-                    "properties": {
-                        "objectType": "annotation",
-                        "classification": {"name": name, "color": [int(c) for c in colour]},
-                    },
-                }
-            )
+            measurements = {}
+            if level0_mpp is not None:
+                area = polygon.area * float(level0_mpp[0]) * float(level0_mpp[1])
+                measurements["Area µm^2"] = round(area, 2)
+            if probability is not None:
+                mean = _mean_inside(polygon, probability, transform) / 255.0
+                measurements["Mean tumour probability"] = round(mean, 4)
+            properties = {
+                "objectType": "annotation",
+                "classification": {"name": name, "color": [int(c) for c in colour]},
+            }
+            if measurements:
+                properties["measurements"] = measurements
+            features.append({"type": "Feature", "geometry": mapping(polygon), "properties": properties})
     return features
 
 

@@ -13,13 +13,22 @@ inference level, each window once, region by region
   TorchScript or ONNX Runtime); window outputs are blended as softmax probabilities; the mask holds the
   argmax class index.
 
-Outputs, in ``output_dir``: ``<stem>_mask.png`` for tiles (JPEG/PNG/single-level TIFF, read whole),
-``<stem>_mask.tif`` for slides (tiled, lossless pyramid with the slide's level sizes from the inference
-level down, written band by band, see :func:`~monai_coco.data.slide_io.write_mask_pyramid`),
-``<stem>_overlay.png``: a thumbnail with the predicted classes drawn over it, ``<stem>_regions.geojson``:
-the regions of each class as QuPath annotations in level-0 pixels (:mod:`monai_coco.inference.geojson`),
-and last ``<stem>_summary.json``: tissue and tumour areas (:mod:`monai_coco.inference.summary`). Every file
-is written atomically; the summary's presence marks an image done.
+Scale: a slide is segmented at the network's training scale ``mpp`` exactly
+(:meth:`~monai_coco.data.Slide.view`: the nearest level at least as fine, resampled by the remaining
+factor), its own scale read from the file or given as ``slide_mpp``; a slide of unknown scale is refused
+naming ``slide_mpp``. A ``level`` set reads that level as it is. Tiles (JPEG/PNG, small single-level TIFF
+without a scale) are taken at the training scale.
+
+Outputs, in ``output_dir``: ``<stem>_mask.png`` and ``<stem>_probability.png`` for tiles;
+``<stem>_mask.ome.tif`` and ``<stem>_probability.ome.tif`` for slides: class indices and the tumour (class
+1) probability (``uint8``, 255 p) as pyramidal OME-TIFFs covering the slide's level-0 extent at the scale
+run, with their µm/px (:func:`~monai_coco.data.ome_pyramid.write_ome_pyramid`); ``<stem>_overlay.png``: a
+thumbnail with the predicted classes drawn over it; ``<stem>_regions.geojson``: the regions of each class
+traced at the mask's own resolution, as QuPath annotations in level-0 pixels with their area and mean tumour
+probability (:mod:`monai_coco.inference.geojson`); and last ``<stem>_summary.json``
+(:mod:`monai_coco.inference.summary`). Every file is written atomically; the summary's presence marks an
+image done. While a slide runs, its maps are kept in memory-mapped files beside the outputs (dotted names,
+removed when done), so memory stays bounded whatever the slide's size.
 
 Command line: ``python -m monai_coco.inference`` (:mod:`monai_coco.inference.__main__`).
 """
@@ -39,23 +48,41 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 from PIL import Image
+from shapely import affinity
+from shapely.geometry import Polygon
+from shapely.geometry import shape as geometry
 
 from monai_coco.checkpoints import atomic_path
 from monai_coco.data.datalist import mask_files
-from monai_coco.data.slide_io import SLIDE_BACKENDS, Slide, is_slide, read_image, write_mask_pyramid
+from monai_coco.data.ome_pyramid import write_ome_pyramid
+from monai_coco.data.slide_io import SLIDE_READERS, Slide, SlideView, is_slide, read_image
+from monai_coco.data.stain import HEStainNormalize
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.data.transforms import ColorChannels
-from monai_coco.inference.geojson import MIN_REGION_PIXELS, mask_features, write_geojson
+from monai_coco.inference.geojson import (
+    MIN_REGION_PIXELS,
+    QUPATH_CLASS_COLOURS,
+    feret_diameter,
+    mask_features,
+    write_geojson,
+)
 from monai_coco.inference.runtimes import RUNTIMES, build_runtime, device_problem
 from monai_coco.inference.scale import choose_level
-from monai_coco.inference.summary import InferenceResult, read_summary
+from monai_coco.inference.summary import (
+    InferenceResult,
+    checkpoint_sha256,
+    package_version,
+    read_summary,
+    write_cohort_table,
+)
 from monai_coco.inference.window_grid import GridSegmenter
 
 __all__ = [
     "SlideInferenceConfig",
     "InferenceResult",
     "scale_to_unit",
+    "network_input",
     "segment_image",
     "infer_file",
     "infer_path",
@@ -64,9 +91,21 @@ __all__ = [
     "list_images",
 ]
 
-_PALETTE = np.array([(0, 0, 0), (0, 230, 0), (255, 215, 0), (0, 190, 255), (255, 0, 255)], dtype=np.float32)
+_PALETTE = np.array([(0, 0, 0), *QUPATH_CLASS_COLOURS.values()], dtype=np.float32)  # Tumor first
 BLEND_MODES = ("constant", "gaussian")
 logger = logging.getLogger("monai_coco.inference")
+
+
+def network_input(
+    grayscale: bool = False, stain_normalization: bool = False
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training transforms' path from a ``uint8`` RGB region ``(3, h, w)`` to the network input: Macenko
+    stain normalisation when asked (:class:`~monai_coco.data.HEStainNormalize`), then
+    :func:`scale_to_unit`."""
+    if not stain_normalization:
+        return lambda image: scale_to_unit(image, grayscale)
+    normalize = HEStainNormalize()
+    return lambda image: scale_to_unit(normalize(image), grayscale)
 
 
 def scale_to_unit(image: torch.Tensor, grayscale: bool = False) -> torch.Tensor:
@@ -85,14 +124,16 @@ class SlideInferenceConfig:
     """Settings of :func:`infer_file` / :func:`infer_path`.
 
     Args:
-        reader: slide backend, ``"tifffile"`` or ``"openslide"`` (tiles are read whole, with Pillow or
-            tifffile).
-        level: slide level to run the network at (0 = full resolution); ``None`` with ``mpp``: the level
-            nearest to ``mpp`` (:func:`~monai_coco.inference.scale.choose_level`).
-        mpp: µm/px of the network's training tiles (the bundle's ``metadata.json`` records it). Given, each
-            slide's level is checked against it, or chosen by it when ``level`` is ``None``, and a slide
-            without µm/px or at a scale more than 1.25 times off gets a one-line warning naming both scales.
-            Tiles are taken to be at the training scale.
+        reader: slide backend, ``"auto"`` (chosen from the file:
+            :func:`~monai_coco.data.slide_io.choose_reader`), ``"openslide"`` or ``"tifffile"`` (tiles are
+            read whole, with Pillow or tifffile).
+        level: slide level to run the network at as it is (0 = full resolution), checked against ``mpp``
+            (a one-line warning when more than 1.25 times off); ``None`` with ``mpp``: the slide at ``mpp``
+            exactly (the nearest finer level, resampled, see the module doc).
+        mpp: µm/px of the network's training tiles (recorded beside the checkpoint, and the bundle's
+            ``metadata.json``). Tiles are taken to be at the training scale.
+        slide_mpp: µm/px of the slides' level 0, for files that record none; given, it replaces what the
+            files record, for every slide of the run.
         roi_size: sliding-window size ``(h, w)`` (an int means square); the network's input size.
         overlap: fraction of overlap between neighbouring windows, in ``[0, 1)``.
         sw_batch_size: windows per network call; ``None``: 1 on CPU, 4 on CUDA. On CPU one window per
@@ -110,8 +151,12 @@ class SlideInferenceConfig:
         tissue_threshold: saturation threshold of the tissue mask; ``None`` = Otsu (clipped).
         thumbnail_size: longer side of the thumbnail used for the tissue mask and the overlay.
         grayscale: feed the network the luma channel (``in_channels=1``), as in the paper.
+        stain_normalization: Macenko H&E normalisation of each region first
+            (:class:`~monai_coco.data.HEStainNormalize`), as the training transforms did when the
+            checkpoint's preprocessing record says so.
         preprocess: maps each region, a ``(3, h, w)`` ``uint8`` tensor, to the network input ``(C, h, w)``
-            float; it must match the training transforms. Default :func:`scale_to_unit` (``[0, 1]``).
+            float; it must match the training transforms. Default :func:`network_input` of ``grayscale``
+            and ``stain_normalization``.
         device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available.
         amp: mixed precision for the network (CUDA only).
         runtime: ``"auto"``, ``"torch"``, ``"torchscript"`` or ``"onnxruntime"``, see
@@ -124,16 +169,16 @@ class SlideInferenceConfig:
             on a test batch, else ``ValueError``.
         overlay_alpha: opacity of the classes drawn on the overlay.
         class_names: QuPath class name of each class index (index 0, background, is not traced); a class
-            without a name here is called ``"Class <index>"``.
-        min_region_pixels: GeoJSON regions and holes smaller than this many inference-level pixels are
-            dropped (filled), see :mod:`monai_coco.inference.geojson`.
-        polygon_max_side: longer side of the sampled mask traced into polygons (a level up to this size is
-            traced pixel-exact; a larger one at the centres of a coarser grid).
+            without a name here is called ``"Class <index>"``. Colours: QuPath's for its built-in classes.
+        min_region_pixels: GeoJSON regions and holes smaller than this many pixels of the mask are dropped
+            (filled), see :mod:`monai_coco.inference.geojson`.
+        checkpoint: the weights' file, named in each summary with its SHA-256 (not read otherwise).
     """
 
-    reader: str = "tifffile"
+    reader: str = "auto"
     level: Optional[int] = 0
     mpp: Optional[float] = None
+    slide_mpp: Optional[float] = None
     roi_size: Union[int, Sequence[int]] = (256, 256)
     overlap: float = 0.25
     sw_batch_size: Optional[int] = None
@@ -144,6 +189,7 @@ class SlideInferenceConfig:
     tissue_threshold: Optional[float] = None
     thumbnail_size: int = 1024
     grayscale: bool = False
+    stain_normalization: bool = False
     preprocess: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     device: Optional[str] = None
     amp: bool = True
@@ -153,7 +199,7 @@ class SlideInferenceConfig:
     overlay_alpha: float = 0.45
     class_names: Sequence[str] = ("Background", "Tumor")
     min_region_pixels: float = MIN_REGION_PIXELS
-    polygon_max_side: int = 4096
+    checkpoint: Optional[Union[str, os.PathLike]] = None
 
     def __post_init__(self) -> None:
         roi = (self.roi_size, self.roi_size) if isinstance(self.roi_size, int) else tuple(self.roi_size)
@@ -164,7 +210,7 @@ class SlideInferenceConfig:
         self.roi_size = (int(roi[0]), int(roi[1]))
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
         checks = {
-            "reader": (lambda: self.reader in SLIDE_BACKENDS, f"one of {SLIDE_BACKENDS}"),
+            "reader": (lambda: self.reader in SLIDE_READERS, f"one of {SLIDE_READERS}"),
             "level": (
                 lambda: (
                     (self.level is None and self.mpp is not None) or (whole(self.level) and self.level >= 0)
@@ -175,11 +221,11 @@ class SlideInferenceConfig:
                 lambda: self.mpp is None or 0 < self.mpp < math.inf,
                 "None or a finite number > 0 (µm/px)",
             ),
-            "min_region_pixels": (lambda: self.min_region_pixels >= 0, ">= 0"),
-            "polygon_max_side": (
-                lambda: whole(self.polygon_max_side) and self.polygon_max_side >= 16,
-                ">= 16",
+            "slide_mpp": (
+                lambda: self.slide_mpp is None or 0 < self.slide_mpp < math.inf,
+                "None or a finite number > 0 (µm/px of the slides' level 0)",
             ),
+            "min_region_pixels": (lambda: self.min_region_pixels >= 0, ">= 0"),
             "overlap": (lambda: 0 <= self.overlap < 1, "in [0, 1)"),
             "sw_batch_size": (
                 lambda: self.sw_batch_size is None or (whole(self.sw_batch_size) and self.sw_batch_size >= 1),
@@ -230,7 +276,7 @@ def make_segmenter(network: torch.nn.Module, config: SlideInferenceConfig) -> Gr
     """The network in the config's runtime (:func:`~monai_coco.inference.runtimes.build_runtime`), run over
     window grids with the config's settings; build it once for many files."""
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    preprocess = config.preprocess or (lambda image: scale_to_unit(image, config.grayscale))
+    preprocess = config.preprocess or network_input(config.grayscale, config.stain_normalization)
     seed = torch.Generator().manual_seed(0)
     window = torch.randint(0, 256, (3, *config.roi_size), dtype=torch.uint8, generator=seed)
     batch = config.sw_batch_size or (1 if device.type == "cpu" else 4)
@@ -278,10 +324,13 @@ def _sample_grid(shape: Sequence[int], thumb_shape: Sequence[int]) -> tuple[np.n
     )
 
 
-def _write_overlay(path: Path, thumbnail: np.ndarray, labels: np.ndarray, alpha: float) -> Path:
-    """PNG of the ``(3, h, w)`` thumbnail with the ``(h, w)`` classes > 0 painted over it, atomically."""
+def _write_overlay(
+    path: Path, thumbnail: np.ndarray, labels: np.ndarray, alpha: float, colours: np.ndarray
+) -> Path:
+    """PNG of the ``(3, h, w)`` thumbnail with the ``(h, w)`` classes > 0 painted over it in ``colours``
+    (``(num_classes, 3)``, row 0 unused), atomically."""
     rgb = np.moveaxis(thumbnail, 0, -1).astype(np.float32)
-    colour = _PALETTE[1 + (labels.astype(np.int64) - 1) % (len(_PALETTE) - 1)]
+    colour = colours[labels.astype(np.int64)]
     weight = np.where(labels > 0, alpha, 0.0)[..., None]
     with atomic_path(path) as tmp:
         Image.fromarray(np.round(rgb * (1 - weight) + colour * weight).astype(np.uint8)).save(tmp)
@@ -306,39 +355,69 @@ class _Sampled:
         self.labels[inside] = band[self.rows[inside] - top][:, self.cols]
 
 
-class _MaskFollower:
-    """Passes the level's mask bands on, keeping the overlay's and the polygons' sampled copies and the
-    class-1 pixel count."""
+class _MapWriter:
+    """Takes the ``(top, labels, probability)`` bands of the segmenter: writes both into ``(H, W)`` maps
+    (memory-mapped ``.npy`` files in ``folder``, or arrays in memory when ``folder`` is ``None``), keeps the
+    overlay's sampled copy of the labels and counts class-1 pixels."""
 
-    def __init__(self, shape: Sequence[int], thumb_shape: Sequence[int], polygon_max_side: int) -> None:
+    def __init__(self, shape: Sequence[int], thumb_shape: Sequence[int], folder: Optional[Path], stem: str):
         self.thumb = _Sampled(shape, thumb_shape)
-        self.polygons = _Sampled(shape, _thumb_size(shape, polygon_max_side))
         self.tumour_pixels = 0
+        self.files = [] if folder is None else [folder / f".{stem}_{kind}.level0.npy" for kind in _MAPS]
+        shape = (int(shape[0]), int(shape[1]))
+        if folder is None:
+            self.labels, self.probability = (np.zeros(shape, np.uint8) for _ in _MAPS)
+        else:
+            self.labels, self.probability = (
+                np.lib.format.open_memmap(f, mode="w+", dtype=np.uint8, shape=shape) for f in self.files
+            )
 
-    def __call__(self, bands: Iterator[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
-        for top, band in bands:
-            self.thumb.update(top, band)
-            self.polygons.update(top, band)
-            self.tumour_pixels += int(np.count_nonzero(band == 1))
-            yield band
+    def consume(self, bands: Iterator[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        for top, labels, probability in bands:
+            self.thumb.update(top, labels)
+            self.tumour_pixels += int(np.count_nonzero(labels == 1))
+            self.labels[top : top + labels.shape[0]] = labels
+            self.probability[top : top + labels.shape[0]] = probability
+
+    def remove(self) -> None:
+        del self.labels, self.probability
+        for f in self.files:
+            f.unlink(missing_ok=True)
 
 
-def _slide_level(slide: Slide, config: SlideInferenceConfig, name: str) -> int:
-    """The configured level, or with ``config.mpp`` the level nearest to it; logs the choice in one line."""
-    if config.level is not None:
-        slide.check_level(config.level)
-    if config.mpp is None:
-        return config.level
-    mpp0 = slide.mpp()
-    mpps = None
-    if mpp0 is not None:
-        mpps = [(mpp0[0] + mpp0[1]) / 2 * slide.downsample(i) for i in range(slide.level_count)]
-    level, warning = choose_level(mpps, config.mpp, name, config.level)
-    if warning:
-        logger.warning(warning)
-    else:
-        logger.info("%s: level %d at %.3g µm/px (network: %g µm/px)", name, level, mpps[level], config.mpp)
-    return level
+_MAPS = ("mask", "probability")
+
+
+def _slide_view(slide: Slide, config: SlideInferenceConfig, name: str) -> SlideView:
+    """The slide at ``config.mpp`` exactly, or the configured level (checked against ``config.mpp``), or
+    level 0 when no training scale is known; says which in one log line."""
+    if config.level is not None or config.mpp is None:
+        view = slide.view(level=config.level or 0)
+        if config.mpp is not None:
+            mpps = None if slide.mpp(0) is None else [max(slide.mpp(i)) for i in range(slide.level_count)]
+            _, warning = choose_level(mpps, config.mpp, name, view.level)
+            if warning:
+                logger.warning(warning)
+        return view
+    view = slide.view(mpp=config.mpp)
+    level_mpp = slide.mpp(view.level)
+    how = f"resampled by {view.factor[1]:.3g}" if view.resampled else "as it is"
+    logger.info(
+        "%s: level %d (%.3g µm/px, %s reader) %s to %g µm/px, the network's scale: %dx%d pixels",
+        name, view.level, level_mpp[1], slide.backend, how, config.mpp, view.shape[0], view.shape[1],
+    )  # fmt: skip
+    return view
+
+
+def _classes(config: SlideInferenceConfig) -> dict[int, tuple[str, Sequence[float]]]:
+    """``{class index: (QuPath name, colour)}`` of the classes traced (all but background)."""
+    names = list(config.class_names)
+    names += [f"Class {c}" for c in range(len(names), config.num_classes)]
+    palette = _PALETTE[1:]
+    return {
+        c: (names[c], QUPATH_CLASS_COLOURS.get(names[c], palette[(c - 1) % len(palette)]))
+        for c in range(1, config.num_classes)
+    }
 
 
 def _infer_one(
@@ -346,54 +425,64 @@ def _infer_one(
 ) -> InferenceResult:
     start = time.perf_counter()
     run_before, skipped_before = segmenter.windows_run, segmenter.windows_skipped
-    mask_path = output_dir / f"{path.stem}_mask{'.tif' if is_slide(path) else '.png'}"
-    if mask_path.suffix == ".tif":
-        with Slide(path, config.reader) as slide:
-            level = _slide_level(slide, config, path.name)
-            shape = slide.level_shapes[level]
-            downsample = slide.downsample(level)
+    slide_mpp = None
+    if is_slide(path):
+        mask_path = output_dir / f"{path.stem}_mask.ome.tif"
+        probability_path = output_dir / f"{path.stem}_probability.ome.tif"
+        with Slide(path, config.reader, config.slide_mpp) as slide:
+            view = _slide_view(slide, config, path.name)
+            level, shape, scale, mpp = view.level, view.shape, view.level0_scale, view.mpp
+            slide_mpp = slide.mpp(0)
             thumb = slide.thumbnail(config.thumbnail_size)
             tissue_mask = detect_tissue(thumb, config.tissue_threshold)
             tissue = TissueMap(tissue_mask, shape) if config.min_tissue_fraction > 0 else None
-            follower = _MaskFollower(shape, thumb.shape[1:], config.polygon_max_side)
-            mpp0 = slide.mpp()
-            downsamples = [slide.downsample(i) for i in range(level, slide.level_count)]
-            mpps = None if mpp0 is None else [(mpp0[0] * d, mpp0[1] * d) for d in downsamples]
-            read = lambda top, left, height, width: slide.read(level, top, left, height, width)  # noqa: E731
-            with atomic_path(mask_path) as tmp:
-                bands = follower(segmenter.bands(read, shape, tissue))
-                write_mask_pyramid(tmp, bands, slide.level_shapes[level:], mpp=mpps)
-            mpp = None if mpps is None else mpps[0]
+            maps = _MapWriter(shape, thumb.shape[1:], output_dir, path.stem)
+            maps.consume(segmenter.bands(view.read, shape, tissue))
+        for kind, map_path, values in (("mask", mask_path, maps.labels), ("probability", probability_path,
+                                                                           maps.probability)):
+            with atomic_path(map_path) as tmp:
+                write_ome_pyramid(tmp, values, mpp, name=f"{path.stem} {kind}")
     else:
+        mask_path = output_dir / f"{path.stem}_mask.png"
+        probability_path = output_dir / f"{path.stem}_probability.png"
         image = read_image(path)
-        level, shape, downsample, mpp = 0, image.shape[1:], 1.0, None
+        level, shape, scale = 0, image.shape[1:], (1.0, 1.0)
+        mpp = None if config.mpp is None else (config.mpp, config.mpp)  # tiles: at the training scale
         rows, cols = _sample_grid(shape, _thumb_size(shape, config.thumbnail_size))
         thumb = image[:, rows][:, :, cols]
         tissue_mask = detect_tissue(thumb, config.tissue_threshold)
-        follower = _MaskFollower(shape, thumb.shape[1:], config.polygon_max_side)
+        maps = _MapWriter(shape, thumb.shape[1:], None, path.stem)
         read = lambda top, left, height, width: image[:, top : top + height, left : left + width]  # noqa: E731
-        labels = np.concatenate(list(follower(segmenter.bands(read, shape))), axis=0)
-        with atomic_path(mask_path) as tmp:
-            Image.fromarray(labels).save(tmp, format="PNG")
+        maps.consume(segmenter.bands(read, shape))
+        for map_path, values in ((mask_path, maps.labels), (probability_path, maps.probability)):
+            with atomic_path(map_path) as tmp:
+                Image.fromarray(values).save(tmp, format="PNG")
+    classes = _classes(config)
+    colours = np.array([(0, 0, 0)] + [colour for _, colour in classes.values()], dtype=np.float32)
     overlay = _write_overlay(
-        output_dir / f"{path.stem}_overlay.png", thumb, follower.thumb.labels, config.overlay_alpha
+        output_dir / f"{path.stem}_overlay.png", thumb, maps.thumb.labels, config.overlay_alpha, colours
     )
-    sampled = follower.polygons
-    names = list(config.class_names)
-    names += [f"Class {c}" for c in range(len(names), config.num_classes)]
-    palette = _PALETTE[1:]
-    classes = {c: (names[c], palette[(c - 1) % len(palette)]) for c in range(1, config.num_classes)}
+    level0_mpp = None if mpp is None else (mpp[0] / scale[0], mpp[1] / scale[1])
     features = mask_features(
-        sampled.labels,
+        np.asarray(maps.labels),
         classes,
-        scale=(sampled.scale[0] * downsample, sampled.scale[1] * downsample),
-        pixel_area=sampled.scale[0] * sampled.scale[1],
+        scale=scale,
         min_area=config.min_region_pixels,
+        level0_mpp=level0_mpp,
+        probability=maps.probability,
     )
     geojson = write_geojson(output_dir / f"{path.stem}_regions.geojson", features)
+    maps.remove()
+    tumour = classes[1][0]
+    foci = [geometry(f["geometry"]) for f in features if f["properties"]["classification"]["name"] == tumour]
+    largest = max(foci, key=lambda p: p.area, default=None)
+    largest_mm = None
+    if largest is not None and level0_mpp is not None:  # level-0 pixels scaled to µm per axis, then mm
+        largest_mm = feret_diameter(_scaled(largest, level0_mpp)) / 1000.0
     result = InferenceResult(
         image=path,
         mask=mask_path,
+        probability=probability_path,
         overlay=overlay,
         geojson=geojson,
         summary=output_dir / f"{path.stem}_summary.json",
@@ -402,13 +491,24 @@ def _infer_one(
         width=int(shape[1]),
         mpp=mpp,
         tissue_pixels=int(round(tissue_mask.mean() * shape[0] * shape[1])),
-        tumour_pixels=follower.tumour_pixels,
+        tumour_pixels=maps.tumour_pixels,
         windows_run=segmenter.windows_run - run_before,
         windows_skipped=segmenter.windows_skipped - skipped_before,
         seconds=time.perf_counter() - start,
+        slide_mpp=slide_mpp,
+        foci=len(foci),
+        largest_focus_mm=largest_mm,
+        checkpoint=None if config.checkpoint is None else str(config.checkpoint),
+        checkpoint_sha256=checkpoint_sha256(config.checkpoint),
+        version=package_version(),
     )
     result.write()
     return result
+
+
+def _scaled(polygon: Polygon, mpp: Sequence[float]) -> Polygon:
+    """``polygon`` (level-0 pixels, x then y) in µm."""
+    return affinity.scale(polygon, xfact=float(mpp[1]), yfact=float(mpp[0]), origin=(0, 0))
 
 
 def infer_file(
@@ -451,7 +551,8 @@ def infer_file(
     return _infer_one(segmenter, path, output_dir, config)
 
 
-_OUTPUTS = ("mask", "overlay", "regions", "summary")  # <stem>_<output>.<suffix>, the summary written last
+# <stem>_<output>.<suffix>, the summary written last
+_OUTPUTS = ("mask", "probability", "overlay", "regions", "summary")
 
 
 def _start_afresh(output_dir: Path, stem: str) -> None:
@@ -546,7 +647,9 @@ def infer_path(
     overwrite: bool = False,
 ) -> list[InferenceResult]:
     """:func:`infer_file` on one file, or on every image of a folder or CSV list (:func:`list_images`), in
-    this process (for many slides, see :func:`~monai_coco.inference.cohort.run_cohort`).
+    this process, then the cohort table ``cohort_summary.csv`` of the folder's or list's images
+    (:func:`~monai_coco.inference.summary.write_cohort_table`; across processes, see
+    :func:`~monai_coco.inference.cohort.run_cohort`).
 
     An image whose outputs are complete (its ``<stem>_summary.json``, written last, is in ``output_dir``)
     is skipped unless ``overwrite``, so an interrupted run resumes where it stopped (as a cohort does);
@@ -572,9 +675,12 @@ def infer_path(
             len(images),
             output_dir,
         )
-    if not todo:
-        return []
     if single:
-        return [infer_file(network, path, output_dir, config)]
-    segmenter = make_segmenter(network, config or SlideInferenceConfig())
-    return [infer_file(segmenter, p, output_dir, config) for p in todo]
+        return [infer_file(network, path, output_dir, config)] if todo else []
+    results = []
+    if todo:
+        segmenter = make_segmenter(network, config or SlideInferenceConfig())
+        results = [infer_file(segmenter, p, output_dir, config) for p in todo]
+    table, done = write_cohort_table(output_dir, images)
+    logger.info("cohort summary: %s (%d of %d images)", table, done, len(images))
+    return results

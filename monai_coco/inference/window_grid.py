@@ -191,8 +191,10 @@ class GridSegmenter:
     @torch.inference_mode()
     def bands(
         self, read_region: RegionReader, shape: Sequence[int], tissue: Optional[TissueMap] = None
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """``(top, labels)`` row bands of the level, top to bottom; ``labels`` is ``(h, W)`` ``uint8``.
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(top, labels, probability)`` row bands of the level, top to bottom: ``labels`` ``(h, W)``
+        ``uint8`` class indices and ``probability`` ``(h, W)`` ``uint8``, class 1's blended probability
+        (its share of the weighted sums, MONAI's blended output) times 255, rounded.
 
         Args:
             read_region: ``(top, left, height, width) -> (3, height, width)`` ``uint8`` of the level.
@@ -217,7 +219,8 @@ class GridSegmenter:
             done = row_groups[k + 1][0] if k + 1 < len(row_groups) else height  # no later window above
             y0, y1 = max(acc_top, pt), min(done, pt + grid.shape[0])
             if y1 > y0:
-                yield y0 - pt, self._argmax(acc[:, y0 - acc_top : y1 - acc_top, pl : pl + grid.shape[1]])
+                sums = acc[:, y0 - acc_top : y1 - acc_top, pl : pl + grid.shape[1]]
+                yield y0 - pt, self._argmax(sums), self._probability(sums)
             shift = done - acc_top  # rows handed on; the rest (window overlap) moves to the top
             if shift < capacity:
                 acc[:, : capacity - shift] = acc[:, shift:].clone()
@@ -241,7 +244,18 @@ class GridSegmenter:
             labels[:, c0 : c0 + block] = index.cpu().numpy()
         return labels
 
+    @staticmethod
+    def _probability(sums: torch.Tensor, block: int = 1024) -> np.ndarray:
+        """Class 1's share of the ``(C, h, w)`` sums as ``(h, w)`` ``uint8`` (``255 p``, rounded), ``block``
+        columns at a time."""
+        out = np.empty(sums.shape[1:], np.uint8)
+        for c0 in range(0, sums.shape[2], block):
+            part = sums[:, :, c0 : c0 + block]
+            share = part[1] / part.sum(0).clamp_min_(torch.finfo(part.dtype).tiny)
+            out[:, c0 : c0 + block] = share.mul_(255).round_().to(torch.uint8).cpu().numpy()
+        return out
+
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Class indices ``(H, W)`` of a whole in-memory ``(3, H, W)`` ``uint8`` image (every window run)."""
         read = lambda top, left, height, width: image[:, top : top + height, left : left + width]  # noqa: E731
-        return np.concatenate([band for _, band in self.bands(read, image.shape[1:])], axis=0)
+        return np.concatenate([band for _, band, _ in self.bands(read, image.shape[1:])], axis=0)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.data import PatchWSIDataset
 from PIL import Image
 
-from monai_coco.data import LazyTiffFileWSIReader, Slide, write_synthetic_slide
-from monai_coco.data.unlabelled import MarkLabelledd, list_unlabelled, slide_patches
+from monai_coco.data import Slide, write_synthetic_slide
+from monai_coco.data.unlabelled import MarkLabelledd, ReadSlidePatchd, list_unlabelled, slide_patches
 
 
 def _tile(path, value=100, size=(8, 6)):
@@ -53,35 +52,46 @@ def test_slides_are_found_and_their_mask_pyramid_is_not_an_image(slide):
     assert images.slides == [str(slide)] and images.tiles == []
 
 
-@pytest.mark.parametrize("mpp, level, side", [(2.0, 2, 32), (3.0, 2, 48), (1.0, 1, 32)])
-def test_patches_tile_the_level_at_the_training_scale(slide, mpp, level, side):
-    # a 32-pixel patch at `mpp` covers 32·mpp µm = 32·mpp/0.5 level-0 pixels, read from the finest level no
-    # coarser than `mpp`: 2.0 -> level 2 (2.0 µm/px) 32 px; 3.0 -> level 2, 48 px; 1.0 -> level 1, 32 px
+@pytest.mark.parametrize("mpp, side", [(2.0, 128), (3.0, 85), (1.0, 256)])
+def test_patches_tile_the_slide_seen_at_the_training_scale(slide, mpp, side):
+    # the 512² slide at 0.5 µm/px seen at `mpp` is round(512 · 0.5 / mpp) pixels a side; 32² patches tile it
     every = slide_patches(slide, mpp, 32, min_tissue=0.0)
-    grid = (512 >> level) // side
-    assert len(every) == grid * grid
-    assert {(e["level"], tuple(e["size"])) for e in every} == {(level, (side, side))}
-    step = side << level
+    grid = side // 32
+    assert len(every) == grid * grid and {tuple(e["size"]) for e in every} == {(32, 32)}
+    assert {e["mpp"] for e in every} == {mpp}
     assert sorted(tuple(e["location"]) for e in every) == [
-        (r * step, c * step) for r in range(grid) for c in range(grid)
+        (r * 32, c * 32) for r in range(grid) for c in range(grid)
     ]
     tissue = slide_patches(slide, mpp, 32)
     assert 0 < len(tissue) <= len(every) and all(e in every for e in tissue)
 
 
-def test_patch_wsi_dataset_reads_the_listed_regions(slide):
-    entries = slide_patches(slide, 2.0, 32)
-    reader = LazyTiffFileWSIReader(channel_dim=0, dtype=np.uint8, mode="RGB")
-    dataset = PatchWSIDataset(entries, include_label=False, center_location=False, reader=reader)
-    with Slide(slide) as s:
-        for i in (0, len(entries) - 1):
-            top, left = (v >> 2 for v in entries[i]["location"])
-            np.testing.assert_array_equal(np.asarray(dataset[i]["image"]), s.read(2, top, left, 32, 32))
+@pytest.mark.parametrize("reader", ["tifffile", "openslide"])
+def test_read_slide_patch_gives_the_level_at_its_scale_or_pil_s_antialiased_resize_of_it(slide, reader):
+    """2.0 µm/px is level 2 as it is; 3.0 µm/px is level 2 reduced 1.5 times: Pillow's antialiased bilinear
+    resize of the whole level (an independent reference) within 1 grey level (its fixed-point rounding)."""
+    read = ReadSlidePatchd(keys="image")
+    with Slide(slide, reader) as s:
+        level2 = s.read(2, 0, 0, 128, 128)
+    for mpp in (2.0, 3.0):
+        entries = slide_patches(slide, mpp, 32, reader=reader, min_tissue=0.0)
+        side = 128 / (mpp / 2.0)
+        box = (0, 0, int(side) * mpp / 2.0, int(side) * mpp / 2.0)  # the grid: mpp / 2 level pixels each
+        level_image = Image.fromarray(np.moveaxis(level2, 0, -1))
+        resized = level_image.resize((int(side),) * 2, Image.BILINEAR, box=box, reducing_gap=None)
+        reference = np.asarray(resized)
+        for entry in (entries[0], entries[-1]):
+            patch = read(entry)["image"]
+            assert patch.dtype == torch.float32 and patch.shape == (3, 32, 32)
+            top, left = entry["location"]
+            expected = np.moveaxis(reference[top : top + 32, left : left + 32], -1, 0)
+            assert np.abs(patch.numpy() - expected).max() <= (0 if mpp == 2.0 else 1), mpp
 
 
-def test_a_scale_finer_than_the_slide_and_a_bad_tissue_fraction_are_refused(slide):
+def test_a_scale_much_finer_than_the_slide_and_a_bad_tissue_fraction_are_refused(slide):
     with pytest.raises(ValueError, match=r"0.5 µm/px at level 0, coarser than the training scale 0.25"):
         slide_patches(slide, 0.25, 32)
+    assert slide_patches(slide, 0.45, 32, min_tissue=0.0)  # 1.1 times finer: level 0, upsampled
     with pytest.raises(ValueError, match="min_tissue"):
         slide_patches(slide, 2.0, 32, min_tissue=1.5)
 

@@ -57,7 +57,7 @@ def test_slide_gets_qupath_geojson_and_a_summary_agreeing_with_its_mask(tmp_path
     assert result.geojson.name == "case_regions.geojson" and collection["type"] == "FeatureCollection"
     assert len(collection["features"]) == 2  # the two purple blocks
     with tifffile.TiffFile(result.mask) as tif:
-        mask = tif.pages[0].asarray()  # level 1: 128 x 192
+        mask = tif.series[0].levels[0].asarray()  # level 1: 128 x 192
     regions = _union(collection["features"])
     assert regions.area == pytest.approx(mask.sum() * 4, rel=1e-9)  # level-0 pixels: 2 x 2 per mask pixel
     assert regions.bounds == pytest.approx((96, 64, 352, 224), abs=4)  # the blocks in level-0 pixels
@@ -69,8 +69,18 @@ def test_slide_gets_qupath_geojson_and_a_summary_agreeing_with_its_mask(tmp_path
     assert result.tumour_pixels == int(mask.sum()) == pytest.approx(int(expected[::2, ::2].sum()), rel=0.05)
     tissue = ((img[::2, ::2] == PURPLE).all(-1) | (img[::2, ::2] != 240).any(-1)).sum()
     assert result.tissue_pixels == pytest.approx(tissue, rel=0.05)
-    assert summary["tumour_area_mm2"] == pytest.approx(mask.sum() * 1e-6)  # 1 um^2 per level-1 pixel
-    assert summary["tumour_fraction"] == pytest.approx(mask.sum() / result.tissue_pixels)
+    assert summary["tumour_area_mm2"] == pytest.approx(mask.sum() * 1e-6, rel=5e-3)  # 1 um^2 a pixel
+    assert summary["tumour_fraction"] == pytest.approx(mask.sum() / result.tissue_pixels, rel=5e-3)
+    assert len(str(summary["tumour_fraction"]).lstrip("0.")) <= 3  # 3 significant digits
+    assert summary["slide_mpp_x"] == pytest.approx(0.5) and summary["version"]
+    # foci: the two purple blocks; the larger, 64x96 level-0 pixels of 0.5 um: its diagonal, in mm
+    assert summary["foci"] == 2
+    assert summary["largest_focus_mm"] == pytest.approx(np.hypot(64, 96) * 0.5e-3, rel=0.03)
+    for feature in collection["features"]:
+        measured = feature["properties"]["measurements"]
+        area = shape(feature["geometry"]).area * 0.25  # level-0 pixels of 0.5 x 0.5 um
+        assert measured["Area µm^2"] == pytest.approx(area, rel=1e-6)
+        assert measured["Mean tumour probability"] > 0.9  # purple: 20 * (160 - 90) / 255 - 0.5 logits
     assert summary["windows_run"] + summary["windows_skipped"] == 5 * 8  # 128 x 192 level, 32-px windows
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
 
@@ -103,17 +113,25 @@ def test_choose_level_by_scale(mpps, train, level, expected_level, warns):
     assert (warning is None) if warns is None else (warns in warning and "s.tif" in warning)
 
 
-def test_slide_level_is_chosen_by_the_training_scale_and_said_so(tmp_path, caplog):
+def test_slide_is_seen_at_the_training_scale_exactly_and_said_so(tmp_path, caplog):
+    """A level at the training scale is read as it is; a scale between levels (1.5) or beyond the last (4)
+    is the nearest finer level resampled, with no warning; a level forced far from it warns."""
     img, _ = _scene()
     path = _write_slide(tmp_path / "case.tif", img, mpp=0.5)  # levels at 0.5 and 1 um/px
-    config = SlideInferenceConfig(roi_size=32, device="cpu", runtime="torch", level=None, mpp=1.0)
-    with caplog.at_level(logging.INFO, logger="monai_coco.inference"):
-        result = infer_file(ColourNet(), path, tmp_path / "out", config)
-    assert result.level == 1 and "case.tif: level 1 at 1 µm/px (network: 1 µm/px)" in caplog.text
+    for mpp, level, shape_, how in [(1.0, 1, (128, 192), "as it is"), (1.5, 1, (85, 128), "resampled by 1.5"),
+                                    (4.0, 1, (32, 48), "resampled by 4")]:  # fmt: skip
+        config = SlideInferenceConfig(roi_size=32, device="cpu", runtime="torch", level=None, mpp=mpp)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="monai_coco.inference"):
+            result = infer_file(ColourNet(), path, tmp_path / f"out{mpp}", config)
+        assert result.level == level and (result.height, result.width) == shape_
+        assert result.mpp == pytest.approx((0.5 * 256 / shape_[0], 0.5 * 384 / shape_[1]))
+        assert f"case.tif: level {level} (1 µm/px" in caplog.text and f"{how} to {mpp:g} µm/px" in caplog.text
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    forced = SlideInferenceConfig(roi_size=32, device="cpu", runtime="torch", level=0, mpp=4.0)
     caplog.clear()
-    config = SlideInferenceConfig(roi_size=32, device="cpu", runtime="torch", level=None, mpp=4.0)
     with caplog.at_level(logging.WARNING, logger="monai_coco.inference"):
-        assert infer_file(ColourNet(), path, tmp_path / "out4", config).level == 1
+        assert infer_file(ColourNet(), path, tmp_path / "forced", forced).level == 0
     assert len(caplog.records) == 1 and "trained at 4 µm/px" in caplog.text
     with pytest.raises(ValueError, match="SlideInferenceConfig.level"):
         SlideInferenceConfig(level=None)
@@ -129,6 +147,6 @@ def test_tumour_fraction_is_of_the_tissue_and_at_most_one(tissue, tumour, fracti
 
     from monai_coco.inference.summary import InferenceResult
 
-    paths = [Path(name) for name in ("a.tif", "m.tif", "o.png", "r.geojson", "s.json")]
+    paths = [Path(name) for name in ("a.tif", "m.tif", "p.tif", "o.png", "r.geojson", "s.json")]
     result = InferenceResult(*paths, 0, 100, 100, None, tissue, tumour, 1, 0, 0.1)
     assert result.tumour_fraction == fraction and result.row()["tumour_fraction"] == fraction

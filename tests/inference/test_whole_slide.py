@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from monai_coco.data import slide_io
-from monai_coco.data.slide_io import Slide, is_slide, read_image, read_tiff_region, write_mask_pyramid
+from monai_coco.data.ome_pyramid import write_ome_pyramid
+from monai_coco.data.slide_io import Slide, is_slide, read_image, read_tiff_region
 from monai_coco.data.synthetic import write_synthetic_slide
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.inference import SlideInferenceConfig, infer_file, infer_path, list_images, segment_image
@@ -77,8 +78,10 @@ def slide(tmp_path_factory):
 
 
 def _mask_levels(path):
+    """The levels of a pyramidal OME-TIFF map (SubIFDs, tiled, deflate) and their resolutions (px/cm)."""
     with tifffile.TiffFile(path) as tif:
-        pages = list(tif.pages)
+        assert tif.is_ome
+        pages = [level.keyframe for level in tif.series[0].levels]
         assert [p.subfiletype for p in pages] == [0] + [1] * (len(pages) - 1)
         assert all(p.is_tiled and p.compression == tifffile.COMPRESSION.ADOBE_DEFLATE for p in pages)
         return [p.asarray() for p in pages], [p.get_resolution() for p in pages]
@@ -92,7 +95,7 @@ def _mismatch(mask, expected):
 def test_slide_round_trip_mask_aligned_at_level_0_and_1(slide, tmp_path, reader):
     path, expected = slide
     result = infer_file(ColourNet(), path, tmp_path / "out", _config(reader=reader, level=0))
-    assert result.mask == tmp_path / "out" / "case_mask.tif"
+    assert result.mask == tmp_path / "out" / "case_mask.ome.tif"
     levels, resolution = _mask_levels(result.mask)
     assert [m.shape for m in levels] == [(256, 384), (128, 192)]  # the slide's level sizes
     assert _mismatch(levels[0], expected) < 0.005  # JPEG edges only
@@ -131,7 +134,7 @@ def test_synthetic_slide_of_the_data_module_gets_a_mask_pyramid_like_its_ground_
     with tifffile.TiffFile(truth_path) as truth:
         truth_shapes = [page.shape for page in truth.pages]
     levels, _ = _mask_levels(result.mask)
-    assert [m.shape for m in levels] == truth_shapes and len(truth_shapes) > 1
+    assert levels[0].shape == truth_shapes[0] and len(truth_shapes) > 1
     assert result.windows_skipped > 0
     assert levels[0][0, 0] == levels[0][-1, -1] == 0  # glass in the corners: skipped, background
 
@@ -178,14 +181,24 @@ def test_lazy_region_read_equals_full_decode(tmp_path):
         assert (read_tiff_region(tif.pages[0], 30, 20, 67, 70) == data[30:97, 20:90]).all()
 
 
-def test_mask_pyramid_streams_bands_of_any_height(tmp_path):
-    labels = (np.arange(70 * 50).reshape(70, 50) % 3).astype(np.uint8)
-    bands = (labels[a:b] for a, b in [(0, 7), (7, 40), (40, 70)])
-    path = write_mask_pyramid(tmp_path / "m.tif", bands, [(70, 50), (35, 25), (18, 13)], tile=16)
-    levels, _ = _mask_levels(path)
-    assert (levels[0] == labels).all()
-    assert (levels[1] == labels[1::2, 1::2]).all()
-    assert levels[2].shape == (18, 13)
+def test_ome_pyramid_halves_to_256_with_its_physical_size_and_opens_in_openslide(tmp_path):
+    labels = (np.arange(600 * 520).reshape(600, 520) % 3).astype(np.uint8)
+    path = write_ome_pyramid(tmp_path / "m.ome.tif", np.lib.format.open_memmap(
+        tmp_path / "m.npy", mode="w+", dtype=np.uint8, shape=labels.shape), mpp=(2.0, 2.5), tile=16)
+    path.unlink()
+    memmap = np.lib.format.open_memmap(tmp_path / "m.npy", mode="r+")
+    memmap[:] = labels
+    write_ome_pyramid(path, memmap, mpp=(2.0, 2.5), tile=16)
+    levels, resolution = _mask_levels(path)
+    assert [m.shape for m in levels] == [(600, 520), (300, 260), (150, 130)]
+    assert (levels[0] == labels).all() and (levels[1] == labels[1::2, 1::2]).all()
+    assert resolution[0] == pytest.approx((1e4 / 2.5, 1e4 / 2.0))  # px/cm, x then y
+    assert resolution[1] == pytest.approx((1e4 / 5.0, 1e4 / 4.0))
+    with tifffile.TiffFile(path) as tif:
+        assert 'PhysicalSizeX="2.5"' in tif.ome_metadata and 'PhysicalSizeY="2.0"' in tif.ome_metadata
+    openslide = pytest.importorskip("openslide")
+    with openslide.OpenSlide(str(path)) as osr:
+        assert osr.dimensions == (520, 600)
 
 
 def test_tile_image_gives_png_mask_of_the_right_size(tmp_path):
@@ -234,7 +247,10 @@ def test_a_rerun_skips_complete_images_and_overwrite_redoes_them(tmp_path, caplo
     caplog.set_level(logging.INFO, logger="monai_coco.inference")
     assert [r.image.name for r in infer_path(ColourNet(), tmp_path, out, _config())] == ["b.png"]
     assert f"2 of 3 image(s) already done in {out}, skipped" in caplog.text
-    assert all(p.stat().st_mtime_ns == written[p.name] for p in out.iterdir() if not p.name.startswith("b_"))
+    redone = ("b_", "cohort_summary")  # b's outputs and the cohort table, now with 3 rows
+    kept = [p for p in out.iterdir() if not p.name.startswith(redone)]
+    assert all(p.stat().st_mtime_ns == written[p.name] for p in kept)
+    assert len((out / "cohort_summary.csv").read_text().splitlines()) == 1 + 3
     assert infer_path(ColourNet(), tmp_path / "a.png", out, _config()) == []  # one file: skipped too
     redone = infer_path(ColourNet(), tmp_path, out, _config(), overwrite=True)
     assert [r.image.name for r in redone] == ["a.png", "b.png", "c.png"]
@@ -331,10 +347,10 @@ def test_command_line_runs_a_checkpointed_network(tmp_path, slide, capsys, caplo
         network,
     ]
     assert main([*args, "--roi", "32", "32", "--chunk-size", "96", "--device", "cpu"]) == 0
-    assert "case_mask.tif" in capsys.readouterr().out
+    assert "case_mask.ome.tif" in capsys.readouterr().out
     # no scale recorded with the checkpoint, none given: level 0, and the log says why
     assert "level 0 (full resolution): no training scale is recorded with" in caplog.text
-    levels, _ = _mask_levels(tmp_path / "out" / "case_mask.tif")
+    levels, _ = _mask_levels(tmp_path / "out" / "case_mask.ome.tif")
     assert _mismatch(levels[0], expected) < 0.005
     torch.save({"model": torch.nn.Conv2d(3, 3, 1).state_dict()}, tmp_path / "wrong.pt")
     with pytest.raises(SystemExit) as exit_info:
@@ -417,6 +433,6 @@ def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(t
     with caplog.at_level("INFO"):
         assert main(args) == 0
     assert f"training scale 1.0 um/px, recorded with {tmp_path / 'model.pt'}" in caplog.text
-    levels, _ = _mask_levels(tmp_path / "out" / "case_mask.tif")
+    levels, _ = _mask_levels(tmp_path / "out" / "case_mask.ome.tif")
     assert levels[0].shape == (128, 192)  # level 1 of the slide: 1.0 um/px
     assert _mismatch(levels[0], expected[::2, ::2]) < 0.01

@@ -41,11 +41,20 @@ def _monai(net, image, mode="gaussian", overlap=0.25, roi=(32, 32), predictor=No
     return probs[0].argmax(0).numpy().astype(np.uint8)
 
 
+def _monai_probability(net, image, mode):
+    """MONAI's blended class-1 probability, as ``uint8`` (255 p)."""
+    inferer = SlidingWindowInferer((32, 32), sw_batch_size=3, overlap=0.25, mode=mode)
+    with torch.inference_mode():
+        probs = inferer(torch.from_numpy(image)[None].float() / 255, lambda w: torch.softmax(net(w), 1))
+    return (probs[0, 1] * 255).numpy()
+
+
 @pytest.mark.parametrize("mode", ["gaussian", "constant"])
 def test_chunked_pass_equals_one_monai_pass_and_runs_each_window_once(mode):
     image = np.random.default_rng(0).integers(0, 256, (3, 150, 230), dtype=np.uint8)
     net = CountingNet()
     expected = _monai(net, image, mode)
+    reference = _monai_probability(net, image, mode)
     grid = WindowGrid(image.shape[1:], (32, 32), 0.25, mode)
     assert [len(s) for s in grid.starts] == [
         6,
@@ -57,10 +66,12 @@ def test_chunked_pass_equals_one_monai_pass_and_runs_each_window_once(mode):
         net.windows = 0
         segmenter = _segmenter(net, chunk, mode)
         bands = list(segmenter.bands(lambda t, u, h, w: image[:, t : t + h, u : u + w], image.shape[1:]))
-        labels = np.concatenate([b for _, b in bands])
-        assert [t for t, _ in bands] == list(np.cumsum([0] + [b.shape[0] for _, b in bands[:-1]]))
+        labels = np.concatenate([b for _, b, _ in bands])
+        probability = np.concatenate([p for _, _, p in bands])
+        assert [t for t, _, _ in bands] == list(np.cumsum([0] + [b.shape[0] for _, b, _ in bands[:-1]]))
         assert net.windows == segmenter.windows_run == len(grid) == 60 and segmenter.windows_skipped == 0
         assert (labels == expected).all(), chunk
+        assert np.abs(probability - reference).max() <= 0.5 + 1e-3, chunk  # rounded to the nearest 1/255
 
 
 def test_level_smaller_than_a_window_is_padded_like_monai():
@@ -94,7 +105,8 @@ def test_skipped_windows_blend_as_background_like_a_skipping_monai_predictor():
     segmenter = _segmenter(net, 50, min_tissue=0.1)
     net.windows = 0
     labels = np.concatenate(
-        [b for _, b in segmenter.bands(lambda t, u, h, w: image[:, t : t + h, u : u + w], (128, 160), tissue)]
+        [b for _, b, _ in segmenter.bands(lambda t, u, h, w: image[:, t : t + h, u : u + w], (128, 160),
+                                          tissue)]  # fmt: skip
     )
     assert (labels == expected).all()
     assert segmenter.windows_run == net.windows and 0 < segmenter.windows_run < len(grid)

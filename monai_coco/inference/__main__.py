@@ -149,6 +149,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         stain_normalization = bool(record.get("stain_normalization", False))
         if stain_normalization:
             logging.getLogger(__name__).info("stain normalisation on, recorded with %s", args.checkpoint)
+        if args.level is not None and args.level < 0 and args.mpp is None:
+            raise ValueError(
+                f"--level {args.level} reads slides at the training scale, but no --mpp is given or recorded "
+                f"with {args.checkpoint}; give --mpp (the network's um/px) or a level >= 0"
+            )
         level = args.level if args.level is None or args.level >= 0 else None  # -1: at --mpp exactly
         if args.level is None and args.mpp is None:  # not given and no scale known: full resolution
             level = 0

@@ -134,7 +134,7 @@ def test_slide_is_seen_at_the_training_scale_exactly_and_said_so(tmp_path, caplo
         assert infer_file(ColourNet(), path, tmp_path / "forced", forced).level == 0
     assert len(caplog.records) == 1 and "trained at 4 µm/px" in caplog.text
     with pytest.raises(ValueError, match="SlideInferenceConfig.level"):
-        SlideInferenceConfig(level=None)
+        SlideInferenceConfig(level=-1)
 
 
 @pytest.mark.parametrize(

@@ -382,7 +382,7 @@ def test_command_line_bad_output_device_or_channels_is_one_line(tmp_path, slide,
         ([str(tmp_path / "o2"), "--device", "cpu", "--grayscale", "--runtime", "torch"],
          "the network cannot take windows of (1, 32, 32)"),
         ([str(tmp_path / "o3"), "--device", "cpu", "--level", "-1"],  # nearest to an mpp nobody gave
-         "--level must be >= 0 (or None, with mpp set), got None"),
+         "--level -1 reads slides at the training scale, but no --mpp is given or recorded"),
     ]  # fmt: skip
     for output, expected in cases:
         with pytest.raises(SystemExit) as stop:

@@ -56,7 +56,10 @@ SHORT_TARGETS = {
 }
 
 # The ``__all__`` of every module of the last release before the floor-plan move (commit 841d065), for
-# each module that still exists; the subpackages re-export what moved up a floor.
+# each module that still exists; the subpackages re-export what moved up a floor. Removed on purpose by
+# issue 21: ``write_mask_pyramid`` (mask pyramids are pyramidal OME-TIFFs now: ``write_ome_pyramid``, which
+# takes the map, not bands and the slide's level sizes), ``SLIDE_BACKENDS`` (now ``SLIDE_READERS``, with
+# ``auto``) and ``slide_io.SLIDE_SUFFIXES`` (which files of a folder are slides is ``suffixes``' business).
 PUBLIC_BEFORE_THE_MOVE = {
     "monai_coco.config_checks": (
         "fail", "check_choice", "check_path", "check_roi_size", "exit_on_error", "load_prerequisite"
@@ -64,14 +67,14 @@ PUBLIC_BEFORE_THE_MOVE = {
     "monai_coco.data": (
         "IMAGE_SUFFIXES", "ColorChannels", "ColorChannelsd", "DataProblem", "SyntheticGastricTissue",
         "check_dataset", "load_paired_datalist", "synthetic_tile", "write_synthetic_dataset",
-        "write_synthetic_slide", "LazyTiffFileWSIReader", "Slide", "read_image", "write_mask_pyramid",
+        "write_synthetic_slide", "LazyTiffFileWSIReader", "Slide", "read_image",
         "InferenceResult", "SlideInferenceConfig", "infer_file", "infer_path", "segment_image", "TissueMap",
         "detect_tissue", "bundle_datalist", "synthetic_dataset",
     ),
     "monai_coco.data.check": ("main",),
     "monai_coco.data.slide_io": (
-        "LazyTiffFileWSIReader", "Slide", "read_image", "is_slide", "write_mask_pyramid", "read_tiff_region",
-        "SLIDE_BACKENDS", "TILE_SUFFIXES", "TIFF_SUFFIXES", "SLIDE_SUFFIXES",
+        "LazyTiffFileWSIReader", "Slide", "read_image", "is_slide", "read_tiff_region", "TILE_SUFFIXES",
+        "TIFF_SUFFIXES",
     ),
     "monai_coco.data.synthetic": (
         "EOSIN_OD", "HEMATOXYLIN_OD", "SyntheticGastricTissue", "synthetic_tile", "write_synthetic_dataset",

@@ -10,8 +10,9 @@ that the grid is fixed by ``factor`` and the output index, not by a region's siz
 ``[top, top + h)`` of the output depends only on the source pixels under it, so chunks of a slide resampled
 one by one give the same pixels as the whole level resampled at once.
 
-Cost: ``O(taps)`` multiply-adds per output pixel and axis (``taps = ceil(2 s) + 2``), memory one
-region of the source in float32; the filter is separable (rows, then columns).
+Cost: ``O(taps)`` multiply-adds per output pixel and axis (``taps = ceil(2 s) + 2``); memory: the source
+region in ``uint8`` and the row pass, ``(C, height, source width)``, in float32; the filter is separable
+(rows, then columns).
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def axis_taps(start: int, count: int, factor: float, size: int) -> tuple[int, in
 
 
 def _along(image: torch.Tensor, index: np.ndarray, weight: np.ndarray, dim: int) -> torch.Tensor:
+    """The tent-weighted sum of ``image``'s taps along ``dim``, float32 (a ``uint8`` image is gathered as it
+    is and converted tap by tap: the source region is never held as float)."""
     out = None
     for k in range(index.shape[1]):
-        part = image.index_select(dim, torch.from_numpy(index[:, k]))
+        part = image.index_select(dim, torch.from_numpy(index[:, k])).float()
         w = torch.from_numpy(weight[:, k]).reshape([-1 if d == dim else 1 for d in range(image.dim())])
         out = part * w if out is None else out.add_(part * w)
     return out
@@ -84,6 +87,6 @@ def resample_region(
     """
     y0, y1, rows, row_w = axis_taps(top, height, factor[0], source_shape[0])
     x0, x1, cols, col_w = axis_taps(left, width, factor[1], source_shape[1])
-    source = torch.from_numpy(np.ascontiguousarray(read_source(y0, x0, y1 - y0, x1 - x0))).float()
+    source = torch.from_numpy(np.ascontiguousarray(read_source(y0, x0, y1 - y0, x1 - x0)))
     out = _along(_along(source, rows, row_w, 1), cols, col_w, 2)
     return out.round_().clamp_(0, 255).to(torch.uint8).numpy()

@@ -136,7 +136,8 @@ def slide_patches(
 class ReadSlidePatchd(MapTransform):
     """Read the :func:`slide_patches` entry under ``keys`` into a ``(3, h, w)`` float32 tensor of RGB values
     in ``[0, 255]`` (as ``LoadImaged`` + ``EnsureChannelFirstd`` give a tile), from the slide at the entry's
-    ``mpp`` exactly. Keeps up to ``cache_size`` slides open per process.
+    ``mpp`` exactly, and drop the entry's other fields, so that patches batch with tiles. Keeps up to
+    ``cache_size`` slides open per process.
 
     Args:
         keys: the key holding the slide's path (the entry's other fields are read from the same mapping).
@@ -163,7 +164,12 @@ class ReadSlidePatchd(MapTransform):
             (top, left), (height, width) = d["location"], d["size"]
             region = self._view(d, key).read(int(top), int(left), int(height), int(width))
             d[key] = torch.from_numpy(region).float()
+        for field_name in _PATCH_FIELDS:
+            d.pop(field_name, None)
         return d
+
+
+_PATCH_FIELDS = ("location", "size", "mpp", "reader", "slide_mpp")
 
 
 class MarkLabelledd(MapTransform):

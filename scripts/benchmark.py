@@ -14,7 +14,8 @@ Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/resu
 number), each atomically; ``OUT`` defaults to ``bundle/docs`` (the committed report) for a full cpu or gpu
 run and to ``bundle/eval/benchmarks`` for ``--smoke`` or some ``--sections``. Sections: ``--sections loss
 networks training accuracy deployment`` (the last: whole-slide student inference in each runtime against
-plain MONAI, see ``scripts/benchmark_deployment.py``).
+plain MONAI, see ``scripts/benchmark_deployment.py``, and the cost of reading slides at the training scale
+exactly, ``scripts/benchmark_slide_scale.py``, its own page ``benchmarks_slide_scale.md``).
 The run is single-threaded by default (``--threads``): on a machine whose cores are shared with other
 jobs, more threads than free cores makes PyTorch's CPU kernels spin and the timings meaningless. The
 accuracy protocol's training runs go ``--jobs`` at a time, each in its own process (their numbers do not
@@ -295,6 +296,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 results["deployment"] = deployment(
                     dep["side"], dep["rounds"], args.threads, recipe.workdir, dep["train_steps"]
                 )
+                from benchmark_slide_scale import benchmark as slide_scale
+                from benchmark_slide_scale import write_page
+
+                results["slide_scale"] = slide_scale(
+                    dep["side"], dep["rounds"], recipe.workdir / "slide_scale", dep["train_steps"]
+                )
+                print(f"wrote {write_page(results['slide_scale'], args.out)}", flush=True)
             else:
                 results["accuracy"] = run_accuracy_section(recipe, unlabelled, jobs)
             print(f"[{section}] {time.perf_counter() - t:.0f} s", flush=True)

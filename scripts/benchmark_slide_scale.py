@@ -1,10 +1,11 @@
 """Slide-scale benchmark: what reading a slide at the network's training scale exactly costs.
 
-One synthetic tissue (``write_synthetic_slide``'s world, a section over 0.6 of the sides, glass around it) in
-two layouts: a 20x pyramid (0.5, 1, 2, 4, ... µm/px, halving levels) and a 40x pyramid as Aperio scanners
-write it (0.25, 1, 4, 16 µm/px: levels 4 times apart). The paper's student (Mobile U-Net, 256² windows,
-eager torch, one thread) segments it at 2 µm/px. Candidates, each in a fresh process (its own peak RSS),
-interleaved round by round, times as medians:
+One synthetic tissue (``write_synthetic_slide``'s world, the section filling the slide) in two layouts: a
+20x pyramid (0.5, 1, 2, 4, ... µm/px, halving levels) and a 40x pyramid as Aperio scanners write it (0.25,
+1, 4 µm/px: levels 4 times apart). The paper's student (Mobile U-Net, 256² windows, eager torch, one
+thread), trained briefly as the deployment benchmark trains it (``train_student``: its masks hold both
+classes, so that agreement compares decisions), segments it at 2 µm/px. Candidates, each in a fresh process
+(its own peak RSS), interleaved round by round, times as medians:
 
 * ``before``: this repository before the slide work (``git archive BEFORE``), the 20x slide at its level 2
   (2 µm/px: no resampling), as that code read it;
@@ -45,8 +46,8 @@ def write_slides(workdir: Path, side: int) -> dict[str, Path]:
 
     from monai_coco.data.synthetic import write_synthetic_slide
 
-    slide20, _ = write_synthetic_slide(workdir / "slide_20x.tif", size=side, section_fraction=0.6)
-    fine, _ = write_synthetic_slide(workdir / "render_40x.tif", size=2 * side, mpp=0.25, section_fraction=0.6)
+    slide20, _ = write_synthetic_slide(workdir / "slide_20x.tif", size=side)
+    fine, _ = write_synthetic_slide(workdir / "render_40x.tif", size=2 * side, mpp=0.25)
     slide40 = workdir / "slide_40x.tif"
     with tifffile.TiffFile(fine) as tif, tifffile.TiffWriter(slide40, bigtiff=True) as out:
         levels = tif.series[0].levels
@@ -62,12 +63,10 @@ def run_candidate(name: str, slide: Path, out: Path) -> dict:
     """One candidate in this process: seconds, peak RSS (MiB, ``VmHWM``), windows run; its mask saved."""
     import tifffile
     import torch
-
-    from monai_coco.networks import MobileUNet
+    from benchmark_deployment import _student
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    network = MobileUNet(in_channels=3, out_channels=2)
+    network = _student(out)
     start = time.perf_counter()
     from monai_coco.inference import SlideInferenceConfig, infer_file
 
@@ -111,8 +110,11 @@ def _extract_before(folder: Path) -> bool:
     return True
 
 
-def benchmark(side: int, rounds: int, workdir: Path) -> dict:
+def benchmark(side: int, rounds: int, workdir: Path, train_steps: int = 60) -> dict:
+    from benchmark_deployment import train_student
+
     slides = write_slides(workdir, side)
+    student = train_student(workdir, train_steps)
     candidates = [c for c in CANDIDATES if c != "before" or _extract_before(workdir / "before")]
     runs: dict[str, list[dict]] = {c: [] for c in candidates}
     for _ in range(rounds):
@@ -132,7 +134,7 @@ def benchmark(side: int, rounds: int, workdir: Path) -> dict:
         row["mask_agreement"] = float((mask == reference).mean()) if mask.shape == reference.shape else None
         row["mpix_per_s"] = row["mpix"] / row["seconds"]
     return {"side": side, "rounds": rounds, "rows": rows, "view_mad": view_difference(slides),
-            "runs": runs}  # fmt: skip
+            "tumour_fraction": float((reference == 1).mean()), "student": student, "runs": runs}  # fmt: skip
 
 
 def report(results: dict) -> str:
@@ -142,6 +144,7 @@ def report(results: dict) -> str:
         "# Slide scale: the cost of reading at the training µm/px exactly",
         "",
         f"`python scripts/benchmark_slide_scale.py --side {results['side']} --rounds {results['rounds']}` "
+        "(also run by `scripts/benchmark.py`'s deployment section) "
         f"(one thread, each candidate a fresh process, interleaved; medians of {results['rounds']} rounds). "
         "The same synthetic tissue as a 20x pyramid (0.5 µm/px, halving levels) and as a 40x Aperio-style "
         "pyramid (0.25, 1, 4 µm/px); the paper's student at 2 µm/px, eager torch.",
@@ -158,6 +161,7 @@ def report(results: dict) -> str:
             f"| `{name}` | {what[name]} | {row['seconds']:.2f} | {row['mpix_per_s']:.2f} | "
             f"{row['seconds'] / base:.3f} | {row['windows_run']} | {row['peak_rss_mib']:.0f} | {agreement} |"
         )
+    lines += ["", f"The student's mask of `exact_20x` is {100 * results['tumour_fraction']:.1f} % tumour."]
     lines += ["", "Mean absolute difference of the two 2 µm/px views (40x resampled against the 20x level): "
               f"{results['view_mad']:.2f} grey levels (JPEG, each pyramid's reductions)."]  # fmt: skip
     if "before" in rows:
@@ -184,17 +188,23 @@ def main(argv=None) -> dict:
         result = run_candidate(args.candidate, args.slide, args.workdir)
         print(json.dumps(result))
         return result
-    from monai_coco.checkpoints import atomic_path
-
     with tempfile.TemporaryDirectory() as scratch:
         results = benchmark(args.side, args.rounds, args.workdir or Path(scratch))
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "benchmarks_slide_scale.md") as tmp:
-        tmp.write_text(report(results))
-    with atomic_path(args.out / "benchmarks" / "slide_scale_results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1))
+    write_page(results, args.out)
     print(report(results))
     return results
+
+
+def write_page(results: dict, out: Path) -> Path:
+    """``out/benchmarks_slide_scale.md`` and ``out/benchmarks/slide_scale_results.json``, atomically."""
+    from monai_coco.checkpoints import atomic_path
+
+    (out / "benchmarks").mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "benchmarks" / "slide_scale_results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1))
+    with atomic_path(out / "benchmarks_slide_scale.md") as tmp:
+        tmp.write_text(report(results))
+    return out / "benchmarks_slide_scale.md"
 
 
 if __name__ == "__main__":

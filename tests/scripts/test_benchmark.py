@@ -80,6 +80,14 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
         assert 0.05 < slide["tumour_fraction"] < 0.95 and slide["dice"] > 0.3
         assert f"{100 * slide['tumour_fraction']:.1f} % of this slide tumour" in report
     assert results["deployment"]["student"]["steps"] == 40
+    # slide scale: the code before the slide work, this package at a level as it is, and on the same tissue
+    # as a 40x pyramid resampled; the same student, so the same decisions within the resampling's rounding
+    scale = results["slide_scale"]["rows"]
+    assert set(scale) == {"before", "exact_20x", "exact_40x"}  # before: from git, as v0.1.0
+    assert scale["before"]["mask_agreement"] == 1.0 and scale["exact_40x"]["mask_agreement"] >= 0.95
+    assert scale["exact_40x"]["level"] == 1 and scale["exact_20x"]["level"] == 2
+    assert 0.05 < results["slide_scale"]["tumour_fraction"] < 0.95
+    assert "Throughput of the no-resampling path" in (out / "benchmarks_slide_scale.md").read_text()
     # glass around the sparse slide's section: less tissue, fewer windows run, the same grid
     dense, sparse = ({r["candidate"]: r for r in slides[k]["rows"]}["onnxruntime"] for k in slides)
     assert slides["sparse"]["tissue_fraction"] < 0.6 * slides["dense"]["tissue_fraction"]

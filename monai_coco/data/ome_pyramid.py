@@ -7,9 +7,9 @@ its reduced levels (each half the one above, to :data:`MIN_LEVEL_SIDE`) are SubI
 resolution tags in pixels per centimetre. A map covering the slide's level-0 extent at ``mpp`` µm/px lies
 over the slide in any viewer that scales by physical size (QuPath's overlays, napari).
 
-Memory: level 0 is given as an array that may be a ``numpy.memmap`` on disk (whole-slide inference writes
-its maps to one as it goes); it and every reduced level (sampled from it, nearest neighbour at pixel
-centres) are read one tile row at a time, so no level is held in memory whole.
+Memory: level 0 is given as an array or a map read by row slices (whole-slide inference's
+:class:`~monai_coco.data.raw_map.RawMap`); it and every reduced level (sampled from it, nearest neighbour
+at pixel centres) are read one tile row at a time, so no level is held in memory whole.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def write_ome_pyramid(
 
     Args:
         path: the output file (``.ome.tif``); written in place (wrap it in an atomic write).
-        image: level 0, ``(H, W)`` ``uint8``, e.g. a ``numpy.memmap``.
+        image: level 0, ``(H, W)`` ``uint8``: an array, or a map read by row slices (``RawMap``).
         mpp: µm/px ``(y, x)`` of level 0 (OME ``PhysicalSizeY/X`` and TIFF resolution), optional.
         name: the OME image name.
         tile: tile side, pixels (a multiple of 16).
@@ -78,7 +78,7 @@ def write_ome_pyramid(
     path = Path(path)
     if tile % 16:
         raise ValueError(f"tile size must be a multiple of 16, got {tile}.")
-    if image.ndim != 2 or image.dtype != np.uint8:
+    if len(image.shape) != 2 or image.dtype != np.uint8:
         raise ValueError(f"expected a (H, W) uint8 map, got {image.shape} {image.dtype}.")
     shapes = pyramid_shapes(image.shape)
     bigtiff = sum(h * w for h, w in shapes) >= 2**31  # uncompressed size; classic TIFF ends at 4 GiB

@@ -38,12 +38,15 @@ import numpy as np
 import rasterio.features
 from affine import Affine
 from shapely.geometry import Polygon, mapping, shape
+from shapely.ops import unary_union
 
 from monai_coco.checkpoints import atomic_path
 
 __all__ = ["mask_features", "write_geojson", "feret_diameter", "MIN_REGION_PIXELS", "QUPATH_CLASS_COLOURS"]
 
 MIN_REGION_PIXELS = 64.0
+TRACE_BAND_ROWS = 2048  # rows of the mask traced (and of the probability read) at a time: bounds memory
+Rows = Any  # a (h, w) array, or any map read by row slices with a .shape (monai_coco.data.raw_map.RawMap)
 QUPATH_CLASS_COLOURS = {
     "Tumor": (200, 0, 0),
     "Stroma": (150, 200, 150),
@@ -61,24 +64,38 @@ def feret_diameter(polygon: Polygon) -> float:
     return float(max((np.hypot(*(hull - point).T).max() for point in hull), default=0.0))
 
 
-def _mean_inside(polygon: Polygon, values: np.ndarray, transform: Affine) -> float:
+def _mean_inside(polygon: Polygon, values: Rows, transform: Affine, band: int) -> float:
     """Mean of ``values`` (``(h, w)``) over the pixels whose centres lie in ``polygon`` (in the coordinates
-    ``transform`` maps pixels to), read from the polygon's bounding box only."""
+    ``transform`` maps pixels to), read from the polygon's bounding box only, ``band`` rows at a time."""
     inverse = ~transform
     (c0, r0), (c1, r1) = inverse * polygon.bounds[:2], inverse * polygon.bounds[2:]
     r0, r1 = max(int(np.floor(min(r0, r1))), 0), min(int(np.ceil(max(r0, r1))), values.shape[0])
     c0, c1 = max(int(np.floor(min(c0, c1))), 0), min(int(np.ceil(max(c0, c1))), values.shape[1])
-    window = transform * Affine.translation(c0, r0)
-    inside = rasterio.features.geometry_mask([polygon], (r1 - r0, c1 - c0), window, invert=True)
-    return float(np.asarray(values[r0:r1, c0:c1])[inside].mean()) if inside.any() else 0.0
+    total, count = 0, 0
+    for top in range(r0, r1, band):
+        bottom = min(top + band, r1)
+        window = transform * Affine.translation(c0, top)
+        inside = rasterio.features.geometry_mask([polygon], (bottom - top, c1 - c0), window, invert=True)
+        if inside.any():
+            total += int(np.asarray(values[top:bottom])[:, c0:c1][inside].sum(dtype=np.int64))
+            count += int(inside.sum())
+    return total / count if count else 0.0
 
 
-def _polygons(labels: np.ndarray, value: int, transform: Affine) -> list[Polygon]:
-    mask = labels == value
-    if not mask.any():
-        return []
-    pieces = rasterio.features.shapes(mask.astype(np.uint8), mask=mask, connectivity=4, transform=transform)
-    return [shape(geometry) for geometry, _ in pieces]
+def _polygons(labels: Rows, value: int, transform: Affine, band: int) -> list[Polygon]:
+    """The 4-connected regions of ``value``: traced band by band (``band`` rows), the pieces that meet at
+    band borders merged (``unary_union``: they share pixel edges exactly)."""
+    pieces = []
+    for top in range(0, labels.shape[0], band):
+        mask = np.asarray(labels[top : top + band]) == value
+        if mask.any():
+            at = transform * Affine.translation(0, top)
+            traced = rasterio.features.shapes(mask.astype(np.uint8), mask=mask, connectivity=4, transform=at)
+            pieces += [shape(geometry) for geometry, _ in traced]
+    if len(pieces) < 2 or labels.shape[0] <= band:
+        return pieces
+    merged = unary_union(pieces)
+    return list(getattr(merged, "geoms", [merged]))
 
 
 def mask_features(
@@ -88,12 +105,15 @@ def mask_features(
     pixel_area: float = 1.0,
     min_area: float = MIN_REGION_PIXELS,
     level0_mpp: Sequence[float] | None = None,
-    probability: np.ndarray | None = None,
+    probability: Rows | None = None,
+    band: int = TRACE_BAND_ROWS,
 ) -> list[dict[str, Any]]:
     """QuPath annotation features of the regions of each class in ``classes``.
 
     Args:
-        labels: class indices ``(h, w)``, integer.
+        labels: class indices ``(h, w)``, integer: an array, or a map read by row slices
+            (:class:`~monai_coco.data.raw_map.RawMap`); traced ``band`` rows at a time, so memory is bounded
+            by the band and the polygons, not by the mask.
         classes: ``{class index: (QuPath class name, (r, g, b) colour 0..255)}``, e.g.
             ``{1: ("Tumor", (200, 0, 0))}``.
         scale: level-0 pixels per mask pixel ``(y, x)``.
@@ -102,20 +122,22 @@ def mask_features(
             ``min_area`` is in inference-level pixels).
         min_area: regions, and holes, smaller than this are dropped (filled); see the module docstring.
         level0_mpp: µm/px ``(y, x)`` of level 0; given, each feature measures ``Area µm^2``.
-        probability: ``(h, w)`` ``uint8`` tumour probability (``255 p``) on the grid of ``labels``; given,
-            each feature measures ``Mean tumour probability`` (of the pixels whose centres it covers).
+        probability: ``(h, w)`` ``uint8`` tumour probability (``255 p``) on the grid of ``labels`` (an array
+            or a row-sliced map); given, each feature measures ``Mean tumour probability`` (of the pixels
+            whose centres it covers).
+        band: rows traced (and read) at a time.
 
     Returns:
         GeoJSON ``Feature`` mappings with ``Polygon`` geometries, class by class, larger regions first.
     """
-    if labels.ndim != 2:
+    if len(labels.shape) != 2:
         raise ValueError(f"labels must be a (h, w) mask, got shape {labels.shape}.")
     transform = Affine.scale(float(scale[1]), float(scale[0]))
     unit = float(scale[0]) * float(scale[1]) / pixel_area  # level-0 area per unit of min_area
     features = []
     for value, (name, colour) in classes.items():
         kept = []
-        for polygon in _polygons(labels, int(value), transform):
+        for polygon in _polygons(labels, int(value), transform, band):
             holes = [ring for ring in polygon.interiors if Polygon(ring).area >= min_area * unit]
             polygon = Polygon(polygon.exterior, holes)
             if polygon.area >= min_area * unit:
@@ -126,7 +148,7 @@ def mask_features(
                 area = polygon.area * float(level0_mpp[0]) * float(level0_mpp[1])
                 measurements["Area µm^2"] = round(area, 2)
             if probability is not None:
-                mean = _mean_inside(polygon, probability, transform) / 255.0
+                mean = _mean_inside(polygon, probability, transform, band) / 255.0
                 measurements["Mean tumour probability"] = round(mean, 4)
             properties = {
                 "objectType": "annotation",

@@ -27,8 +27,9 @@ thumbnail with the predicted classes drawn over it; ``<stem>_regions.geojson``: 
 traced at the mask's own resolution, as QuPath annotations in level-0 pixels with their area and mean tumour
 probability (:mod:`monai_coco.inference.geojson`); and last ``<stem>_summary.json``
 (:mod:`monai_coco.inference.summary`). Every file is written atomically; the summary's presence marks an
-image done. While a slide runs, its maps are kept in memory-mapped files beside the outputs (dotted names,
-removed when done), so memory stays bounded whatever the slide's size.
+image done. While a slide runs, its maps are kept in raw files beside the outputs (dotted names, removed
+when done) and read back band by band for the pyramids and the polygons, so memory stays bounded whatever
+the slide's size.
 
 Command line: ``python -m monai_coco.inference`` (:mod:`monai_coco.inference.__main__`).
 """
@@ -55,6 +56,7 @@ from shapely.geometry import shape as geometry
 from monai_coco.checkpoints import atomic_path
 from monai_coco.data.datalist import mask_files
 from monai_coco.data.ome_pyramid import write_ome_pyramid
+from monai_coco.data.raw_map import RawMap
 from monai_coco.data.slide_io import SLIDE_READERS, Slide, SlideView, is_slide, read_image
 from monai_coco.data.stain import HEStainNormalize
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
@@ -352,32 +354,34 @@ class _Sampled:
 
 class _MapWriter:
     """Takes the ``(top, labels, probability)`` bands of the segmenter: writes both into ``(H, W)`` maps
-    (memory-mapped ``.npy`` files in ``folder``, or arrays in memory when ``folder`` is ``None``), keeps the
-    overlay's sampled copy of the labels and counts class-1 pixels."""
+    (:class:`~monai_coco.data.raw_map.RawMap` files in ``folder``, read back by bands; arrays in memory
+    when ``folder`` is ``None``, for tiles), keeps the overlay's sampled copy of the labels and counts
+    class-1 pixels."""
 
     def __init__(self, shape: Sequence[int], thumb_shape: Sequence[int], folder: Optional[Path], stem: str):
         self.thumb = _Sampled(shape, thumb_shape)
         self.tumour_pixels = 0
-        self.files = [] if folder is None else [folder / f".{stem}_{kind}.level0.npy" for kind in _MAPS]
         shape = (int(shape[0]), int(shape[1]))
-        if folder is None:
-            self.labels, self.probability = (np.zeros(shape, np.uint8) for _ in _MAPS)
-        else:
-            self.labels, self.probability = (
-                np.lib.format.open_memmap(f, mode="w+", dtype=np.uint8, shape=shape) for f in self.files
-            )
+        self.maps = [
+            np.zeros(shape, np.uint8) if folder is None else RawMap(folder / f".{stem}_{kind}.level0", shape)
+            for kind in _MAPS
+        ]
+        self.labels, self.probability = self.maps
 
     def consume(self, bands: Iterator[tuple[int, np.ndarray, np.ndarray]]) -> None:
         for top, labels, probability in bands:
             self.thumb.update(top, labels)
             self.tumour_pixels += int(np.count_nonzero(labels == 1))
-            self.labels[top : top + labels.shape[0]] = labels
-            self.probability[top : top + labels.shape[0]] = probability
+            for values, band in zip(self.maps, (labels, probability)):
+                if isinstance(values, RawMap):
+                    values.write_rows(top, band)
+                else:
+                    values[top : top + band.shape[0]] = band
 
     def remove(self) -> None:
-        del self.labels, self.probability
-        for f in self.files:
-            f.unlink(missing_ok=True)
+        for values in self.maps:
+            if isinstance(values, RawMap):
+                values.remove()
 
 
 _MAPS = ("mask", "probability")
@@ -459,7 +463,7 @@ def _infer_one(
     )
     level0_mpp = None if mpp is None else (mpp[0] / scale[0], mpp[1] / scale[1])
     features = mask_features(
-        np.asarray(maps.labels),
+        maps.labels,
         classes,
         scale=scale,
         min_area=config.min_region_pixels,

@@ -150,3 +150,27 @@ def test_tumour_fraction_is_of_the_tissue_and_at_most_one(tissue, tumour, fracti
     paths = [Path(name) for name in ("a.tif", "m.tif", "p.tif", "o.png", "r.geojson", "s.json")]
     result = InferenceResult(*paths, 0, 100, 100, None, tissue, tumour, 1, 0, 0.1)
     assert result.tumour_fraction == fraction and result.row()["tumour_fraction"] == fraction
+
+
+def test_regions_traced_band_by_band_from_a_raw_map_equal_the_whole_mask_s(tmp_path):
+    """A mask in a raw file, traced 16 rows at a time (the pieces merged at band borders), gives the regions
+    of the whole mask traced at once: same count, same union; the mean probability read by bands is each
+    region's own."""
+    from scipy import ndimage
+
+    from monai_coco.data.raw_map import RawMap
+
+    rng = np.random.default_rng(0)
+    labels = (ndimage.gaussian_filter(rng.random((150, 110)), 4) > 0.5).astype(np.uint8)
+    labels[40:44, 10:14] = 1  # a 16-pixel square, 2 rows each side of the band border at 42
+    raw = RawMap(tmp_path / "mask.raw", labels.shape)
+    for top in range(0, 150, 37):  # written in bands of another height
+        raw.write_rows(top, labels[top : top + 37])
+    probability = np.where(labels == 1, 230, 10).astype(np.uint8)
+    whole = mask_features(labels, TUMOR, min_area=4, probability=probability)
+    banded = mask_features(raw, TUMOR, min_area=4, probability=probability, band=16)
+    assert len(whole) == len(banded) > 3
+    assert _union(whole).symmetric_difference(_union(banded)).area == 0
+    for f in banded:
+        assert f["properties"]["measurements"]["Mean tumour probability"] == pytest.approx(230 / 255, abs=1e-4)
+    assert (raw[0:150] == labels).all() and raw[149:150].shape == (1, 110)

@@ -39,7 +39,7 @@ def pyramid_shapes(shape: Sequence[int], min_side: int = MIN_LEVEL_SIDE) -> list
 def _level_tiles(image: np.ndarray, shape: tuple[int, int], tile: int) -> Iterator[np.ndarray]:
     """Tiles ``(tile, tile)`` (smaller at the right and bottom edges), row-major, of ``image`` sampled to
     ``shape`` (nearest neighbour at pixel centres; ``image`` itself when the shapes agree), read one tile
-    row at a time."""
+    row at a time: at most ``tile`` rows of ``image`` in memory."""
     height, width = shape
     src_h, src_w = image.shape
     cols = np.minimum(((np.arange(width) + 0.5) * src_w / width).astype(np.int64), src_w - 1)
@@ -47,7 +47,10 @@ def _level_tiles(image: np.ndarray, shape: tuple[int, int], tile: int) -> Iterat
         rows = np.minimum(
             ((np.arange(top, min(top + tile, height)) + 0.5) * src_h / height).astype(np.int64), src_h - 1
         )
-        band = np.asarray(image[int(rows[0]) : int(rows[-1]) + 1])[rows - rows[0]]
+        if height == src_h:  # level 0: its rows, read at once
+            band = np.asarray(image[int(rows[0]) : int(rows[-1]) + 1])
+        else:  # a reduced level: only the rows it samples, one by one (not the span between them)
+            band = np.concatenate([np.asarray(image[int(r) : int(r) + 1]) for r in rows])
         band = band if width == src_w else band[:, cols]
         for left in range(0, width, tile):
             yield np.ascontiguousarray(band[:, left : left + tile])

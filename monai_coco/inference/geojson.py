@@ -45,7 +45,7 @@ from monai_coco.checkpoints import atomic_path
 __all__ = ["mask_features", "write_geojson", "feret_diameter", "MIN_REGION_PIXELS", "QUPATH_CLASS_COLOURS"]
 
 MIN_REGION_PIXELS = 64.0
-TRACE_BAND_ROWS = 2048  # rows of the mask traced (and of the probability read) at a time: bounds memory
+TRACE_BAND_PIXELS = 1 << 23  # pixels of the mask traced (and of the probability read) at a time: memory
 Rows = Any  # a (h, w) array, or any map read by row slices with a .shape (monai_coco.data.raw_map.RawMap)
 QUPATH_CLASS_COLOURS = {
     "Tumor": (200, 0, 0),
@@ -64,38 +64,51 @@ def feret_diameter(polygon: Polygon) -> float:
     return float(max((np.hypot(*(hull - point).T).max() for point in hull), default=0.0))
 
 
-def _mean_inside(polygon: Polygon, values: Rows, transform: Affine, band: int) -> float:
-    """Mean of ``values`` (``(h, w)``) over the pixels whose centres lie in ``polygon`` (in the coordinates
-    ``transform`` maps pixels to), read from the polygon's bounding box only, ``band`` rows at a time."""
-    inverse = ~transform
-    (c0, r0), (c1, r1) = inverse * polygon.bounds[:2], inverse * polygon.bounds[2:]
-    r0, r1 = max(int(np.floor(min(r0, r1))), 0), min(int(np.ceil(max(r0, r1))), values.shape[0])
-    c0, c1 = max(int(np.floor(min(c0, c1))), 0), min(int(np.ceil(max(c0, c1))), values.shape[1])
-    total, count = 0, 0
-    for top in range(r0, r1, band):
-        bottom = min(top + band, r1)
-        window = transform * Affine.translation(c0, top)
-        inside = rasterio.features.geometry_mask([polygon], (bottom - top, c1 - c0), window, invert=True)
-        if inside.any():
-            total += int(np.asarray(values[top:bottom])[:, c0:c1][inside].sum(dtype=np.int64))
-            count += int(inside.sum())
-    return total / count if count else 0.0
+def _mean_values(polygons: Sequence[Polygon], values: Rows, transform: Affine, band: int) -> list[float]:
+    """Mean of ``values`` (``(h, w)``) over the pixels whose centres lie in each polygon (in the coordinates
+    ``transform`` maps pixels to): one pass over ``values``, ``band`` rows at a time, each band's polygons
+    rasterised at once (their index per pixel) and summed with ``bincount``."""
+    sums, counts = np.zeros(len(polygons) + 1), np.zeros(len(polygons) + 1)
+    bounds = np.array([p.bounds for p in polygons]).reshape(-1, 4)
+    to_pixels = ~transform
+    rows_min = np.minimum(*[(to_pixels * (bounds[:, 0], bounds[:, y]))[1] for y in (1, 3)])
+    rows_max = np.maximum(*[(to_pixels * (bounds[:, 0], bounds[:, y]))[1] for y in (1, 3)])
+    for top in range(0, values.shape[0], band):
+        bottom = min(top + band, values.shape[0])
+        here = np.flatnonzero((rows_max > top) & (rows_min < bottom))
+        if not len(here):
+            continue
+        index = rasterio.features.rasterize(
+            [(polygons[i], int(i) + 1) for i in here], out_shape=(bottom - top, values.shape[1]),
+            transform=transform * Affine.translation(0, top), fill=0, dtype="int32",
+        )  # fmt: skip
+        band_values = np.asarray(values[top:bottom], dtype=np.float64).ravel()
+        sums += np.bincount(index.ravel(), weights=band_values, minlength=len(sums))
+        counts += np.bincount(index.ravel(), minlength=len(counts))
+    return [float(s / c) if c else 0.0 for s, c in zip(sums[1:], counts[1:])]
 
 
 def _polygons(labels: Rows, value: int, transform: Affine, band: int) -> list[Polygon]:
-    """The 4-connected regions of ``value``: traced band by band (``band`` rows), the pieces that meet at
-    band borders merged (``unary_union``: they share pixel edges exactly)."""
-    pieces = []
-    for top in range(0, labels.shape[0], band):
+    """The 4-connected regions of ``value``: traced band by band (``band`` rows); the pieces that reach a
+    border between two bands are merged (``unary_union``: they share pixel edges exactly), the others are
+    whole regions already."""
+    pieces, reaching = [], []
+    height = labels.shape[0]
+    borders = set(range(band, height, band))  # mask rows between two bands
+    for top in range(0, height, band):
         mask = np.asarray(labels[top : top + band]) == value
         if mask.any():
             at = transform * Affine.translation(0, top)
             traced = rasterio.features.shapes(mask.astype(np.uint8), mask=mask, connectivity=4, transform=at)
-            pieces += [shape(geometry) for geometry, _ in traced]
-    if len(pieces) < 2 or labels.shape[0] <= band:
-        return pieces
-    merged = unary_union(pieces)
-    return list(getattr(merged, "geoms", [merged]))
+            for geometry, _ in traced:
+                piece = shape(geometry)
+                _, y0, _, y1 = piece.bounds
+                rows = {round(y / transform.e) for y in (y0, y1)}  # exact pixel rows, whatever the scale
+                (reaching if rows & borders else pieces).append(piece)
+    if reaching:
+        merged = unary_union(reaching)
+        pieces += list(getattr(merged, "geoms", [merged]))
+    return pieces
 
 
 def mask_features(
@@ -106,7 +119,7 @@ def mask_features(
     min_area: float = MIN_REGION_PIXELS,
     level0_mpp: Sequence[float] | None = None,
     probability: Rows | None = None,
-    band: int = TRACE_BAND_ROWS,
+    band: int | None = None,
 ) -> list[dict[str, Any]]:
     """QuPath annotation features of the regions of each class in ``classes``.
 
@@ -125,13 +138,14 @@ def mask_features(
         probability: ``(h, w)`` ``uint8`` tumour probability (``255 p``) on the grid of ``labels`` (an array
             or a row-sliced map); given, each feature measures ``Mean tumour probability`` (of the pixels
             whose centres it covers).
-        band: rows traced (and read) at a time.
+        band: rows traced (and read) at a time; default: :data:`TRACE_BAND_PIXELS` pixels' worth.
 
     Returns:
         GeoJSON ``Feature`` mappings with ``Polygon`` geometries, class by class, larger regions first.
     """
     if len(labels.shape) != 2:
         raise ValueError(f"labels must be a (h, w) mask, got shape {labels.shape}.")
+    band = band or max(16, TRACE_BAND_PIXELS // max(1, labels.shape[1]))
     transform = Affine.scale(float(scale[1]), float(scale[0]))
     unit = float(scale[0]) * float(scale[1]) / pixel_area  # level-0 area per unit of min_area
     features = []
@@ -142,14 +156,17 @@ def mask_features(
             polygon = Polygon(polygon.exterior, holes)
             if polygon.area >= min_area * unit:
                 kept.append(polygon)
-        for polygon in sorted(kept, key=lambda p: -p.area):
+        kept.sort(key=lambda p: -p.area)
+        means = {}
+        if probability is not None and kept:
+            means = dict(zip(map(id, kept), _mean_values(kept, probability, transform, band)))
+        for polygon in kept:
             measurements = {}
             if level0_mpp is not None:
                 area = polygon.area * float(level0_mpp[0]) * float(level0_mpp[1])
                 measurements["Area µm^2"] = round(area, 2)
             if probability is not None:
-                mean = _mean_inside(polygon, probability, transform, band) / 255.0
-                measurements["Mean tumour probability"] = round(mean, 4)
+                measurements["Mean tumour probability"] = round(means[id(polygon)] / 255.0, 4)
             properties = {
                 "objectType": "annotation",
                 "classification": {"name": name, "color": [int(c) for c in colour]},

@@ -581,7 +581,8 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
             relative ones taken from the CSV's folder.
         suffixes: image suffixes taken from a folder (default: all supported). Files named ``*_mask.*`` or
             ``*_overlay.*`` (inference outputs) are never taken, nor the masks of a folder in the flat
-            training layout (``<id>.png`` beside ``<id>.jpg``, :func:`~monai_coco.data.datalist.mask_files`).
+            training layout (``<id>.png`` beside ``<id>.jpg``, :func:`~monai_coco.data.datalist.mask_files`);
+            the ``.dcm`` files of a folder are one DICOM-WSI slide, taken by its first instance.
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
@@ -621,7 +622,9 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
         if p.is_file() and p.suffix.lower() in wanted and not p.stem.endswith(("_mask", "_overlay"))
         and p not in masks
     )
-    if not images:
+    dicom = [p for p in images if p.suffix.lower() == ".dcm"]
+    images = [p for p in images if p not in dicom[1:]]  # a DICOM-WSI folder is one slide: OpenSlide opens
+    if not images:  # the whole series from any one of its instances
         raise ValueError(f"folder {source} holds no image with suffix {wanted}.")
     return _one_per_stem(images, source)
 

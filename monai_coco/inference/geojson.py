@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import rasterio.features
 from affine import Affine
+from scipy import ndimage
+from shapely import STRtree
 from shapely.geometry import Polygon, mapping, shape
 from shapely.ops import unary_union
 
@@ -46,6 +48,7 @@ __all__ = ["mask_features", "write_geojson", "feret_diameter", "MIN_REGION_PIXEL
 
 MIN_REGION_PIXELS = 64.0
 TRACE_BAND_PIXELS = 1 << 23  # pixels of the mask traced (and of the probability read) at a time: memory
+Region = tuple[Polygon, float, int]  # (polygon, sum of the probability over its pixels, its pixel count)
 Rows = Any  # a (h, w) array, or any map read by row slices with a .shape (monai_coco.data.raw_map.RawMap)
 QUPATH_CLASS_COLOURS = {
     "Tumor": (200, 0, 0),
@@ -64,51 +67,47 @@ def feret_diameter(polygon: Polygon) -> float:
     return float(max((np.hypot(*(hull - point).T).max() for point in hull), default=0.0))
 
 
-def _mean_values(polygons: Sequence[Polygon], values: Rows, transform: Affine, band: int) -> list[float]:
-    """Mean of ``values`` (``(h, w)``) over the pixels whose centres lie in each polygon (in the coordinates
-    ``transform`` maps pixels to): one pass over ``values``, ``band`` rows at a time, each band's polygons
-    rasterised at once (their index per pixel) and summed with ``bincount``."""
-    sums, counts = np.zeros(len(polygons) + 1), np.zeros(len(polygons) + 1)
-    bounds = np.array([p.bounds for p in polygons]).reshape(-1, 4)
-    to_pixels = ~transform
-    rows_min = np.minimum(*[(to_pixels * (bounds[:, 0], bounds[:, y]))[1] for y in (1, 3)])
-    rows_max = np.maximum(*[(to_pixels * (bounds[:, 0], bounds[:, y]))[1] for y in (1, 3)])
-    for top in range(0, values.shape[0], band):
-        bottom = min(top + band, values.shape[0])
-        here = np.flatnonzero((rows_max > top) & (rows_min < bottom))
-        if not len(here):
-            continue
-        index = rasterio.features.rasterize(
-            [(polygons[i], int(i) + 1) for i in here], out_shape=(bottom - top, values.shape[1]),
-            transform=transform * Affine.translation(0, top), fill=0, dtype="int32",
-        )  # fmt: skip
-        band_values = np.asarray(values[top:bottom], dtype=np.float64).ravel()
-        sums += np.bincount(index.ravel(), weights=band_values, minlength=len(sums))
-        counts += np.bincount(index.ravel(), minlength=len(counts))
-    return [float(s / c) if c else 0.0 for s, c in zip(sums[1:], counts[1:])]
+def _regions(
+    labels: Rows, value: int, transform: Affine, band: int, probability: Rows | None
+) -> list[Region]:
+    """The 4-connected regions of ``value`` with their probability sums and pixel counts.
 
-
-def _polygons(labels: Rows, value: int, transform: Affine, band: int) -> list[Polygon]:
-    """The 4-connected regions of ``value``: traced band by band (``band`` rows); the pieces that reach a
-    border between two bands are merged (``unary_union``: they share pixel edges exactly), the others are
-    whole regions already."""
-    pieces, reaching = [], []
+    Traced band by band (``band`` rows): each band's components (``scipy.ndimage.label``, 4-connected) are
+    counted and summed (``bincount``) and traced by component (``rasterio.features.shapes``); the pieces
+    that reach a border between two bands are merged (``unary_union``: they share pixel edges exactly),
+    their sums and counts added, each piece found in its merged region by a point inside it (``STRtree``).
+    """
+    done, reaching = [], []
     height = labels.shape[0]
     borders = set(range(band, height, band))  # mask rows between two bands
     for top in range(0, height, band):
         mask = np.asarray(labels[top : top + band]) == value
-        if mask.any():
-            at = transform * Affine.translation(0, top)
-            traced = rasterio.features.shapes(mask.astype(np.uint8), mask=mask, connectivity=4, transform=at)
-            for geometry, _ in traced:
-                piece = shape(geometry)
-                _, y0, _, y1 = piece.bounds
-                rows = {round(y / transform.e) for y in (y0, y1)}  # exact pixel rows, whatever the scale
-                (reaching if rows & borders else pieces).append(piece)
+        if not mask.any():
+            continue
+        components, count = ndimage.label(mask)
+        flat = components.ravel()
+        pixels = np.bincount(flat, minlength=count + 1)
+        sums = np.zeros(count + 1)
+        if probability is not None:
+            weights = np.asarray(probability[top : top + band]).ravel()
+            sums = np.bincount(flat, weights=weights, minlength=count + 1)
+        at = transform * Affine.translation(0, top)
+        traced = rasterio.features.shapes(components, mask=mask, connectivity=4, transform=at)
+        for geometry, component in traced:
+            piece = shape(geometry)
+            rows = {round(y / transform.e) for y in piece.bounds[1::2]}  # exact pixel rows, any scale
+            region = (piece, float(sums[int(component)]), int(pixels[int(component)]))
+            (reaching if rows & borders else done).append(region)
     if reaching:
-        merged = unary_union(reaching)
-        pieces += list(getattr(merged, "geoms", [merged]))
-    return pieces
+        merged = unary_union([piece for piece, _, _ in reaching])
+        groups = list(getattr(merged, "geoms", [merged]))
+        tree = STRtree(groups)
+        totals = np.zeros((len(groups), 2))
+        for piece, total, pixels in reaching:
+            group = tree.query(piece.representative_point(), predicate="within")[0]
+            totals[group] += (total, pixels)
+        done += [(group, float(total), int(pixels)) for group, (total, pixels) in zip(groups, totals)]
+    return done
 
 
 def mask_features(
@@ -136,8 +135,8 @@ def mask_features(
         min_area: regions, and holes, smaller than this are dropped (filled); see the module docstring.
         level0_mpp: µm/px ``(y, x)`` of level 0; given, each feature measures ``Area µm^2``.
         probability: ``(h, w)`` ``uint8`` tumour probability (``255 p``) on the grid of ``labels`` (an array
-            or a row-sliced map); given, each feature measures ``Mean tumour probability`` (of the pixels
-            whose centres it covers).
+            or a row-sliced map); given, each feature measures ``Mean tumour probability`` (over the
+            region's own pixels: a filled speck-sized hole does not count).
         band: rows traced (and read) at a time; default: :data:`TRACE_BAND_PIXELS` pixels' worth.
 
     Returns:
@@ -151,22 +150,19 @@ def mask_features(
     features = []
     for value, (name, colour) in classes.items():
         kept = []
-        for polygon in _polygons(labels, int(value), transform, band):
+        for polygon, total, pixels in _regions(labels, int(value), transform, band, probability):
             holes = [ring for ring in polygon.interiors if Polygon(ring).area >= min_area * unit]
             polygon = Polygon(polygon.exterior, holes)
             if polygon.area >= min_area * unit:
-                kept.append(polygon)
-        kept.sort(key=lambda p: -p.area)
-        means = {}
-        if probability is not None and kept:
-            means = dict(zip(map(id, kept), _mean_values(kept, probability, transform, band)))
-        for polygon in kept:
+                kept.append((polygon, total / max(pixels, 1)))
+        kept.sort(key=lambda region: -region[0].area)
+        for polygon, mean in kept:
             measurements = {}
             if level0_mpp is not None:
                 area = polygon.area * float(level0_mpp[0]) * float(level0_mpp[1])
                 measurements["Area µm^2"] = round(area, 2)
             if probability is not None:
-                measurements["Mean tumour probability"] = round(means[id(polygon)] / 255.0, 4)
+                measurements["Mean tumour probability"] = round(mean / 255.0, 4)
             properties = {
                 "objectType": "annotation",
                 "classification": {"name": name, "color": [int(c) for c in colour]},

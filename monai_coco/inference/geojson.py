@@ -38,8 +38,9 @@ import numpy as np
 import rasterio.features
 from affine import Affine
 from scipy import ndimage
-from shapely import STRtree
-from shapely.geometry import Polygon, mapping, shape
+from shapely import STRtree, to_geojson
+from shapely.geometry import Polygon, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from monai_coco.checkpoints import atomic_path
@@ -140,7 +141,8 @@ def mask_features(
         band: rows traced (and read) at a time; default: :data:`TRACE_BAND_PIXELS` pixels' worth.
 
     Returns:
-        GeoJSON ``Feature`` mappings with ``Polygon`` geometries, class by class, larger regions first.
+        GeoJSON ``Feature`` mappings, class by class, larger regions first; each ``"geometry"`` is a shapely
+        ``Polygon`` (its ``__geo_interface__`` is the GeoJSON geometry; :func:`write_geojson` writes it).
     """
     if len(labels.shape) != 2:
         raise ValueError(f"labels must be a (h, w) mask, got shape {labels.shape}.")
@@ -169,14 +171,20 @@ def mask_features(
             }
             if measurements:
                 properties["measurements"] = measurements
-            features.append({"type": "Feature", "geometry": mapping(polygon), "properties": properties})
+            features.append({"type": "Feature", "geometry": polygon, "properties": properties})
     return features
 
 
 def write_geojson(path: str | os.PathLike, features: Sequence[Mapping[str, Any]]) -> Path:
-    """Write ``features`` as a GeoJSON ``FeatureCollection`` to ``path``, atomically."""
+    """Write ``features`` as a GeoJSON ``FeatureCollection`` to ``path``, atomically, one feature at a time
+    (a shapely geometry written by ``shapely.to_geojson``, a mapping by ``json``)."""
     path = Path(path)
-    collection = {"type": "FeatureCollection", "features": list(features)}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(collection))
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write('{"type": "FeatureCollection", "features": [')
+        for i, feature in enumerate(features):
+            geometry = feature["geometry"]
+            text = to_geojson(geometry) if isinstance(geometry, BaseGeometry) else json.dumps(geometry)
+            rest = json.dumps({k: v for k, v in feature.items() if k != "geometry"}, ensure_ascii=False)
+            f.write(("," if i else "") + rest[:-1] + ', "geometry": ' + text + "}")
+        f.write("]}")
     return path

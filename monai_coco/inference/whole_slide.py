@@ -51,7 +51,6 @@ import torch
 from PIL import Image
 from shapely import affinity
 from shapely.geometry import Polygon
-from shapely.geometry import shape as geometry
 
 from monai_coco.checkpoints import atomic_path
 from monai_coco.data.datalist import mask_files
@@ -473,7 +472,7 @@ def _infer_one(
     geojson = write_geojson(output_dir / f"{path.stem}_regions.geojson", features)
     maps.remove()
     tumour = classes[1][0]
-    foci = [geometry(f["geometry"]) for f in features if f["properties"]["classification"]["name"] == tumour]
+    foci = [f["geometry"] for f in features if f["properties"]["classification"]["name"] == tumour]
     largest = max(foci, key=lambda p: p.area, default=None)
     largest_mm = None
     if largest is not None and level0_mpp is not None:  # level-0 pixels scaled to µm per axis, then mm

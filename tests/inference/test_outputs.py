@@ -31,7 +31,7 @@ def test_regions_keep_holes_drop_specks_and_match_the_mask_area():
     labels[5:7, 70:72] = 1  # a 4-pixel speck: dropped
     labels[30:60, 60:80] = 1  # a second region touching the border
     features = mask_features(labels, TUMOR, scale=(2.0, 2.0), pixel_area=1.0, min_area=16)
-    assert [f["geometry"]["type"] for f in features] == ["Polygon", "Polygon"]
+    assert [f["geometry"].geom_type for f in features] == ["Polygon", "Polygon"]
     for f in features:
         assert f["type"] == "Feature"
         assert f["properties"] == {
@@ -172,5 +172,6 @@ def test_regions_traced_band_by_band_from_a_raw_map_equal_the_whole_mask_s(tmp_p
     assert len(whole) == len(banded) > 3
     assert _union(whole).symmetric_difference(_union(banded)).area == 0
     for f in banded:
-        assert f["properties"]["measurements"]["Mean tumour probability"] == pytest.approx(230 / 255, abs=1e-4)
+        measured = f["properties"]["measurements"]
+        assert measured["Mean tumour probability"] == pytest.approx(230 / 255, abs=1e-4)
     assert (raw[0:150] == labels).all() and raw[149:150].shape == (1, 110)

@@ -48,7 +48,7 @@ from monai_coco.checkpoints import atomic_path
 __all__ = ["mask_features", "write_geojson", "feret_diameter", "MIN_REGION_PIXELS", "QUPATH_CLASS_COLOURS"]
 
 MIN_REGION_PIXELS = 64.0
-TRACE_BAND_PIXELS = 1 << 23  # pixels of the mask traced (and of the probability read) at a time: memory
+TRACE_BAND_PIXELS = 1 << 21  # pixels of the mask traced (and of the probability read) at a time: memory
 Region = tuple[Polygon, float, int]  # (polygon, sum of the probability over its pixels, its pixel count)
 Rows = Any  # a (h, w) array, or any map read by row slices with a .shape (monai_coco.data.raw_map.RawMap)
 QUPATH_CLASS_COLOURS = {

@@ -168,6 +168,8 @@ def report(results: dict) -> str:
         ratio = rows["before"]["seconds"] / base
         lines += ["", f"Throughput of the no-resampling path against the code before: {100 * ratio:.1f} % "
                   f"(goal ≥ 95 %)."]  # fmt: skip
+    for note in results.get("separate", []):  # measurements made outside this script, with their command
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 

@@ -80,9 +80,24 @@ def _tiff_kind(path: Path) -> Optional[str]:
         return None
 
 
+def _tiff_levels(path: Path) -> int:
+    with tifffile.TiffFile(path) as tif:
+        return len(tif.series[0].levels)
+
+
+def _openslide_levels(openslide, path: Path) -> int:
+    try:
+        with openslide.OpenSlide(str(path)) as osr:
+            return osr.level_count
+    except Exception:
+        return 0
+
+
 def choose_reader(path: str | os.PathLike, reader: str = "auto") -> str:
     """The backend that reads ``path`` right: ``reader`` unless ``"auto"``; else ``"tifffile"`` for
-    OME-TIFF and stripped TIFF, ``"openslide"`` for what OpenSlide recognises, ``"tifffile"`` for other TIFF.
+    OME-TIFF and stripped TIFF, ``"openslide"`` for what OpenSlide recognises (but ``"tifffile"`` for a
+    generic TIFF in which tifffile finds more pyramid levels: reduced pages not marked reduced, which
+    OpenSlide's generic reader skips), ``"tifffile"`` for other TIFF.
 
     Raises:
         ValueError: ``reader`` is not one of :data:`SLIDE_READERS`, or no backend opens ``path`` (naming it).
@@ -98,10 +113,13 @@ def choose_reader(path: str | os.PathLike, reader: str = "auto") -> str:
     openslide = _openslide()
     if openslide is not None:
         try:
-            if openslide.OpenSlide.detect_format(str(path)) is not None:
-                return "openslide"
+            vendor = openslide.OpenSlide.detect_format(str(path))
         except Exception:  # an unreadable file: said below
-            pass
+            vendor = None
+        if vendor == "generic-tiff" and _tiff_levels(path) > _openslide_levels(openslide, path):
+            return "tifffile"  # reduced pages not marked reduced (NewSubfileType 0): OpenSlide sees level 0
+        if vendor is not None:
+            return "openslide"
     if kind is not None:
         return "tifffile"
     hint = "" if openslide is not None else " (OpenSlide is not installed: pip install monai-coco[openslide])"
@@ -315,8 +333,8 @@ class Slide:
         if mpp0 is None:
             raise ValueError(
                 f"slide {self.path} does not record its µm/px (OME-XML, Aperio MPP, OpenSlide mpp or TIFF "
-                f"resolution in cm/inch); give slide_mpp (--slide-mpp), its level-0 µm/px, to segment it at "
-                f"{mpp:g} µm/px."
+                f"resolution in cm/inch); give its level-0 µm/px as slide_mpp (bundle: --slide_mpp, command "
+                f"line: --slide-mpp) to segment it at {mpp:g} µm/px."
             )
         if mpp * _MAX_UPSAMPLING < max(mpp0):
             raise ValueError(

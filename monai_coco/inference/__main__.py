@@ -69,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "reads) with a trained network at its training scale; writes masks, probability maps, overlays, "
         "QuPath GeoJSON and summaries.",
     )
-    parser.add_argument("input", help="an image file or a folder of images")
+    parser.add_argument("input", help="an image or slide file, a folder of them, or a CSV list of them")
     parser.add_argument("output", help="output folder")
     parser.add_argument("--checkpoint", required=True, help="network weights (e.g. models/model.pt)")
     parser.add_argument("--checkpoint-key", default="model", help="entry of the checkpoint (default: model)")

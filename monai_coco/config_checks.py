@@ -86,8 +86,8 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "overwrite": (_is_bool, _BOOLEAN),
     "mpp": (_is_number(0.0, above=True), "a finite number > 0 (µm/px)"),
     "slide_mpp": (
-        lambda v: v is None or _is_number(0.0, above=True)(v),
-        "null (each file's own) or a finite number > 0 (µm/px of the slides' level 0)",
+        lambda v: v is None or _is_number(0.01, 50.0)(v),
+        "null (each file's own) or a number in [0.01, 50] (µm/px of the slides' level 0)",
     ),
     "num_threads": (lambda v: v is None or _is_int(1)(v), "None (torch's default) or a whole number >= 1"),
     "epochs": (_is_int(1), "a whole number of epochs >= 1"),

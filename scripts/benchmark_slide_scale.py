@@ -51,7 +51,7 @@ def write_slides(workdir: Path, side: int) -> dict[str, Path]:
     slide40 = workdir / "slide_40x.tif"
     with tifffile.TiffFile(fine) as tif, tifffile.TiffWriter(slide40, bigtiff=True) as out:
         levels = tif.series[0].levels
-        for i, index in enumerate((0, 2, 4)):  # 0.25, 1, 4 µm/px
+        for i, index in enumerate(i for i in (0, 2, 4) if i < len(levels)):  # 0.25, 1, 4 µm/px (small: no 4)
             level = levels[index].asarray()
             out.write(level, tile=(256, 256), compression="jpeg", compressionargs={"level": 90},
                       photometric="rgb", subfiletype=1 if i else 0, metadata=None,

@@ -35,7 +35,7 @@ from monai.data.wsi_reader import TiffFileWSIReader
 from PIL import Image
 
 from .resample import resample_region
-from .slide_mpp import openslide_mpp, tiff_mpp
+from .slide_mpp import MAX_INCH_MPP, MIN_MPP, openslide_mpp, tiff_mpp
 from .suffixes import TIFF_SUFFIXES, TILE_SUFFIXES
 
 __all__ = [
@@ -214,6 +214,8 @@ class LazyTiffFileWSIReader(TiffFileWSIReader):
                 f"level {level} of size {(level_h, level_w)}."
             )
         patch = read_tiff_region(self._level_page(wsi, level), top, left, size[0], size[1]).astype(dtype)
+        if mode in "RGB" and patch.shape[-1] == 1:  # a gray pyramid: its value in each colour, as tiles
+            patch = np.repeat(patch, 3, axis=-1)
         if mode in "RGB":
             if patch.shape[-1] not in (3, 4):
                 raise ValueError(
@@ -253,6 +255,8 @@ class Slide:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"slide {self.path} does not exist.")
+        if mpp is not None and not MIN_MPP <= mpp <= MAX_INCH_MPP:
+            raise ValueError(f"slide_mpp must be in [{MIN_MPP:g}, {MAX_INCH_MPP:g}] µm/px, got {mpp!r}.")
         self.backend = choose_reader(self.path, reader)
         try:
             self._reader = _make_reader(self.backend)
@@ -264,6 +268,11 @@ class Slide:
         except Exception as exc:
             raise ValueError(f"cannot read slide {self.path} with the {self.backend} reader: {exc}") from exc
         self._mpp = (float(mpp), float(mpp)) if mpp is not None else self._file_mpp()
+        if self.backend == "tifffile" and self._wsi.series[0].dtype != np.uint8:
+            raise ValueError(
+                f"slide {self.path} holds {self._wsi.series[0].dtype} samples; expected 8-bit (uint8) RGB or "
+                "gray (convert it, e.g. with QuPath or bfconvert, to 8 bits)."
+            )
 
     def _file_mpp(self) -> Optional[tuple[float, float]]:
         """The file's level-0 scale; under OpenSlide, what its properties say, else (an OME-TIFF forced

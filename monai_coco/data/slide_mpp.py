@@ -13,8 +13,9 @@ Scanners and converters keep the scale in different places; each is read here, f
    :data:`MAX_INCH_MPP` µm/px (below 508 dpi) is taken for an image editor's screen or print default (72,
    96, 300 dpi), not a microscope's scale, and ignored; so are unit NONE and absent tags.
 
-A scale outside ``(0, MAX_INCH_MPP]`` µm/px from any source is ignored (``None``): slides are scanned at
-about 0.1–1 µm/px, and a network's training scale at up to a few tens of µm/px.
+A scale outside ``[MIN_MPP, MAX_INCH_MPP]`` (0.01–50 µm/px) from any source is ignored (``None``): slides
+are scanned at about 0.1–1 µm/px, and a network's training scale is at most a few tens of µm/px; a scale
+far below the optical limit would ask for an absurdly large resampled image.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from typing import Any, Optional
 
 import tifffile
 
-__all__ = ["MAX_INCH_MPP", "aperio_mpp", "ome_mpp", "openslide_mpp", "resolution_mpp", "tiff_mpp"]
+__all__ = ["MAX_INCH_MPP", "MIN_MPP", "aperio_mpp", "ome_mpp", "openslide_mpp", "resolution_mpp", "tiff_mpp"]
 
 MAX_INCH_MPP = 50.0
 """The coarsest scale taken from a file, µm/px (508 dpi); coarser inch resolutions are editors' defaults."""
+MIN_MPP = 0.01
+"""The finest scale taken from a file or given, µm/px: 20 times below light microscopy's resolution limit."""
 
 _UNIT_IN_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6,
                "Å": 1e-4, "in": 25400.0}  # fmt: skip
@@ -40,7 +43,7 @@ _APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
 def _valid(y: float, x: float) -> Mpp:
-    ok = all(math.isfinite(v) and 0 < v <= MAX_INCH_MPP for v in (y, x))
+    ok = all(math.isfinite(v) and MIN_MPP <= v <= MAX_INCH_MPP for v in (y, x))
     return (float(y), float(x)) if ok else None
 
 

@@ -57,6 +57,7 @@ from monai_coco.data.datalist import mask_files
 from monai_coco.data.ome_pyramid import write_ome_pyramid
 from monai_coco.data.raw_map import RawMap
 from monai_coco.data.slide_io import SLIDE_READERS, Slide, SlideView, is_slide, read_image
+from monai_coco.data.slide_mpp import MAX_INCH_MPP, MIN_MPP
 from monai_coco.data.stain import HEStainNormalize
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
@@ -218,8 +219,8 @@ class SlideInferenceConfig:
                 "None or a finite number > 0 (µm/px)",
             ),
             "slide_mpp": (
-                lambda: self.slide_mpp is None or 0 < self.slide_mpp < math.inf,
-                "None or a finite number > 0 (µm/px of the slides' level 0)",
+                lambda: self.slide_mpp is None or MIN_MPP <= self.slide_mpp <= MAX_INCH_MPP,
+                f"None or a number in [{MIN_MPP:g}, {MAX_INCH_MPP:g}] (µm/px of the slides' level 0)",
             ),
             "min_region_pixels": (lambda: self.min_region_pixels >= 0, ">= 0"),
             "overlap": (lambda: 0 <= self.overlap <= 0.99, "in [0, 0.99]"),
@@ -435,7 +436,11 @@ def _infer_one(
             tissue_mask = detect_tissue(thumb, config.tissue_threshold)
             tissue = TissueMap(tissue_mask, shape) if config.min_tissue_fraction > 0 else None
             maps = _MapWriter(shape, thumb.shape[1:], output_dir, path.stem)
-            maps.consume(segmenter.bands(view.read, shape, tissue))
+            try:
+                maps.consume(segmenter.bands(view.read, shape, tissue))
+            except BaseException:  # a failed slide leaves no temporary map behind
+                maps.remove()
+                raise
         for kind, map_path, values in (("mask", mask_path, maps.labels), ("probability", probability_path,
                                                                            maps.probability)):
             with atomic_path(map_path) as tmp:

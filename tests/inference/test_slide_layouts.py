@@ -181,3 +181,35 @@ def test_a_pyramid_whose_reduced_pages_are_not_marked_keeps_its_levels(tmp_path)
     assert choose_reader(path) == "tifffile"
     with Slide(path) as slide:
         assert slide.level_count == 3 and slide.view(mpp=TRAIN).level == 2
+
+
+def test_absurd_scales_16_bit_and_gray_pyramids_and_a_failed_slide_s_temporary_maps(tmp_path):
+    """A scale far below the optical limit (a file's or slide_mpp) is no scale; 16-bit samples are refused
+    in one line (tifffile would wrap them to 8 bits); a gray pyramid reads as RGB; a slide that fails
+    mid-run leaves no temporary map."""
+    with pytest.raises(ValueError, match=r"SlideInferenceConfig.slide_mpp must be None or a number in \["):
+        SlideInferenceConfig(slide_mpp=1e-9)
+    tiny = write_generic_pyramid(tmp_path / "tiny.tif", PICTURE[:512, :512], mpp=1e-4)  # 10^8 px/cm
+    with pytest.raises(ValueError, match="does not record its µm/px"):
+        infer_file(ColourNet(), tiny, tmp_path / "out", _config())
+    deep = tmp_path / "deep.ome.tif"
+    write_ome_tiff(deep, PICTURE[:512, :512].astype(np.uint16) * 256)
+    with pytest.raises(ValueError, match=r"deep.ome.tif holds uint16 samples; expected 8-bit"):
+        infer_file(ColourNet(), deep, tmp_path / "out", _config())
+    gray = tmp_path / "gray.ome.tif"
+    with tifffile.TiffWriter(gray, ome=True) as tw:
+        tw.write(PICTURE[:512, :512, 0], tile=(256, 256), metadata={"axes": "YX", "PhysicalSizeX": 0.5,
+                 "PhysicalSizeY": 0.5})  # fmt: skip
+    with Slide(gray) as slide:
+        region = slide.read(0, 200, 200, 8, 8)
+        assert region.shape == (3, 8, 8) and (region == PICTURE[200:208, 200:208, 0]).all()
+
+    class Failing(ColourNet):
+        def forward(self, x):
+            if self.windows:  # after make_segmenter's one-window check: mid-slide
+                raise RuntimeError("killed mid-slide")
+            return super().forward(x)
+
+    with pytest.raises(RuntimeError, match="killed mid-slide"):
+        infer_file(Failing(), write_stripped(tmp_path / "s.tif", PICTURE), tmp_path / "fail", _config())
+    assert not list((tmp_path / "fail").glob(".*")) and not list((tmp_path / "fail").glob("*_summary.json"))

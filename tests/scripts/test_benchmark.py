@@ -87,7 +87,7 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
     # the smoke's student (40 steps) sits near its decision boundary: 94.5 % here, 99.1 % in the full run
     assert scale["before"]["mask_agreement"] == 1.0 and scale["exact_40x"]["mask_agreement"] >= 0.9
     assert scale["exact_40x"]["level"] == 1 and scale["exact_20x"]["level"] == 2
-    assert 0.05 < results["slide_scale"]["tumour_fraction"] < 0.95
+    assert 0.01 < results["slide_scale"]["tumour_fraction"] < 0.99  # both classes: the agreement compares
     assert "Throughput of the no-resampling path" in (out / "benchmarks_slide_scale.md").read_text()
     # glass around the sparse slide's section: less tissue, fewer windows run, the same grid
     dense, sparse = ({r["candidate"]: r for r in slides[k]["rows"]}["onnxruntime"] for k in slides)

@@ -1,6 +1,7 @@
 """Benchmarks of monai_coco in one run: the CoCo loss, the networks, the training cost and the accuracy
 protocol (teacher, student alone, distillation arms, paired seeds); writes a Markdown report with PNG plots.
-Every training stage is the bundle's own (``bundle/configs``, with the size preset of the mode).
+Every training stage is the bundle's own (``bundle/configs``, with the size preset of the mode from
+``scripts/benchmarks/configs``), built by ``benchmarks.bundle.load_stage`` (MONAI's ``ConfigWorkflow``).
 
     python scripts/benchmark.py                    # full CPU mode (benchmark_cpu.yaml, histology.yaml's data)
     python scripts/benchmark.py --sections accuracy  # the accuracy protocol alone (2 runs at a time, 2 cores)
@@ -14,8 +15,8 @@ Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/resu
 number), each atomically; ``OUT`` defaults to ``bundle/docs`` (the committed report) for a full cpu or gpu
 run and to ``bundle/eval/benchmarks`` for ``--smoke`` or some ``--sections``. Sections: ``--sections loss
 networks training accuracy deployment`` (the last: whole-slide student inference in each runtime against
-plain MONAI, see ``scripts/benchmark_deployment.py``, and the cost of reading slides at the training scale
-exactly, ``scripts/benchmark_slide_scale.py``, its own page ``benchmarks_slide_scale.md``).
+plain MONAI, see ``scripts/benchmarks/deployment.py``, and the cost of reading slides at the training scale
+exactly, ``scripts/benchmarks/slide_scale.py``, its own page ``benchmarks_slide_scale.md``).
 The run is single-threaded by default (``--threads``): on a machine whose cores are shared with other
 jobs, more threads than free cores makes PyTorch's CPU kernels spin and the timings meaningless. The
 accuracy protocol's training runs go ``--jobs`` at a time, each in its own process (their numbers do not
@@ -36,9 +37,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from benchmark_bundle import Recipe
+from benchmarks.bundle import Recipe
 
-from monai_coco.checkpoints import atomic_path
+from monai_coco.atomic_files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("loss", "networks", "training", "accuracy", "deployment")
@@ -81,7 +82,7 @@ def machine_info(threads: int) -> dict[str, str]:
 
 def run_loss(preset: Mapping) -> dict:
     import torch
-    from benchmark_loss import benchmark_coco_loss
+    from benchmarks.loss import benchmark_coco_loss
 
     setup = dict(batch=2, c_student=24, c_teacher=256, repeats=preset["repeats"])
     rows = benchmark_coco_loss(
@@ -98,7 +99,7 @@ def run_loss(preset: Mapping) -> dict:
 
 def run_networks(preset: Mapping, recipe: Recipe) -> dict:
     import torch
-    from benchmark_networks import (
+    from benchmarks.networks import (
         matmul_peak,
         network_counts,
         sliding_window_throughput,
@@ -164,7 +165,7 @@ def run_networks(preset: Mapping, recipe: Recipe) -> dict:
 
 
 def run_training(preset: Mapping, recipe: Recipe) -> dict:
-    from benchmark_training import benchmark_training
+    from benchmarks.training import benchmark_training
 
     iterations, warmup = preset["iterations"], preset["warmup"]
     cost = benchmark_training(recipe, iterations=iterations, warmup=warmup)
@@ -178,13 +179,13 @@ def run_training(preset: Mapping, recipe: Recipe) -> dict:
         "in_channels": parser.get("in_channels"),
         "networks": f"FANet features {tuple(parser.get('teacher_def#features'))}, Mobile U-Net width "
         f"{parser.get('network_def#width_mult')}, critic widths {tuple(parser.get('critic_def#channels'))}",
-        "files": [f"bundle/configs/{p.name}" for p in recipe.presets],
+        "files": recipe.sources,
     }
     return {"cost": cost, "setup": setup}
 
 
 def run_accuracy_section(recipe: Recipe, unlabelled_dir: str | None, jobs: int) -> dict:
-    from benchmark_accuracy import run_protocol, summarise
+    from benchmarks.accuracy import run_protocol, summarise
 
     result = run_protocol(recipe, unlabelled_dir, log=lambda line: print("  " + line, flush=True), jobs=jobs)
     confidence = float(result["settings"]["confidence"])
@@ -250,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file; expected a folder")
     if args.from_json is not None:
-        from benchmark_report import write_report
+        from benchmarks.report import write_report
 
         try:
             results = json.loads(args.from_json.read_text())
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from benchmark_report import PLOT_DIR, write_report
+    from benchmarks.report import PLOT_DIR, write_report
 
     mode_name = "smoke" if args.smoke else "gpu" if args.gpu else "cpu"
     jobs = args.jobs or (1 if args.gpu else max(1, (os.cpu_count() or 1) // args.threads))
@@ -290,14 +291,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             elif section == "training":
                 results["training"] = run_training(preset["training"], recipe)
             elif section == "deployment":
-                from benchmark_deployment import benchmark as deployment
+                from benchmarks.deployment import benchmark as deployment
 
                 dep = preset["deployment"]
                 results["deployment"] = deployment(
                     dep["side"], dep["rounds"], args.threads, recipe.workdir, dep["train_steps"]
                 )
-                from benchmark_slide_scale import benchmark as slide_scale
-                from benchmark_slide_scale import write_page
+                from benchmarks.slide_scale import benchmark as slide_scale
+                from benchmarks.slide_scale import write_page
 
                 results["slide_scale"] = slide_scale(
                     dep["side"], dep["rounds"], recipe.workdir / "slide_scale", dep["train_steps"]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_networks import network_counts, tile_throughput
+from benchmarks.networks import network_counts, tile_throughput
 from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint

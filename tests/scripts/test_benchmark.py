@@ -16,11 +16,11 @@ import benchmark
 import numpy as np
 import pytest
 import torch
-from benchmark_accuracy import choose_lambda, summarise
-from benchmark_bundle import CONFIGS, Recipe, protocol_arms, term_signature
-from benchmark_networks import sliding_window_windows
-from benchmark_stats import paired_interval, verdict
-from monai.bundle import ConfigParser
+from benchmarks import candidates, deployment
+from benchmarks.accuracy import choose_lambda, summarise
+from benchmarks.bundle import CONFIGS, PRESETS, Recipe, load_stage, protocol_arms, term_signature
+from benchmarks.networks import sliding_window_windows
+from benchmarks.stats import paired_interval, verdict
 from PIL import Image
 
 from monai_coco.data import write_synthetic_dataset
@@ -69,21 +69,25 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
     assert list(slides) == ["dense", "sparse"]
     for slide in slides.values():
         deployment = {r["candidate"]: r for r in slide["rows"]}
-        assert set(deployment) == {"monai", "v0.1.0", "torch", "torchscript", "onnxruntime"}  # v0.1.0: git
+        assert set(deployment) == set(candidates.DEPLOYMENT)  # release_0.1.0 from git
+        assert set(deployment) == {"monai", "release_0.1.0", "torch", "torchscript", "onnxruntime"}
         runtimes = [deployment[name] for name in ("torch", "torchscript", "onnxruntime")]
         assert all(r["agree"] >= 0.999 and r["windows_run"] <= r["windows_in_grid"] for r in runtimes)
-        assert deployment["v0.1.0"]["agree"] >= 0.999  # the same student weights, read by the released code
+        assert deployment["release_0.1.0"]["agree"] >= 0.999  # the same student weights, the release's code
         # the baseline also runs the windows this package skips (under 5 % tissue): it may label some of
         # their pixels otherwise (99.79 % agree on the smoke's sparse slide), never many
         assert deployment["monai"]["agree"] >= 0.99
         # a trained student: its masks hold both classes, so the agreement above compares real decisions
         assert 0.05 < slide["tumour_fraction"] < 0.95 and slide["dice"] > 0.3
         assert f"{100 * slide['tumour_fraction']:.1f} % of this slide tumour" in report
-    assert results["deployment"]["student"]["steps"] == 40
+    # the student is the bundle's: train.yaml alone (--distill none), 10 epochs of 4 iterations
+    student = results["deployment"]["student"]
+    assert student["steps"] == 40 and student["epochs"] == 10 and student["overrides"]["distill"] == "none"
+    assert 0.0 < student["best_val_miou"] <= 1.0 and "by the bundle's `train.yaml` (distill none" in report
     # slide scale: the code before the slide work, this package at a level as it is, and on the same tissue
     # as a 40x pyramid resampled; the same student, so the same decisions within the resampling's rounding
     scale = results["slide_scale"]["rows"]
-    assert set(scale) == {"before", "exact_20x", "exact_40x"}  # before: from git, as v0.1.0
+    assert set(scale) == {"before", "exact_20x", "exact_40x"}  # before: from git, as the 0.1.0 release
     # the smoke's student (40 steps) sits near its decision boundary: 94.5 % here, 99.1 % in the full run
     assert scale["before"]["mask_agreement"] == 1.0 and scale["exact_40x"]["mask_agreement"] >= 0.9
     assert scale["exact_40x"]["level"] == 1 and scale["exact_20x"]["level"] == 2
@@ -181,10 +185,7 @@ def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
 
 def _train_yaml_terms(distill: str, lambda_coco: float) -> dict:
     """``train.yaml``'s ``distill_terms[distill]``, parsed alone (base.yaml + train.yaml, no preset)."""
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "base.yaml"), str(CONFIGS / "train.yaml")])
-    parser.update({"lambda_coco": lambda_coco})
-    parser.parse()
+    parser = load_stage([CONFIGS / "base.yaml", CONFIGS / "train.yaml"], {"lambda_coco": lambda_coco}).parser
     return term_signature(parser.get_parsed_content(f"distill_terms#{distill}"))
 
 
@@ -216,9 +217,9 @@ def test_one_seed_gives_every_arm_the_same_student_and_batches(smoke_run):
     recipe = Recipe("smoke", smoke_run[0] / "work")  # the smoke run's teacher.pt and paraphraser.pt
 
     def start(seed: int, **arm) -> tuple[dict, torch.Tensor]:
-        parser = recipe.parser("train.yaml", {"seed": seed, "n_labelled": 2, **arm})
-        parser.get_parsed_content("initialize")
-        trainer = parser.get_parsed_content("train#trainer")
+        workflow = recipe.stage("train.yaml", {"seed": seed, "n_labelled": 2, **arm})
+        workflow.initialize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
         images = torch.cat([batch["image"] for batch in trainer.data_loader])
         return {k: v.clone() for k, v in trainer.network.state_dict().items()}, images
 
@@ -295,9 +296,34 @@ def test_window_count_matches_monai_sliding_window(tmp_path):
 
 
 def test_benchmark_code_needs_no_sys_path_edits_and_no_tests():
-    for script in (Path(benchmark.__file__).parent).glob("*.py"):
+    """The package is found as Python finds a script's folder (and pytest's declared pythonpath), never by
+    code: no path edits in scripts/ or in these tests, no conftest putting scripts/ on the path."""
+    scripts = Path(benchmark.__file__).parent
+    edits = ("sys" + ".path", "sys" + "path", "PYTHON" + "PATH")
+    for script in [*scripts.rglob("*.py"), *scripts.glob("*.sh"), *Path(__file__).parent.glob("*.py")]:
         text = script.read_text()
-        assert "sys.path.insert" not in text and "from tests" not in text, script.name
+        assert not any(edit in text for edit in edits), script.name
+        assert script.parent.name == "scripts" and script.name.startswith("test_") or "from tests" not in text
+    assert not (Path(__file__).parent / "conftest.py").exists()
+    # the presets are the benchmark's, not the bundle's; no benchmark module left at the top of scripts/
+    assert sorted(p.name for p in PRESETS.glob("*.yaml")) == [
+        "benchmark.yaml", "benchmark_cpu.yaml", "benchmark_gpu.yaml", "benchmark_smoke.yaml"]  # fmt: skip
+    assert not list(CONFIGS.glob("benchmark*")) and not list(scripts.glob("benchmark_*.py"))
+
+
+def test_every_stage_is_a_monai_config_workflow(tmp_path):
+    """One loader: the stage's files, run id and workflow type as `python -m monai.bundle run` takes them."""
+    from monai.bundle import ConfigWorkflow
+
+    recipe = Recipe("smoke", tmp_path)
+    stages = (("train.yaml", "training", "train"), ("evaluate.yaml", "evaluating", "infer"))  # eval: infer
+    for stage, run_id, kind in stages:
+        workflow = recipe.stage(stage, {"seed": 3})
+        assert isinstance(workflow, ConfigWorkflow) and workflow.run_id == run_id
+        assert workflow.workflow_type == kind and workflow.parser.get("seed") == 3
+        assert workflow.parser.get("benchmark#seeds") == [0, 1]  # benchmark_smoke.yaml, copied to the workdir
+    assert recipe.sources[0] == "scripts/benchmarks/configs/benchmark.yaml"
+    assert recipe.sources[1] == "bundle/configs/cpu.yaml"  # shared with the demo: the bundle's
 
 
 def test_unlabelled_arms_only_with_a_pool_and_the_setting():
@@ -369,7 +395,7 @@ def test_full_modes_have_paired_seeds_a_larger_teacher_and_a_small_labelled_subs
 
 def test_the_report_states_the_paper_students_speed_per_tile_against_the_paper_teacher():
     """Issue 13 goal (student per tile >= 100x the paper-sized teacher): the ratio, by hand, per runtime."""
-    from benchmark_report import _networks_section
+    from benchmarks.report import _networks_section
 
     def row(name, config, tiles_per_s):
         tile = {"s_per_batch": 1 / tiles_per_s, "tiles_per_s": tiles_per_s, "mpix_per_s": 0.1}
@@ -406,22 +432,23 @@ def test_jobs_and_threads_below_one_are_refused(argv, capsys):
 
 
 def test_one_candidate_without_the_trained_student_is_refused(tmp_path, capsys):
-    import benchmark_deployment
-
     for flag in ("--side", "--rounds", "--threads", "--train-steps"):
         with pytest.raises(SystemExit):
-            benchmark_deployment.main([flag, "0"])
+            deployment.main([flag, "0"])
         assert f"{flag} must be a whole number >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # smaller than a window: used to fail after minutes, in the int8 probe
-        benchmark_deployment.main(["--side", "128"])
+        deployment.main(["--side", "128"])
     assert "--side must be at least the window, 256, got 128" in capsys.readouterr().err
     for present in ([], ["student.pt"], ["student.onnx"]):  # then the slide "s" is missing
         for name in present:
             (tmp_path / name).write_bytes(b"")
         with pytest.raises(SystemExit) as stop:
-            benchmark_deployment.main(["--candidate", "torch", "--slide", "s", "--workdir", str(tmp_path)])
+            deployment.main(["--candidate", "torch", "--slide", "s", "--workdir", str(tmp_path)])
         assert stop.value.code == 2
         assert "--workdir holding student.pt and student.onnx" in capsys.readouterr().err.splitlines()[-1]
+    with pytest.raises(SystemExit):  # the candidates' script: each benchmark's own candidates only
+        candidates.main(["deployment", "before", "--slide", "s", "--workdir", str(tmp_path)])
+    assert "before is no candidate of the deployment benchmark" in capsys.readouterr().err
 
 
 def test_a_bad_results_file_or_out_is_one_line(tmp_path, capsys):

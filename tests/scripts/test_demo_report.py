@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from demo_report import tile_score  # noqa: E402
+from demo_report import tile_score
 
 
 def test_a_tile_with_cancer_gets_its_dice():

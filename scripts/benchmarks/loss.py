@@ -1,6 +1,6 @@
 """Naive (N×N) vs exact (Gram identity) CoCo loss: forward+backward time and peak memory.
 
-    .venv/bin/python scripts/benchmark_loss.py [--sizes 32 64 128] [--exact-only 256] [--threads 2]
+    cd scripts && ../.venv/bin/python -m benchmarks.loss [--sizes 32 64 128] [--exact-only 256] [--threads 2]
 
 Each (method, size) runs in a fresh process: on CPU its peak memory is the growth of the process's
 peak resident set during the runs (``ru_maxrss``) over its resident set before them; on CUDA it is
@@ -8,9 +8,6 @@ peak resident set during the runs (``ru_maxrss``) over its resident set before t
 ``(B, C_s, S, S)``, teacher maps ``(B, C_t, S, S)`` (the raw teacher taps, before a paraphraser), float32;
 only the student maps require gradients, as in training. The naive side is the literal formula of the
 tests (``monai_coco/losses/naive_coco.py``), the exact side ``monai_coco.losses.CoCoDistillationLoss``.
-
-Importable from the other scripts (``from benchmark_loss import benchmark_coco_loss``: a script's folder is on
-``sys.path`` when Python runs it).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every sentence that judges a result is computed from the numbers (an arm "gains" only when its paired t
 interval against the student alone, over the same seeds, lies above 0 and so does its interval against the
-no-op arm; :mod:`benchmark_stats`), so a rerun on other data or another machine cannot leave a stale claim
+no-op arm; :mod:`benchmarks.stats`), so a rerun on other data or another machine cannot leave a stale claim
 behind.
 """
 
@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from monai_coco.checkpoints import atomic_path  # noqa: E402
+from monai_coco.atomic_files import atomic_path  # noqa: E402
 
 PLOT_DIR = "benchmarks"
 
@@ -348,7 +348,8 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
     sanity_text = [
         "### 4.1 Sanity: does the teacher's CoCo target know the labels?",
         "",
-        "Pearson r between the teacher's cross-layer similarity (CoCo's target, `benchmark_target.py`) and "
+        "Pearson r between the teacher's cross-layer similarity (CoCo's target, "
+        "`scripts/benchmarks/target.py`) and "
         f"label affinity (1 when both pixels have the same label) over {sanity['pairs']} random pixel "
         f"pairs of the {sanity['tiles']} test tiles with both classes "
         f"({100 * sanity['same_label_fraction']:.0f} % of the pairs share a label): "
@@ -498,9 +499,22 @@ def _kv(overrides: Mapping) -> str:
     return ", ".join(f"{k} {v}" for k, v in overrides.items()) or "the bundle's settings"
 
 
+def _student_sentence(student: Mapping) -> str:
+    """How the deployment's student was trained (a results file of before the bundle trained it: steps of
+    a Python loop on another synthetic slide)."""
+    if "overrides" not in student:
+        steps, seconds = student["steps"], student["seconds"]
+        return f"The student was trained {steps} steps on another synthetic slide ({seconds:.0f} s)."
+    return (
+        f"The student was trained by the bundle's `train.yaml` ({_kv(student['overrides'])}): "
+        f"{student['steps']} iterations, {student['seconds']:.0f} s, best validation mIoU "
+        f"{student['best_val_miou']:.3f} at epoch {student['best_epoch']} of {student['epochs']}."
+    )
+
+
 def _deployment_section(dep: dict) -> str:
-    """The whole-slide deployment section: one table per slide of ``benchmark_deployment.benchmark``."""
-    from benchmark_deployment import table
+    """The whole-slide deployment section: one table per slide of ``benchmarks.deployment.benchmark``."""
+    from benchmarks.deployment import table
 
     int8 = dep["int8"]
     student = dep["student"]
@@ -514,8 +528,8 @@ def _deployment_section(dep: dict) -> str:
         "Ratios are the comparable figures on a shared machine. "
         "`onnxruntime` loads the student's ONNX file, exported once beforehand in "
         f"{dep.get('export_s', math.nan):.1f} s (a one-off step per model, not per slide). "
-        f"The student was trained {student['steps']} steps on another synthetic slide "
-        f"({student['seconds']:.0f} s). Two slides: `dense`, whose tissue section fills the slide (the "
+        + _student_sentence(student)
+        + " Two slides: `dense`, whose tissue section fills the slide (the "
         "fewest windows to skip), and `sparse`, the same kind of section over 0.6 of its sides with glass "
         "around it, as in a scan of a smaller section; the plain MONAI baseline runs every window of either, "
         "so its mask may differ from the eager checkpoint's in this package where a window with less than "
@@ -541,7 +555,7 @@ def _deployment_section(dep: dict) -> str:
     parts += [
         "",
         f"Not offered, measured: int8. ONNX Runtime's static quantization of the same file (QDQ, "
-        f"per-channel, calibrated on {int8['windows']} windows of the training slide) runs a window in "
+        f"per-channel, calibrated on {int8['windows']} windows of another synthetic slide) runs a window in "
         f"{int8['int8_ms']:.1f} ms against {int8['float32_ms']:.1f} ms in float32 "
         f"(×{int8['float32_ms'] / int8['int8_ms']:.2f}), but its classes agree with float32 on "
         f"{100 * int8['agree_mean']:.2f} % of the pixels of {int8['windows']} windows of the dense slide "

@@ -4,17 +4,17 @@
    the test split by ``evaluate.yaml`` (the checkpoint at its best validation mIoU).
 2. Paraphrasers: ``train_paraphraser.yaml`` on the frozen teacher.
 3. Sanity figure: Pearson r of the teacher's CoCo target with label affinity on test tiles with both classes
-   (:mod:`benchmark_target`).
+   (:mod:`benchmarks.target`).
 4. λ_coco: the gradient norms of CE and of CoCo (λ = 1) on the student's parameters for the first batch of
    the first seed; ``λ = gradient_ratio · ‖∇CE‖ / ‖∇CoCo‖`` (two significant digits), once for CoCo on the
    teacher's taps and once on the paraphraser factors.
 5. The best baseline: each ``benchmark#baselines`` choice trained once on ``screen_seed`` (not a paired
    seed), picked by best validation mIoU.
-6. Every arm (:func:`benchmark_bundle.protocol_arms`) on every seed: ``train.yaml`` with the arm's overrides,
+6. Every arm (:func:`benchmarks.bundle.protocol_arms`) on every seed: ``train.yaml`` with the arm's overrides,
    ``benchmark#student`` (the small labelled subset ``n_labelled``, the epochs) and ``seed``; each scored by
    ``evaluate.yaml`` at its best validation mIoU. For one seed every arm starts from the same student weights
    and sees the same batches and flips (``benchmark.yaml`` seeds the loader's generator), so arms are
-   compared by paired differences with a t interval (:mod:`benchmark_stats`).
+   compared by paired differences with a t interval (:mod:`benchmarks.stats`).
 
 Runs are independent processes' work: with ``jobs > 1`` each training run (the teacher, the screening and
 every arm) goes to one of ``jobs`` fresh processes (``spawn``) of ``threads`` threads, so a run's numbers do
@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchmark_bundle import STUDENT_ALONE, Arm, Recipe, protocol_arms, screening_arms, term_signature
-from benchmark_stats import paired_interval, verdict
-from benchmark_target import reconstruction_error, target_label_correlation
 
+from benchmarks.bundle import STUDENT_ALONE, Arm, Recipe, protocol_arms, screening_arms, term_signature
+from benchmarks.stats import paired_interval, verdict
+from benchmarks.target import reconstruction_error, target_label_correlation
 from monai_coco.checkpoints import preprocessing_record_path
 from monai_coco.networks.summary import count_parameters
 
@@ -45,9 +45,9 @@ from monai_coco.networks.summary import count_parameters
 def gradient_norms(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, float]:
     """``{term: ‖∇ term‖₂}`` over the student's parameters, for the first batch of ``train.yaml`` with
     ``overrides`` (the student at its seeded initialisation, the distillation terms at their weights)."""
-    parser = recipe.parser("train.yaml", overrides)
-    parser.get_parsed_content("initialize")
-    trainer = parser.get_parsed_content("train#trainer")
+    workflow = recipe.stage("train.yaml", overrides)
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
     batch = next(iter(trainer.data_loader))
     inputs, targets = trainer.prepare_batch(batch, trainer.state.device, trainer.non_blocking)[:2]
     trainer.network.train()
@@ -224,7 +224,7 @@ def _protocol(
     pending |= arm_runs([a for a in arms if a not in known], seeds)
     runs = [finished(pending[s, a.name], f"seed {s} {a.name}") for s in seeds for a in arms]
     return {
-        "files": [f"bundle/configs/{p.name}" for p in recipe.presets],
+        "files": recipe.sources,
         "settings": settings,
         "dataset_dir": recipe.common.get("dataset_dir"),
         "sizes": sizes,
@@ -249,7 +249,7 @@ def summarise(result: Mapping[str, Any], confidence: float = 0.95) -> list[dict[
     """One row per arm, in arm order: mean and sample std over seeds of the test mIoU and Dice, mean train
     seconds, the share of the teacher–student gap closed ``(m − m_student) / (m_teacher − m_student)`` of the
     means, the paired intervals of the mIoU against the student alone and against the no-op arm, and the
-    :func:`benchmark_stats.verdict`."""
+    :func:`benchmarks.stats.verdict`."""
     by_arm: dict[str, dict[int, Mapping]] = {}
     for run in result["runs"]:
         by_arm.setdefault(run["arm"], {})[run["seed"]] = run

@@ -1,11 +1,14 @@
 """The benchmark's one recipe: every stage is built from the bundle's own configs, never from a Python copy.
 
-A stage is MONAI's ``ConfigParser`` on ``base.yaml``, the protocol overlay ``benchmark.yaml``, a size preset
-``benchmark_<mode>.yaml`` and the stage's overlay (``train_teacher.yaml``, ``train_paraphraser.yaml``,
-``train.yaml``, ``evaluate.yaml``), with overrides; it runs as ``python -m monai.bundle run`` runs it: the
-config's ``initialize`` list, then its action (``training`` or ``evaluating``). An arm of the accuracy
-protocol is a set of ``train.yaml`` overrides (``--distill kd --lambda_adv 0``, ...), so each baseline's
-weights and taps are exactly those of ``train.yaml``'s ``distill_terms``.
+A stage is the bundle's ``base.yaml``, the protocol overlay ``benchmark.yaml``, the mode's sizes and data
+(``cpu.yaml``, ``histology.yaml`` of ``bundle/configs``), the size preset ``benchmark_<mode>.yaml`` (these
+presets are the benchmark's, in ``scripts/benchmarks/configs``) and the stage's overlay
+(``train_teacher.yaml``, ``train_paraphraser.yaml``, ``train.yaml``, ``evaluate.yaml``), with overrides. Every
+stage is built by :func:`load_stage`, MONAI's ``ConfigWorkflow``, the workflow ``python -m monai.bundle run``
+builds, and runs as it runs it: ``initialize()``, ``run()`` (the stage's ``training`` or ``evaluating``),
+``finalize()``. An arm of the accuracy protocol is a set of ``train.yaml`` overrides (``--distill kd
+--lambda_adv 0``, ...), so each baseline's weights and taps are exactly those of ``train.yaml``'s
+``distill_terms``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,48 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from monai.bundle import ConfigParser
+from monai.bundle import ConfigParser, ConfigWorkflow
 
-CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "bundle" / "configs"  # the bundle's configs
+PRESETS = Path(__file__).resolve().parent / "configs"  # the benchmark's own: benchmark*.yaml
 MODES = ("smoke", "cpu", "gpu")
+# the id each stage file's `python -m monai.bundle run <id>` runs, and MONAI's workflow type of the stage
+RUN_IDS = {"evaluate.yaml": "evaluating", "inference.yaml": "inference"}  # the training stages: "training"
+WORKFLOW_TYPES = {"evaluate.yaml": "eval", "inference.yaml": "infer"}  # the training stages: "train"
+
+
+def load_stage(
+    config_files: Sequence[str | PathLike],
+    overrides: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    workflow_type: str | None = None,
+    meta_file: str | PathLike | None = None,
+) -> ConfigWorkflow:
+    """A bundle stage as ``python -m monai.bundle run <run_id> --config_file <config_files> --<id> <value>
+    ...`` builds it: MONAI's ``ConfigWorkflow`` on ``config_files`` (merged in order; ``metadata.json`` and
+    ``logging.conf`` from the folder of the first one, unless ``meta_file``) with ``overrides``, not yet
+    initialised. ``run_id`` and ``workflow_type`` default to the last file's stage (``evaluate.yaml``:
+    ``evaluating``, ``eval``; ``inference.yaml``: ``inference``, ``infer``; a training stage: ``training``,
+    ``train``).
+
+    Run it as the command does: ``initialize()``, ``run()``, ``finalize()``; its built objects are then
+    ``workflow.parser.get_parsed_content(id)`` (e.g. ``train#trainer``, with its final state). For a stage
+    only read (settings, networks, data lists), ``workflow.parser`` alone.
+    """
+    files = [str(f) for f in config_files]
+    stage = Path(files[-1]).name
+    return ConfigWorkflow(
+        config_file=files,
+        meta_file=None if meta_file is None else str(meta_file),
+        run_id=run_id or RUN_IDS.get(stage, "training"),
+        workflow_type=workflow_type or WORKFLOW_TYPES.get(stage, "train"),
+        **dict(overrides or {}),
+    )
 
 
 @dataclass(frozen=True)
@@ -106,7 +144,7 @@ def screening_arms(baselines: Sequence[str]) -> list[Arm]:
 
 @dataclass(frozen=True)
 class StageRun:
-    """A finished stage: its parser (every built object) and the seconds its action took."""
+    """A finished stage: its parser (every built object) and the seconds its run took."""
 
     parser: ConfigParser
     seconds: float
@@ -121,12 +159,18 @@ class Recipe:
             ``models/`` (every checkpoint), ``eval/``.
         dataset_dir: a data folder in any layout the bundle reads; None: the built-in synthetic data (the
             fine-structure data set of ``histology.yaml`` in the cpu and gpu modes, the plain one in smoke).
-        configs: the bundle's config folder, copied to ``<workdir>/configs`` first: every stage of the
-            run reads that snapshot (``bundle_root`` is ``workdir``), whatever the repository does meanwhile.
+        configs: the bundle's config folder and ``presets`` the benchmark's, both copied to
+            ``<workdir>/configs`` first: every stage of the run reads that snapshot (``bundle_root`` is
+            ``workdir``), whatever the repository does meanwhile.
     """
 
     def __init__(
-        self, mode: str, workdir: Path, dataset_dir: str | None = None, configs: Path = CONFIGS
+        self,
+        mode: str,
+        workdir: Path,
+        dataset_dir: str | None = None,
+        configs: Path = CONFIGS,
+        presets: Path = PRESETS,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -134,14 +178,13 @@ class Recipe:
         self.workdir = Path(workdir)
         self.configs = self.workdir / "configs"
         shutil.copytree(configs, self.configs, dirs_exist_ok=True)
-        sizes = [] if mode == "gpu" else [self.configs / "cpu.yaml"]  # the paper's sizes are base.yaml's
-        data = [] if mode == "smoke" else [self.configs / "histology.yaml"]  # the fine-structure data set
-        self.presets = [
-            self.configs / "benchmark.yaml",
-            *sizes,
-            *data,
-            self.configs / f"benchmark_{mode}.yaml",
-        ]
+        shutil.copytree(presets, self.configs, dirs_exist_ok=True)
+        sizes = [] if mode == "gpu" else [configs / "cpu.yaml"]  # the paper's sizes are base.yaml's
+        data = [] if mode == "smoke" else [configs / "histology.yaml"]  # the fine-structure data set
+        sources = [presets / "benchmark.yaml", *sizes, *data, presets / f"benchmark_{mode}.yaml"]
+        self.presets = [self.configs / p.name for p in sources]
+        # where each preset comes from, as the report names them (paths in the repository)
+        self.sources = [_in_repo(p) for p in sources]
         self.common: dict[str, Any] = {
             "bundle_root": str(self.workdir),
             "ckpt_dir": str(self.workdir / "models"),
@@ -153,12 +196,14 @@ class Recipe:
         """The ``--config_file`` list of ``stage``: base, the benchmark's presets, the stage's overlay."""
         return [str(p) for p in (self.configs / "base.yaml", *self.presets, self.configs / stage)]
 
+    def stage(self, stage: str, overrides: Mapping[str, Any] | None = None) -> ConfigWorkflow:
+        """:func:`load_stage` of ``stage`` with the work folder's settings and ``overrides``."""
+        return load_stage(self.files(stage), {**self.common, **(overrides or {})})
+
     def parser(self, stage: str, overrides: Mapping[str, Any] | None = None) -> ConfigParser:
-        """MONAI's ``ConfigParser`` of ``stage`` with the work folder's settings and ``overrides``."""
-        parser = ConfigParser()
-        parser.read_config(self.files(stage))
-        parser.read_meta(str(self.configs / "metadata.json"))  # as monai.bundle run reads it
-        parser.update({**self.common, **(overrides or {})})
+        """The parser of :meth:`stage`, parsed, for reading settings and building objects without running
+        it."""
+        parser = self.stage(stage, overrides).parser
         parser.parse()
         return parser
 
@@ -177,15 +222,10 @@ class Recipe:
         """Whether ``stage``'s configs define the top-level id ``key`` (e.g. ``unlabelled_dir``)."""
         return key in self.parser(stage).get()
 
-    def run(
-        self, stage: str, overrides: Mapping[str, Any] | None = None, action: str = "training"
-    ) -> StageRun:
-        """``python -m monai.bundle run <action>`` in this process: ``initialize``, then ``action``."""
-        parser = self.parser(stage, overrides)
-        start = time.perf_counter()
-        parser.get_parsed_content("initialize")
-        parser.get_parsed_content(action)
-        return StageRun(parser, time.perf_counter() - start)
+    def run(self, stage: str, overrides: Mapping[str, Any] | None = None) -> StageRun:
+        """``python -m monai.bundle run`` of ``stage`` in this process: ``initialize()``, ``run()``,
+        ``finalize()`` of its :meth:`stage` workflow."""
+        return run_stage(self.stage(stage, overrides))
 
     def train(
         self, stage: str, overrides: Mapping[str, Any] | None = None
@@ -193,16 +233,7 @@ class Recipe:
         """Run a training stage; returns ``({"train_s", "best_val_miou", "best_epoch", "epochs"}, the
         stage's parser)`` (for a stage without validation the mIoU is NaN and the epoch 0)."""
         done = self.run(stage, overrides)
-        trainer = done.parser.get_parsed_content("train#trainer")
-        validated = stage != "train_paraphraser.yaml"
-        validator = done.parser.get_parsed_content("validate#evaluator") if validated else None
-        record = {
-            "train_s": done.seconds,
-            "best_val_miou": float(validator.state.best_metric) if validator is not None else math.nan,
-            "best_epoch": int(validator.state.best_metric_epoch) if validator is not None else 0,
-            "epochs": int(trainer.state.max_epochs),
-        }
-        return record, done.parser
+        return training_record(done, validated=stage != "train_paraphraser.yaml"), done.parser
 
     def evaluate(self, model_name: str, **overrides: Any) -> dict[str, float]:
         """``evaluate.yaml`` on the test split for ``<ckpt_dir>/<model_name>``; ``{metric: value}`` (mIoU and
@@ -210,9 +241,39 @@ class Recipe:
         ``network_def="@teacher_def"`` for a network other than the student, or another ``ckpt_dir``."""
         output_dir = self.workdir / "eval" / Path(model_name).stem
         overrides = {"model_name": model_name, "output_dir": str(output_dir), **overrides}
-        done = self.run("evaluate.yaml", overrides, action="evaluating")
+        done = self.run("evaluate.yaml", overrides)
         metrics = done.parser.get_parsed_content("validate#evaluator").state.metrics
         return {name: float(value) for name, value in metrics.items()}
+
+
+def run_stage(workflow: ConfigWorkflow) -> StageRun:
+    """``initialize()``, ``run()`` and ``finalize()`` of ``workflow`` (a :func:`load_stage`), timed."""
+    start = time.perf_counter()
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return StageRun(workflow.parser, time.perf_counter() - start)
+
+
+def training_record(done: StageRun, validated: bool = True) -> dict[str, Any]:
+    """``{"train_s", "best_val_miou", "best_epoch", "epochs"}`` of a finished training stage (without
+    validation, ``validated=False``: the mIoU NaN and the epoch 0)."""
+    trainer = done.parser.get_parsed_content("train#trainer")
+    validator = done.parser.get_parsed_content("validate#evaluator") if validated else None
+    return {
+        "train_s": done.seconds,
+        "best_val_miou": float(validator.state.best_metric) if validator is not None else math.nan,
+        "best_epoch": int(validator.state.best_metric_epoch) if validator is not None else 0,
+        "epochs": int(trainer.state.max_epochs),
+    }
+
+
+def _in_repo(path: Path) -> str:
+    """``path`` relative to the repository (as the report and a command line from its root name it)."""
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def term_signature(terms: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -11,9 +11,9 @@ that a shared machine's load falls on all of them alike; speed is reported as ra
   (each window of the level's grid once, tissue skipping, mask pyramid, GeoJSON and summary written);
   ``onnxruntime`` loads the student's ONNX file exported once beforehand, as deployed (``onnx_model``; the
   export's seconds are reported on their own);
-* ``v0.1.0``: the released 0.1.0 package's ``infer_file`` (eager student, chunks that re-run the windows
-  of their margins), the "today" of issue 13, taken from the repository's git history
-  (``git archive 841d065``) into the work folder; left out when no git history is at hand.
+* ``release_0.1.0``: the 0.1.0 release's ``infer_file`` (eager student, chunks that re-run the windows of
+  their margins), the "today" of issue 13, taken from the repository's git history (``git archive 841d065``)
+  into the work folder, and run there (:func:`extract_package`); left out when no git history is at hand.
 
 Each candidate calls the network with its own default number of windows per call: MONAI's
 ``SlidingWindowInferer`` 1, 0.1.0's ``infer_file`` 4, this package's 1 on CPU (``sw_batch_size=None``).
@@ -23,9 +23,10 @@ compare code, not allocator settings. Each reports megapixels of the level per s
 against windows in the grid, peak RSS, and the fraction of mask pixels equal to the eager ``torch``
 candidate's.
 
-Every candidate runs the same student, trained beforehand (:func:`train_student`) so that its masks
-hold both classes: the mask agreement column compares real decisions, and the report gives the eager
-mask's tumour fraction and its Dice against the slide's own tumour mask.
+Every candidate runs the same student, trained beforehand by the bundle's ``train.yaml``
+(:func:`train_student`) so that its masks hold both classes: the mask agreement column compares real
+decisions, and the report gives the eager mask's tumour fraction and its Dice against the slide's own tumour
+mask. Each candidate is :mod:`benchmarks.candidates` run as a script in a fresh process.
 
 Two slides of the same side (:data:`SLIDES`): ``dense``, whose tissue section fills the slide (the worst
 case for tissue skipping: most windows hold tissue), and ``sparse``, the same kind of section over 0.6 of
@@ -33,7 +34,7 @@ the slide's sides with glass around it, as in a scan of a smaller section. The p
 runs every window of either; this package runs the windows that hold tissue, so its ratio depends on the
 slide, and both are reported.
 
-    python scripts/benchmark_deployment.py --side 4096 --rounds 2   # one candidate: --candidate NAME
+    cd scripts && python -m benchmarks.deployment --side 4096 --rounds 2   # one candidate: --candidate NAME
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import argparse
 import json
 import math
 import os
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,146 +53,102 @@ from pathlib import Path
 
 import numpy as np
 
-CANDIDATES = ("monai", "v0.1.0", "torch", "torchscript", "onnxruntime")
-RELEASE = "841d065"  # the commit of monai_coco 0.1.0, issue 13's "today"
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks import candidates
+from benchmarks.bundle import CONFIGS, load_stage, run_stage, training_record
+from benchmarks.candidates import ONNX_FILE, RELEASE_0_1_0, ROI, STUDENT_FILE
+
+CANDIDATES = candidates.DEPLOYMENT
+RELEASE = "841d065"  # the commit of the monai_coco 0.1.0 release, issue 13's "today"
+REPO = Path(__file__).resolve().parents[2]
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}  # docs/README.md
-ROI, OVERLAP = 256, 0.25
-ONNX_FILE = "student.onnx"
-STUDENT_FILE = "student.pt"
 SLIDES = (("dense", 1.0), ("sparse", 0.6))  # (name, section_fraction of write_synthetic_slide)
+STUDENT_MPP = 0.5  # the slides' level 0, which the candidates read: the student's training tiles' scale
+STUDENT_TILES, STUDENT_BATCH = 16, 4  # training tiles (256², the paper's student's) and batch
 
 
-def _student(workdir: Path):
-    """The Mobile U-Net student with the weights :func:`train_student` saved in ``workdir``."""
-    import torch
-
-    from monai_coco.networks import MobileUNet  # 0.1.0's for the v0.1.0 candidate (first on its PYTHONPATH)
-
-    network = MobileUNet(3, 2)
-    network.load_state_dict(torch.load(workdir / STUDENT_FILE, weights_only=True))
-    return network.eval()
-
-
-def train_student(workdir: Path, steps: int, side: int = 1024, batch: int = 4) -> dict:
-    """Train the student ``steps`` Adam steps (lr 3e-3, MONAI's ``DiceCELoss``, seed 0) on random ``ROI``
-    crops of a synthetic slide of another seed than the benchmark's, and save its weights in ``workdir``.
+def train_student(workdir: Path, steps: int) -> dict:
+    """The paper's student (Mobile U-Net, width 1.0) trained by the bundle's ``train.yaml`` alone
+    (``--distill none``: cross-entropy, the bundle's optimiser and schedule, random flips) for about
+    ``steps`` iterations (whole epochs of :data:`STUDENT_TILES` synthetic 256² tiles at the slides'
+    level-0 scale, :data:`STUDENT_MPP` µm/px, of another seed than the benchmark slides), its bundle in
+    ``workdir/student_bundle`` (a fresh run, never resumed); the checkpoint at its best validation mIoU
+    is saved as ``workdir/student.pt`` (the network's state dict, which every candidate loads).
 
     A randomly initialised student labels every pixel background, so its masks agree in every runtime
     whatever the arithmetic: the agreement column only means something for a student whose masks hold
-    both classes, with the margins that training gives. Returns the steps, the seconds and the last loss.
+    both classes, with the margins that training gives. Returns the iterations, the seconds, the stage's
+    record (best validation mIoU and epoch, epochs) and its overrides.
     """
-    import tifffile
     import torch
-    from monai.losses import DiceCELoss
 
-    from monai_coco.data.synthetic import write_synthetic_slide
+    from monai_coco.checkpoints import load_checkpoint
     from monai_coco.networks import MobileUNet
 
-    start = time.perf_counter()
-    slide, mask_path = write_synthetic_slide(workdir / "train_slide.tif", size=side, seed=1, tile=256)
-    image = torch.from_numpy(tifffile.imread(slide, key=0)).permute(2, 0, 1).float() / 255
-    label = torch.from_numpy(tifffile.imread(mask_path, key=0)).long()
-    generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    network = MobileUNet(3, 2).train()
-    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
-    for _ in range(steps):
-        corners = torch.randint(0, side - ROI + 1, (batch, 2), generator=generator).tolist()
-        x = torch.stack([image[:, r : r + ROI, c : c + ROI] for r, c in corners])
-        y = torch.stack([label[None, r : r + ROI, c : c + ROI] for r, c in corners])
-        optimizer.zero_grad()
-        loss = loss_function(network(x), y)
-        loss.backward()
-        optimizer.step()
+    root = workdir / "student_bundle"
+    shutil.rmtree(root / "models", ignore_errors=True)
+    shutil.copytree(CONFIGS, root / "configs", dirs_exist_ok=True)  # the run's snapshot of the configs
+    per_epoch = math.ceil(STUDENT_TILES / STUDENT_BATCH)
+    overrides = {
+        "distill": "none",
+        "mpp": STUDENT_MPP,
+        "synthetic#n_train": STUDENT_TILES,
+        "synthetic#n_val": 4,
+        "synthetic#n_test": 1,
+        "synthetic#slide_size": 0,
+        "synthetic#seed": 1,
+        "batch_size": STUDENT_BATCH,
+        "num_workers": 0,
+        "epochs": max(1, math.ceil(steps / per_epoch)),
+        "model_name": STUDENT_FILE,
+        "train#dataloader#generator": "$torch.Generator().manual_seed(@seed)",  # as the benchmark's runs
+        "train#dataset#progress": False,
+        "validate#dataset#progress": False,
+    }
+    done = run_stage(load_stage([root / "configs" / "base.yaml", root / "configs" / "train.yaml"],
+                                {"bundle_root": str(root), **overrides}))  # fmt: skip
+    network = MobileUNet(3, 2)
+    load_checkpoint(root / "models" / STUDENT_FILE, {"model": network})
     torch.save(network.state_dict(), workdir / STUDENT_FILE)
-    return {"steps": steps, "seconds": time.perf_counter() - start, "last_loss": float(loss.detach())}
-
-
-def run_candidate(name: str, slide: Path, out: Path, threads: int) -> dict:
-    """Run one candidate on ``slide`` (level 0) in this process; its mask goes to
-    ``out/<slide stem>_<name>.npy``. Time and peak RSS are taken when the candidate's job is done, before the
-    mask file is read back to compare. This package's candidates also give the tissue fraction of the level
-    that their tissue mask found."""
-    import torch
-
-    torch.set_num_threads(threads)
-    network = _student(out)
-    start = time.perf_counter()
-    if name == "v0.1.0":
-        from monai_coco.data import SlideInferenceConfig as ReleasedConfig
-        from monai_coco.data import infer_file as released_infer_file
-
-        config = ReleasedConfig(roi_size=ROI, overlap=OVERLAP, device="cpu")
-        result = released_infer_file(network, slide, out / name, config)
-        seconds, peak = _done(start)
-        import tifffile
-
-        mask = tifffile.imread(result.mask, key=0)
-        run, grid = result.windows_run, result.windows_run + result.windows_skipped  # margins counted again
-    elif name == "monai":
-        from monai.data import WSIReader
-        from monai.inferers import SlidingWindowInferer
-
-        reader = WSIReader(backend="tifffile", channel_dim=0)
-        wsi = reader.read(str(slide))
-        image, _ = reader.get_data(wsi, level=0)
-        inferer = SlidingWindowInferer(ROI, overlap=OVERLAP)
-        with torch.inference_mode():  # blends class probabilities, as this package does (not logits)
-            image = torch.from_numpy(np.asarray(image, np.float32) / 255)[None]
-            probabilities = inferer(image, lambda x: torch.softmax(network(x), dim=1))
-        mask = probabilities[0].argmax(0).numpy().astype(np.uint8)
-        seconds, peak = _done(start)
-        from monai_coco.inference.window_grid import WindowGrid
-
-        windows = len(WindowGrid(mask.shape, (ROI, ROI), OVERLAP, "constant"))
-        run, grid = windows, windows
-    else:
-        import tifffile
-
-        from monai_coco.inference import SlideInferenceConfig, infer_file
-
-        config = SlideInferenceConfig(
-            roi_size=ROI,
-            overlap=OVERLAP,
-            runtime=name,
-            num_threads=threads,
-            device="cpu",
-            onnx_model=out / ONNX_FILE if name == "onnxruntime" else None,
-        )
-        result = infer_file(network, slide, out / name, config)
-        seconds, peak = _done(start)
-        mask = tifffile.imread(result.mask, key=0)
-        run, grid = result.windows_run, result.windows_run + result.windows_skipped
-        tissue = result.tissue_pixels / mask.size
-    np.save(out / f"{slide.stem}_{name}.npy", mask)
+    record = training_record(done)
     return {
-        "candidate": name,
-        "seconds": seconds,
-        "mpix_per_s": mask.size / seconds / 1e6,
-        "windows_run": run,
-        "windows_in_grid": grid,
-        "peak_rss_mib": peak,
-        **({"tissue_fraction": tissue} if name in ("torch", "torchscript", "onnxruntime") else {}),
+        "steps": record["epochs"] * per_epoch,
+        "seconds": record["train_s"],
+        **record,
+        "overrides": {k: v for k, v in overrides.items() if "progress" not in k and "generator" not in k},
     }
 
 
-def _done(start: float) -> tuple[float, float]:
-    """Seconds since ``start`` and this process's peak RSS so far (MiB): Linux's ``VmHWM``, which starts
-    afresh with the candidate's own program. (``ru_maxrss`` keeps the high-water mark of the process that
-    forked it across ``exec``: a candidate started by a large benchmark process would report that one's.)"""
-    seconds = time.perf_counter() - start
-    try:
-        status = Path("/proc/self/status").read_text()
-        return seconds, int(status.split("VmHWM:")[1].split()[0]) / 1024
-    except (OSError, IndexError, ValueError):  # not Linux
-        return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def extract_package(commit: str, folder: Path) -> Path | None:
+    """``monai_coco`` of ``commit`` (``git archive``) under ``folder``, with a copy of
+    :mod:`benchmarks.candidates` beside it: running that copy imports that ``monai_coco`` (a script's folder
+    comes first on Python's path). Returns the copy's path, None without the repository's git history (e.g.
+    a source archive)."""
+    script = folder / Path(candidates.__file__).name
+    if not (folder / "monai_coco").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        command = ["git", "-C", str(REPO), "archive", commit, "monai_coco"]
+        archive = subprocess.run(command, capture_output=True)
+        if archive.returncode != 0:
+            print(f"{folder.name} left out: no git history of {commit} at {REPO}", file=sys.stderr)
+            return None
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    shutil.copyfile(candidates.__file__, script)
+    return script
+
+
+def run_in_process(script: str | Path, benchmark: str, name: str, slide: Path, workdir: Path, **env) -> dict:
+    """``python <script> <benchmark> <name> --slide ... --workdir ...`` (a :mod:`benchmarks.candidates`) in a
+    fresh process, with the deployment's malloc setting and ``env``; its JSON line."""
+    command = [sys.executable, str(script), benchmark, name, "--slide", str(slide), "--workdir", str(workdir)]
+    command += ["--threads", env.pop("threads", "1")]
+    env = {**os.environ, **MALLOC, **env}
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def benchmark(side: int, rounds: int, threads: int, workdir: Path, train_steps: int = 150) -> dict:
     """Every candidate ``rounds`` times, interleaved, on each of the synthetic ``side x side`` slides of
-    :data:`SLIDES`, with the student :func:`train_student` trains for ``train_steps`` steps."""
+    :data:`SLIDES`, with the student :func:`train_student` trains for ``train_steps`` iterations."""
     from monai_coco.data.synthetic import write_synthetic_slide
 
     slides = {
@@ -200,23 +157,22 @@ def benchmark(side: int, rounds: int, threads: int, workdir: Path, train_steps: 
     }
     student = train_student(workdir, train_steps)
     export_s = export_student(workdir / ONNX_FILE)
-    candidates = [name for name in CANDIDATES if name != "v0.1.0" or _extract_release(workdir / "v0.1.0")]
-    runs: dict[tuple[str, str], list[dict]] = {(s, c): [] for s in slides for c in candidates}
+    scripts = {name: candidates.__file__ for name in CANDIDATES}
+    scripts[RELEASE_0_1_0] = extract_package(RELEASE, workdir / RELEASE_0_1_0)
+    names = [name for name in CANDIDATES if scripts[name] is not None]
+    runs: dict[tuple[str, str], list[dict]] = {(s, c): [] for s in slides for c in names}
     for _ in range(rounds):
         for slide, name in runs:
-            command = [sys.executable, __file__, "--candidate", name, "--slide", str(slides[slide][0])]
-            command += ["--workdir", str(workdir), "--threads", str(threads)]
-            env = {**os.environ, **MALLOC}
-            if name == "v0.1.0":
-                env["PYTHONPATH"] = str(workdir / "v0.1.0")
-            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-            runs[slide, name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            path = slides[slide][0]
+            runs[slide, name].append(
+                run_in_process(scripts[name], "deployment", name, path, workdir, threads=str(threads))
+            )
     return {
         "side": side,
         "rounds": rounds,
         "threads": threads,
         "slides": [
-            _slide_rows(workdir, name, part, *slides[name], {c: runs[name, c] for c in candidates})
+            _slide_rows(workdir, name, part, *slides[name], {c: runs[name, c] for c in names})
             for name, part in SLIDES
         ],
         "export_s": export_s,
@@ -249,7 +205,7 @@ def _slide_rows(workdir: Path, slide: str, part: float, path: Path, truth: Path,
     for r in rows:
         r["speed_vs_monai"] = base["monai"] / r["seconds"]
         r["speed_vs_eager"] = base["torch"] / r["seconds"]
-        r["speed_vs_release"] = base["v0.1.0"] / r["seconds"] if "v0.1.0" in base else math.nan
+        r["speed_vs_release"] = base[RELEASE_0_1_0] / r["seconds"] if RELEASE_0_1_0 in base else math.nan
     return {
         "name": slide,
         "section_fraction": part,
@@ -270,16 +226,16 @@ def export_student(path: Path) -> float:
 
     start = time.perf_counter()
     example = torch.rand(2, 3, ROI, ROI, generator=torch.Generator().manual_seed(0))
-    path.write_bytes(export_onnx(_student(path.parent), example))
+    path.write_bytes(export_onnx(candidates.student(path.parent), example))
     return time.perf_counter() - start
 
 
 def int8_probe(workdir: Path, slide: Path, windows: int = 32, repeats: int = 20) -> dict:
     """What approximate arithmetic would buy: the exported student quantized to int8 by ONNX Runtime's
     ``quantize_static`` (QDQ, per-channel int8 weights, uint8 activations, MinMax calibration on ``windows``
-    random windows of the training slide), against the float32 file, one thread: median milliseconds per
-    window over ``repeats`` calls each (interleaved), and the fraction of pixels whose class agrees on
-    ``windows`` random windows of the benchmark slide (the mean, and the worst window's).
+    random windows of another synthetic slide, seed 1), against the float32 file, one thread: median
+    milliseconds per window over ``repeats`` calls each (interleaved), and the fraction of pixels whose
+    class agrees on ``windows`` random windows of the benchmark slide (the mean, and the worst window's).
 
     Not a runtime of this package: the masks must equal the checkpoint's on 99.9 % of pixels (issue 13)."""
     import onnxruntime
@@ -302,11 +258,15 @@ def int8_probe(workdir: Path, slide: Path, windows: int = 32, repeats: int = 20)
 
     class Calibration(CalibrationDataReader):
         def __init__(self) -> None:
-            self.feeds = iter(sample(workdir / "train_slide.tif"))
+            self.feeds = iter(sample(calibration))
 
         def get_next(self):
             return next(self.feeds, None)
 
+    from monai_coco.data.synthetic import write_synthetic_slide
+
+    # another synthetic slide than the benchmark's (seed 1), for the calibration windows
+    calibration, _ = write_synthetic_slide(workdir / "calibration_slide.tif", size=1024, seed=1, tile=256)
     prepared, quantized = workdir / "student_prepared.onnx", workdir / "student_int8.onnx"
     quant_pre_process(str(workdir / ONNX_FILE), str(prepared))
     quantize_static(
@@ -343,24 +303,10 @@ def int8_probe(workdir: Path, slide: Path, windows: int = 32, repeats: int = 20)
     }
 
 
-def _extract_release(folder: Path) -> bool:
-    """The 0.1.0 package (``RELEASE``) under ``folder``, from the repository's git history; False without
-    one (e.g. a source archive)."""
-    if (folder / "monai_coco").is_dir():
-        return True
-    folder.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", RELEASE, "monai_coco"], capture_output=True)
-    if archive.returncode != 0:
-        print(f"v0.1.0 left out: no git history of {RELEASE} at {REPO}", file=sys.stderr)
-        return False
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return True
-
-
 def table(slide: dict) -> str:
     """Markdown table of one slide's rows (an entry of :func:`benchmark`'s ``slides``)."""
     lines = [
-        "| candidate | MP/s | × MONAI | × 0.1.0 | × eager | windows run / in grid | peak RSS (MiB) "
+        "| candidate | MP/s | × MONAI | × 0.1.0 release | × eager | windows run / in grid | peak RSS (MiB) "
         "| mask = eager |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -397,7 +343,7 @@ def main(argv=None) -> dict:
                 f"--candidate needs --slide (a slide file) and a --workdir holding {STUDENT_FILE} and "
                 f"{ONNX_FILE} (a full run writes them in its work folder)"
             )
-        result = run_candidate(args.candidate, args.slide, args.workdir, args.threads)
+        result = candidates.run_deployment(args.candidate, args.slide, args.workdir, args.threads)
         print(json.dumps(result))
         return result
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,7 +1,7 @@
 """Training cost: one student iteration alone vs one full CoCo DistillNet iteration, and where the time goes.
 
 Both trainers are the bundle's (``train.yaml`` at the benchmark's size preset, built by
-:class:`benchmark_bundle.Recipe`): ``--distill none`` (the student alone, cross-entropy) and the bundle's
+:class:`benchmarks.bundle.Recipe`): ``--distill none`` (the student alone, cross-entropy) and the bundle's
 default ``--distill coco`` (teacher forward, paraphraser encoders, CE + CoCo, and the
 ``AdversarialDistillationHandler``: generator term, critic step). The networks are freshly initialised (the
 cost does not depend on the weights). Each part's time comes from the engine's own events
@@ -20,10 +20,10 @@ import time
 from collections import defaultdict
 
 import torch
-from benchmark_bundle import Recipe
 from ignite.engine import Events
 from monai.engines.utils import IterationEvents
 
+from benchmarks.bundle import Recipe
 from monai_coco.checkpoints import save_checkpoint
 
 # engine phases, each ending at an event; "critic step" runs from MODEL_COMPLETED to the iteration's end
@@ -140,16 +140,16 @@ def benchmark_training(recipe: Recipe, iterations: int = 5, warmup: int = 1) -> 
     timed = {  # the timer attaches first, so that its MODEL_COMPLETED mark precedes the critic step
         "ckpt_dir": str(models),
         "epochs": math.ceil((iterations + warmup) / per_epoch),
-        "benchmark_timer": {"_target_": "benchmark_training.StepTimer", "warmup": warmup},
+        "benchmark_timer": {"_target_": "benchmarks.training.StepTimer", "warmup": warmup},
         "train#handlers": ["@benchmark_timer", "@train#lr_handler"],
         "train#main_handlers": [],
     }
     results = {}
     for name, arm in ARMS.items():
-        stage = recipe.parser("train.yaml", {**timed, **arm, "model_name": f"cost_{name}.pt"})
-        stage.get_parsed_content("initialize")
-        trainer = stage.get_parsed_content("train#trainer")
-        timer = stage.get_parsed_content("benchmark_timer")
+        workflow = recipe.stage("train.yaml", {**timed, **arm, "model_name": f"cost_{name}.pt"})
+        workflow.initialize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        timer = workflow.parser.get_parsed_content("benchmark_timer")
         timer.time_module("student forward", trainer.network)
         if trainer.teacher is not None:
             timer.time_module("teacher forward", trainer.teacher)
@@ -157,7 +157,8 @@ def benchmark_training(recipe: Recipe, iterations: int = 5, warmup: int = 1) -> 
                 timer.time_module("paraphraser encoders", paraphraser.encoder)
             for term in trainer.terms.values():
                 timer.time_module("CoCo loss forward", term.loss)
-        trainer.run()
+        workflow.run()  # the stage's `training`: the trainer's run
+        workflow.finalize()
         timer.close()
         results[name] = timer.breakdown()
     return results

@@ -3,40 +3,41 @@
 One synthetic tissue (``write_synthetic_slide``'s world, the section filling the slide) in two layouts: a
 20x pyramid (0.5, 1, 2, 4, ... µm/px, halving levels) and a 40x pyramid as Aperio scanners write it (0.25,
 1, 4 µm/px: levels 4 times apart). The paper's student (Mobile U-Net, 256² windows, eager torch, one
-thread), trained briefly as the deployment benchmark trains it (``train_student``: its masks hold both
-classes, so that agreement compares decisions), segments it at 2 µm/px. Candidates, each in a fresh process
-(its own peak RSS), interleaved round by round, times as medians:
+thread), trained briefly by the bundle's ``train.yaml`` as the deployment benchmark trains it
+(``benchmarks.deployment.train_student``: its masks hold both classes, so that agreement compares
+decisions), segments it at 2 µm/px. Candidates, each in a fresh process
+(its own peak RSS, :mod:`benchmarks.candidates` run as a script), interleaved round by round, times as
+medians:
 
-* ``before``: this repository before the slide work (``git archive BEFORE``), the 20x slide at its level 2
-  (2 µm/px: no resampling), as that code read it;
+* ``before``: this repository before the slide work (``git archive BEFORE``, run there:
+  ``benchmarks.deployment.extract_package``), the 20x slide at its level 2 (2 µm/px: no resampling), as
+  that code read it;
 * ``exact_20x``: this package on the 20x slide, ``mpp=2``: level 2 as it is (the no-resampling path through
   the new front door; the goal: at least 95 % of ``before``'s throughput);
 * ``exact_40x``: this package on the 40x slide, ``mpp=2``: level 1 (1 µm/px) resampled by 2 (the cost of
   resampling, against ``exact_20x``), and how far its input is from the 20x level (mean absolute difference
   of the two views, grey levels) and how many mask pixels agree.
 
-    python scripts/benchmark_slide_scale.py --side 4096 --rounds 3  # bundle/docs/benchmarks_slide_scale.md
+    cd scripts && python -m benchmarks.slide_scale --side 4096 --rounds 3  # bundle/docs/benchmarks_slide_*
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks import candidates
+from benchmarks.candidates import ROI
+from benchmarks.candidates import SCALE_MPP as MPP
+
+REPO = Path(__file__).resolve().parents[2]
 BEFORE = "dabcd7e"  # the last commit before issue 21's slide I/O
-CANDIDATES = ("before", "exact_20x", "exact_40x")
-MPP, ROI = 2.0, 256
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+CANDIDATES = candidates.SLIDE_SCALE
 
 
 def write_slides(workdir: Path, side: int) -> dict[str, Path]:
@@ -59,28 +60,6 @@ def write_slides(workdir: Path, side: int) -> dict[str, Path]:
     return {"20x": slide20, "40x": slide40}
 
 
-def run_candidate(name: str, slide: Path, out: Path) -> dict:
-    """One candidate in this process: seconds, peak RSS (MiB, ``VmHWM``), windows run; its mask saved."""
-    import tifffile
-    import torch
-    from benchmark_deployment import _student
-
-    torch.set_num_threads(1)
-    network = _student(out)
-    start = time.perf_counter()
-    from monai_coco.inference import SlideInferenceConfig, infer_file
-
-    settings = {"level": 2} if name == "before" else {"mpp": MPP}  # before: the level at 2 µm/px, named
-    config = SlideInferenceConfig(roi_size=ROI, runtime="torch", device="cpu", num_threads=1, **settings)
-    result = infer_file(network, slide, out / name, config)
-    seconds = time.perf_counter() - start
-    peak = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
-    mask = tifffile.imread(result.mask, key=0)
-    np.save(out / f"{name}.npy", mask)
-    return {"candidate": name, "seconds": seconds, "peak_rss_mib": peak, "windows_run": result.windows_run,
-            "mpix": mask.size / 1e6, "level": result.level}  # fmt: skip
-
-
 def view_difference(slides: dict[str, Path]) -> float:
     """Mean absolute difference (grey levels) of the 40x slide seen at 2 µm/px and the 20x slide's level
     at 2 µm/px, over the common pixels."""
@@ -99,34 +78,20 @@ def view_difference(slides: dict[str, Path]) -> float:
     return total / count
 
 
-def _extract_before(folder: Path) -> bool:
-    if (folder / "monai_coco").is_dir():
-        return True
-    folder.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE, "monai_coco"], capture_output=True)
-    if archive.returncode:
-        return False
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return True
-
-
 def benchmark(side: int, rounds: int, workdir: Path, train_steps: int = 60) -> dict:
-    from benchmark_deployment import train_student
+    from benchmarks.deployment import extract_package, run_in_process, train_student
 
     slides = write_slides(workdir, side)
     student = train_student(workdir, train_steps)
-    candidates = [c for c in CANDIDATES if c != "before" or _extract_before(workdir / "before")]
-    runs: dict[str, list[dict]] = {c: [] for c in candidates}
+    scripts = {name: candidates.__file__ for name in CANDIDATES}
+    scripts["before"] = extract_package(BEFORE, workdir / "before")
+    names = [name for name in CANDIDATES if scripts[name] is not None]
+    runs: dict[str, list[dict]] = {c: [] for c in names}
     for _ in range(rounds):
-        for name in candidates:
+        for name in names:
             slide = slides["40x" if name == "exact_40x" else "20x"]
-            env = {**os.environ, **MALLOC, "OMP_NUM_THREADS": "1"}
-            if name == "before":
-                env["PYTHONPATH"] = str(workdir / "before")
-            command = [sys.executable, __file__, "--candidate", name, "--slide", str(slide)]
-            command += ["--workdir", str(workdir)]
-            done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            run = run_in_process(scripts[name], "slide_scale", name, slide, workdir, OMP_NUM_THREADS="1")
+            runs[name].append(run)
     rows = {n: {**r[-1], "seconds": statistics.median(x["seconds"] for x in r)} for n, r in runs.items()}
     reference = np.load(workdir / "exact_20x.npy")
     for name, row in rows.items():
@@ -143,7 +108,8 @@ def report(results: dict) -> str:
     lines = [
         "# Slide scale: the cost of reading at the training µm/px exactly",
         "",
-        f"`python scripts/benchmark_slide_scale.py --side {results['side']} --rounds {results['rounds']}` "
+        f"`python -m benchmarks.slide_scale --side {results['side']} --rounds {results['rounds']}` "
+        "(in `scripts/`) "
         "(also run by `scripts/benchmark.py`'s deployment section) "
         f"(one thread, each candidate a fresh process, interleaved; medians of {results['rounds']} rounds). "
         "The same synthetic tissue as a 20x pyramid (0.5 µm/px, halving levels) and as a 40x Aperio-style "
@@ -187,7 +153,7 @@ def main(argv=None) -> dict:
     if args.candidate:
         if args.slide is None or args.workdir is None:
             parser.error("--candidate needs --slide and --workdir")
-        result = run_candidate(args.candidate, args.slide, args.workdir)
+        result = candidates.run_slide_scale(args.candidate, args.slide, args.workdir)
         print(json.dumps(result))
         return result
     with tempfile.TemporaryDirectory() as scratch:
@@ -199,7 +165,7 @@ def main(argv=None) -> dict:
 
 def write_page(results: dict, out: Path) -> Path:
     """``out/benchmarks_slide_scale.md`` and ``out/benchmarks/slide_scale_results.json``, atomically."""
-    from monai_coco.checkpoints import atomic_path
+    from monai_coco.atomic_files import atomic_path
 
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "benchmarks" / "slide_scale_results.json") as tmp:

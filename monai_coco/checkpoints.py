@@ -1,38 +1,33 @@
-"""Checkpoint files: written atomically, read with ``weights_only=True``, checked against the architecture.
+"""Checkpoint files: written atomically (:mod:`monai_coco.atomic_files`), read with ``weights_only=True``,
+checked against the architecture.
 
 A checkpoint is one ``torch.save``-d mapping ``{name: obj.state_dict()}``. A checkpoint holding a single
 bare ``state_dict`` (as MONAI's ``CheckpointSaver`` writes for a one-entry ``save_dict``) loads into a
 one-entry ``objects`` mapping as well. Beside a checkpoint, ``<stem>.preprocessing.json`` records how its
 network's inputs were preprocessed (e.g. stain normalisation), so that later stages can refuse to feed it
-differently prepared images. A folder that training writes to is held with :class:`FolderLock`.
+differently prepared images.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import io
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from monai_coco import atomic_files
+
 __all__ = [
-    "FolderLock",
-    "atomic_path",
-    "atomic_write",
     "load_checkpoint",
     "load_module_state",
     "load_preprocessing_record",
     "preprocessing_record_path",
     "read_checkpoint",
-    "remove_partial_writes",
     "save_checkpoint",
     "save_preprocessing_record",
 ]
@@ -44,7 +39,6 @@ _NUMERIC = "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float
 _NUMPY_GLOBALS = [np.dtype, np.ndarray, np._core.multiarray.scalar, np._core.multiarray._reconstruct] + [
     type(np.dtype(name)) for name in _NUMERIC.split()
 ]
-_TEMPORARY = ".{name}.*.tmp"  # the temporary files of atomic_write, found by remove_partial_writes
 
 
 def _unwrap(obj: Any) -> Any:
@@ -54,53 +48,9 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside ``path`` for writing; on success it replaces ``path`` atomically.
-
-    The data goes to ``.<name>.<random>.tmp`` in the same folder, is flushed to disk, then renamed over
-    ``path`` with ``os.replace``: a reader (or a rerun after a crash, ``SIGKILL`` or a full disk) sees
-    either the previous complete file or the new complete one, never a truncated file. On an error the
-    temporary file is removed; after a ``SIGKILL`` it is left, and :func:`remove_partial_writes` removes it.
-
-    Raises:
-        OSError: naming ``path`` when the folder cannot be made or written (full disk, read-only, a file in
-            the way), with the system's reason; ``path`` is then unchanged.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        message = f"cannot write {path}: {reason}; the previous file (if any) is kept"
-        raise OSError(exc.errno, message) from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def remove_partial_writes(folder: str | os.PathLike, name: str = "*") -> list[Path]:
-    """Remove the temporary files that :func:`atomic_write` left in ``folder`` when killed; return them.
-
-    Call it only while no other process writes to ``folder`` (e.g. holding its :class:`FolderLock`).
-    """
-    removed = sorted(Path(folder).glob(_TEMPORARY.format(name=name))) if Path(folder).is_dir() else []
-    for path in removed:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    return removed
-
-
 def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], bare: bool = False) -> Path:
-    """Save ``{name: obj.state_dict()}`` to ``path`` atomically (:func:`atomic_write`).
+    """Save ``{name: obj.state_dict()}`` to ``path`` atomically
+    (:func:`~monai_coco.atomic_files.atomic_write`).
 
     Args:
         path: the checkpoint file; its folder is created if needed.
@@ -122,73 +72,9 @@ def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], bare: b
         state = next(iter(state.values()))
     buffer = io.BytesIO()  # torch.save turns a failed write (full disk) into a RuntimeError, f.write does not
     torch.save(state, buffer)
-    with atomic_write(path) as f:
+    with atomic_files.atomic_write(path) as f:
         f.write(buffer.getbuffer())
     return path
-
-
-class FolderLock:
-    """An exclusive lock on a folder (``fcntl.flock`` on ``<folder>/.lock``) against other processes.
-
-    The operating system releases the lock when the process ends in any way (``SIGKILL`` included), so
-    a killed run never leaves the folder locked; the file itself may stay and means nothing on its own.
-    Within one process the lock is shared: every ``FolderLock`` of the same folder holds it (a config built
-    twice in one Python session is no second run), and it is released when the last one releases it.
-
-    Args:
-        folder: the folder to hold; created if needed.
-        purpose: what holds it, for the message a second process gets, e.g. ``"training"``.
-
-    Raises (from :meth:`acquire`):
-        ValueError: when another process holds the folder, naming the folder and that process's id.
-    """
-
-    _held: dict[str, list[int]] = {}  # realpath of the lock file -> [descriptor, holders] in this process
-
-    def __init__(self, folder: str | os.PathLike, purpose: str = "a run") -> None:
-        self.path = Path(folder).expanduser() / ".lock"
-        self.purpose = purpose
-        self.held = False
-
-    def acquire(self) -> FolderLock:
-        if self.held:
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        key = os.path.realpath(self.path)
-        if key not in self._held:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-                os.close(fd)
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                raise ValueError(
-                    f"{self.path.parent} is in use by {holder}; wait for it to finish, or give this run its "
-                    "own folder (e.g. another --ckpt_dir or --bundle_root)."
-                ) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{self.purpose} (process {os.getpid()})".encode())
-            self._held[key] = [fd, 0]
-        self._held[key][1] += 1
-        self.held = True
-        return self
-
-    def release(self) -> None:
-        if not self.held:
-            return
-        self.held = False
-        key = os.path.realpath(self.path)
-        entry = self._held[key]
-        entry[1] -= 1
-        if entry[1] == 0:
-            os.close(entry[0])  # closing the descriptor releases the flock
-            del self._held[key]
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.release()
 
 
 def preprocessing_record_path(checkpoint: str | os.PathLike) -> Path:
@@ -200,7 +86,7 @@ def save_preprocessing_record(checkpoint: str | os.PathLike, record: Mapping[str
     """Write ``record`` (JSON-serialisable settings, e.g. ``{"stain_normalization": true}``) beside
     ``checkpoint`` atomically; returns the record's path."""
     path = preprocessing_record_path(checkpoint)
-    with atomic_path(path) as tmp:
+    with atomic_files.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(dict(record), indent=2, sort_keys=True) + "\n")
     return path
 
@@ -336,25 +222,3 @@ def load_checkpoint(
         except (ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise ValueError(f"cannot load checkpoint {path} into '{name}': {exc}") from exc
     return dict(checkpoint)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Write a file of any format atomically: yields a temporary path beside ``path`` to write to, then
-    renames it over ``path`` with ``os.replace`` (or removes it when the block raises).
-
-    The temporary name keeps ``path``'s suffix (writers that choose a format by suffix see the right one)
-    and starts with a dot.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise

@@ -1,4 +1,4 @@
-"""Confusion-matrix segmentation metrics accumulated over a whole data set (METHOD.md §6).
+"""Confusion-matrix segmentation metrics accumulated over a whole data set (method.md §6).
 
 The scores of the paper — pixel accuracy (ACC), IoU per class and mIoU, Dice/F1, precision, recall and
 specificity — come from **one** confusion matrix summed over every pixel of the validation or test set,
@@ -18,8 +18,6 @@ from typing import Any, Optional
 
 import torch
 from monai.metrics import CumulativeIterationMetric
-
-from monai_coco._moved import moved_names
 
 __all__ = [
     "SegmentationConfusionMatrix",
@@ -68,7 +66,7 @@ class SegmentationConfusionMatrix(CumulativeIterationMetric):
     """Segmentation scores from a confusion matrix summed over every image seen since ``reset``.
 
     Each call adds one ``(K, K)`` matrix per image to the buffer; :meth:`aggregate` sums them and computes
-    the requested score, so a data set's score weights every pixel equally (METHOD.md §6).
+    the requested score, so a data set's score weights every pixel equally (method.md §6).
 
     Args:
         num_classes: number of classes ``K`` (>= 2); background is class 0.
@@ -179,4 +177,3 @@ class SegmentationConfusionMatrix(CumulativeIterationMetric):
         return per_class[..., self.foreground]
 
 
-__getattr__ = moved_names(__name__, {"PathologySegmentationMetric": "monai_coco.handlers.metrics"})

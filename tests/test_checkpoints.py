@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
-from tiny_setup import STUDENT_FEATURES, TEACHER_FEATURES, identical, snapshot, tiny_unet
+from tiny_networks import STUDENT_FEATURES, TEACHER_FEATURES, identical, snapshot, tiny_unet
 
-from monai_coco.checkpoints import FolderLock, load_checkpoint, remove_partial_writes, save_checkpoint
+from monai_coco.atomic_files import remove_partial_writes
+from monai_coco.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.folder_lock import FolderLock
 
 
 def test_round_trip_restores_module_optimizer_and_engine(tmp_path):
@@ -171,7 +173,7 @@ def test_numpy_numbers_beside_the_weights_load_and_a_pickled_module_gets_one_sho
 def test_a_second_lock_on_a_folder_is_refused_until_the_holder_dies(tmp_path):
     """A SIGKILLed holder leaves no stuck lock: the operating system releases flock on process death."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from monai_coco.checkpoints import FolderLock; "
+        [sys.executable, "-c", "import time; from monai_coco.folder_lock import FolderLock; "
          f"lock = FolderLock({str(tmp_path)!r}, 'the first run').acquire(); print('held', flush=True); "
          "time.sleep(600)"],
         stdout=subprocess.PIPE, text=True,

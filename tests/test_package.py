@@ -1,7 +1,8 @@
 """The package as users and bundle configs meet it: its version, the short ``_target_`` names a config
 resolves after ``import monai_coco`` alone (checked in a fresh interpreter, where nothing else has been
 imported), and every public name of the release before the floor-plan move still importable from where
-it was. (``python -m monai_coco.data.check DIR`` is run as a command in ``tests/data/test_check.py``.)
+it was, or removed by 0.2.0 and listed in the changelog with its new home. (``python -m
+monai_coco.data.check DIR`` is run as a command in ``tests/data/test_check.py``.)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SHORT_TARGETS = {
     ),
     "monai_coco.handlers": (
         "AdversarialDistillationHandler",
+        "ExitOnError",
         "PathologySegmentationMetric",
         "ResumableCheckpoint",
     ),
@@ -56,20 +58,16 @@ SHORT_TARGETS = {
 }
 
 # The ``__all__`` of every module of the last release before the floor-plan move (commit 841d065), for
-# each module that still exists; the subpackages re-export what moved up a floor. Removed on purpose by
-# issue 21: ``write_mask_pyramid`` (mask pyramids are pyramidal OME-TIFFs now: ``write_ome_pyramid``, which
+# each module that still exists; the subpackages re-export what moved up a floor. Removed on purpose since
+# then: ``write_mask_pyramid`` (mask pyramids are pyramidal OME-TIFFs now: ``write_ome_pyramid``, which
 # takes the map, not bands and the slide's level sizes), ``SLIDE_BACKENDS`` (now ``SLIDE_READERS``, with
 # ``auto``) and ``slide_io.SLIDE_SUFFIXES`` (which files of a folder are slides is ``suffixes``' business).
 PUBLIC_BEFORE_THE_MOVE = {
-    "monai_coco.config_checks": (
-        "fail", "check_choice", "check_path", "check_roi_size", "exit_on_error", "load_prerequisite"
-    ),
     "monai_coco.data": (
         "IMAGE_SUFFIXES", "ColorChannels", "ColorChannelsd", "DataProblem", "SyntheticGastricTissue",
         "check_dataset", "load_paired_datalist", "synthetic_tile", "write_synthetic_dataset",
         "write_synthetic_slide", "LazyTiffFileWSIReader", "Slide", "read_image",
-        "InferenceResult", "SlideInferenceConfig", "infer_file", "infer_path", "segment_image", "TissueMap",
-        "detect_tissue", "bundle_datalist", "synthetic_dataset",
+        "TissueMap", "detect_tissue", "synthetic_dataset",
     ),
     "monai_coco.data.check": ("main",),
     "monai_coco.data.slide_io": (
@@ -111,11 +109,11 @@ PUBLIC_BEFORE_THE_MOVE = {
     ),
     "monai_coco.losses.coco": (
         "CoCoDistillationLoss", "MultiPairCoCoDistillationLoss", "PerImageLoss", "align_feature_pairs",
-        "check_same_grid", "correlation_gap", "max_pool_by_fraction", "reduce_per_image",
+        "correlation_gap", "max_pool_by_fraction", "reduce_per_image",
         "validate_pool_scale",
     ),
     "monai_coco.metrics": (
-        "SegmentationConfusionMatrix", "PathologySegmentationMetric", "segmentation_scores", "METRIC_NAMES"
+        "SegmentationConfusionMatrix", "segmentation_scores", "METRIC_NAMES"
     ),
     "monai_coco.networks": (
         "FANet", "FeatureTaps", "LogitCritic", "MobileUNet", "Paraphraser", "tap_channels"
@@ -128,7 +126,7 @@ PUBLIC_BEFORE_THE_MOVE = {
     "monai_coco.networks.taps": ("FeatureTaps",),
 }  # fmt: skip
 
-# Modules of that release renamed by the move (issue 10: names say what a module holds), and where their
+# Modules of that release renamed by the move (so that names say what a module holds), and where their
 # public names live now; the old module paths themselves are gone.
 RENAMED_MODULES = {
     "monai_coco.data.gastric": (
@@ -148,6 +146,25 @@ RENAMED_MODULES = {
     ),
     "monai_coco.networks.probe": ("monai_coco.networks.taps", ("tap_channels",)),
 }  # fmt: skip
+
+# Names 0.2.0 removed from their old place (bundle/docs/changelog.md lists each): (old module, name, new)
+REMOVED_IN_0_2_0 = [
+    (old, name, new)
+    for old, new, names in (
+        ("monai_coco.config_checks", "monai_coco.bundle.checks",
+         ("check_choice", "check_path", "check_roi_size", "exit_on_error")),
+        ("monai_coco.config_checks", "monai_coco.fail", ("fail",)),
+        ("monai_coco.config_checks", "monai_coco.bundle.stages", ("load_prerequisite", "bundle_datalist")),
+        ("monai_coco.data", "monai_coco.inference",
+         ("InferenceResult", "SlideInferenceConfig", "infer_file", "infer_path", "segment_image")),
+        ("monai_coco.losses.coco", "monai_coco.losses.per_image", ("check_same_grid",)),
+        ("monai_coco.metrics", "monai_coco.handlers", ("PathologySegmentationMetric",)),
+        ("monai_coco.checkpoints", "monai_coco.atomic_files",
+         ("atomic_path", "atomic_write", "remove_partial_writes")),
+        ("monai_coco.checkpoints", "monai_coco.folder_lock", ("FolderLock",)),
+    )
+    for name in names
+]  # fmt: skip
 
 _RESOLVE = """
 import json, sys, warnings
@@ -171,7 +188,7 @@ print(json.dumps(found))
 
 def test_version_matches_pyproject():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert monai_coco.__version__ == meta["project"]["version"] == "0.1.0"
+    assert monai_coco.__version__ == meta["project"]["version"] == "0.2.0"
 
 
 def test_short_target_names_resolve_after_import_monai_coco_alone():
@@ -205,3 +222,15 @@ def test_renamed_modules_names_live_in_their_new_module(old):
     module = importlib.import_module(new)
     missing = [name for name in names if not hasattr(module, name)]
     assert not missing, f"{old} -> {new}: {missing}"
+
+
+@pytest.mark.parametrize(("old", "name", "new"), REMOVED_IN_0_2_0)
+def test_names_removed_in_0_2_0_live_in_their_new_module_and_the_changelog_says_where(old, name, new):
+    assert hasattr(importlib.import_module(new), name), (new, name)
+    changelog = (ROOT / "bundle" / "docs" / "changelog.md").read_text()
+    assert f"`{old}.{name}`" in changelog and f"`{new}`" in changelog, (old, name, new)
+    try:
+        gone = not hasattr(importlib.import_module(old), name)
+    except ModuleNotFoundError:
+        gone = True
+    assert gone, f"{old}.{name} is still there"

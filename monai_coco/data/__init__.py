@@ -4,12 +4,8 @@ Paired datalists (:mod:`.datalist`), the data check (``python -m monai_coco.data
 table of file suffixes (:mod:`.suffixes`), slide I/O (:mod:`.slide_io`, scale :mod:`.slide_mpp`, resampling
 :mod:`.resample`), pyramidal OME-TIFF maps (:mod:`.ome_pyramid`), tissue masks (:mod:`.tissue`),
 transforms (:mod:`.transforms`), H&E stain normalisation (:mod:`.stain`), unannotated tiles and slide
-patches (:mod:`.unlabelled`) and the built-in synthetic data set (:mod:`.synthetic`). Tile and
-whole-slide inference moved to :mod:`monai_coco.inference` and ``bundle_datalist`` to
-:mod:`monai_coco.config_checks`; both names still resolve from here.
+patches (:mod:`.unlabelled`) and the built-in synthetic data set (:mod:`.synthetic`).
 """
-
-from monai_coco._moved import moved_names
 
 from .datalist import DataProblem, check_dataset, load_paired_datalist
 from .ome_pyramid import write_ome_pyramid
@@ -56,15 +52,3 @@ __all__ = [
     "list_unlabelled",
     "slide_patches",
 ]
-
-__getattr__ = moved_names(
-    __name__,
-    {
-        "InferenceResult": "monai_coco.inference",
-        "SlideInferenceConfig": "monai_coco.inference",
-        "infer_file": "monai_coco.inference",
-        "infer_path": "monai_coco.inference",
-        "segment_image": "monai_coco.inference",
-        "bundle_datalist": "monai_coco.config_checks",
-    },
-)

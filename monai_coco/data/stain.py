@@ -3,7 +3,7 @@
 Tiles from several sites differ in stain colour; normalising each tile to one reference H&E stain matrix
 before the network sees it removes most of that difference. The same transform, with the same
 parameters, must run in training, evaluation and inference: the bundle records it with each checkpoint
-(``monai_coco.config_checks.record_preprocessing``) and refuses a checkpoint whose record differs.
+(:func:`monai_coco.bundle.preprocessing.record_preprocessing`) and refuses a checkpoint whose record differs.
 """
 
 from __future__ import annotations

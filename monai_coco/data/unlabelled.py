@@ -1,6 +1,6 @@
 """Unannotated images for distillation: tiles, and whole slides cut into patches at the training scale.
 
-Distillation terms need no labels (METHOD.md §6), so a folder of images without masks can train the
+Distillation terms need no labels (method.md §6), so a folder of images without masks can train the
 student alongside the annotated tiles. :func:`list_unlabelled` sorts a folder (searched recursively) into
 tiles (JPEG, PNG, single-level TIFF; read whole with ``LoadImaged``) and slides (SVS, tiled or pyramidal
 TIFF, and every other file a slide reader opens). :func:`slide_patches` cuts each slide, seen at the

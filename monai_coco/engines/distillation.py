@@ -30,7 +30,7 @@ class DistillationTerm:
 
     Args:
         loss: a loss module, e.g. ``CoCoDistillationLoss()`` or a baseline of ``monai_coco.losses``.
-        weight: its weight in the student's loss (METHOD §6: λ_coco = 1; the useful range is wide).
+        weight: its weight in the student's loss (method.md §6: λ_coco = 1; the useful range is wide).
         inputs: which tensors the loss gets:
 
             - ``"logits"``: ``loss(student_logits, teacher_logits)``, both ``(B, K, H, W)``;
@@ -96,7 +96,7 @@ class DistillationTrainer(MultiTermTrainer):
     ``loss_function`` on the labelled samples alone, so with a mean-reduced loss it is the mean over the
     labelled pixels, and the logits of an unlabelled sample get exactly zero gradient from it; a batch with
     no labelled sample gives a supervised term of exactly 0 (no NaN). The distillation terms, and the
-    adversarial handler's, see every sample: they need no labels (METHOD.md §6). One mixed loader keeps
+    adversarial handler's, see every sample: they need no labels (method.md §6). One mixed loader keeps
     MONAI's contracts (one batch per iteration, events, ``amp``, accumulation, epoch length); note that
     the student's batch norm (train mode) still pools statistics over all the batch's samples. A batch
     without the key is labelled throughout, and ``loss_function`` sees it unchanged.

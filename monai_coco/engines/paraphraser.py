@@ -1,4 +1,4 @@
-"""Stage 1 (METHOD §4): paraphrasers learn to reconstruct the frozen teacher's tap features."""
+"""Stage 1 (method.md §4): paraphrasers learn to reconstruct the frozen teacher's tap features."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class ParaphraserTrainer(MultiTermTrainer):
 
     Args:
         device, max_epochs, train_data_loader, optimizer: as in ``SupervisedTrainer``; ``optimizer``
-            holds the paraphrasers' parameters (METHOD §4: SGD, momentum 0.9, weight decay 2e-4, 3e-4).
+            holds the paraphrasers' parameters (method.md §4: SGD, momentum 0.9, weight decay 2e-4, 3e-4).
         network: one ``Paraphraser`` per teacher tap, e.g. an ``nn.ModuleList``, each mapping
             ``(B, C_t, h, w)`` to a reconstruction of the same shape.
         teacher: the trained teacher network; frozen here.

@@ -1,7 +1,9 @@
 """monai_coco.handlers: Ignite handlers for adversarial distillation, resumable training, atomic model
-files, non-finite stops, segmentation metrics, progress bars, loss lines and experiment tracking."""
+files, one-line stops, non-finite stops, segmentation metrics, progress bars, loss lines and experiment
+tracking."""
 
 from .adversarial import AdversarialDistillationHandler
+from .exit_on_error import ExitOnError
 from .finite import NonFiniteStop
 from .metrics import PathologySegmentationMetric
 from .model_saver import AtomicCheckpointSaver
@@ -12,6 +14,7 @@ from .tracking import training_scalars
 __all__ = [
     "AdversarialDistillationHandler",
     "AtomicCheckpointSaver",
+    "ExitOnError",
     "NonFiniteStop",
     "PathologySegmentationMetric",
     "RandomStates",

@@ -1,4 +1,4 @@
-"""Adversarial distillation (METHOD §5): a WGAN-GP critic on teacher vs student logits, as a handler."""
+"""Adversarial distillation (method.md §5): a WGAN-GP critic on teacher vs student logits, as a handler."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class AdversarialDistillationHandler:
 
     Args:
         critic: the critic ``D``, e.g. ``LogitCritic(in_channels=K)``: logits ``(B, K, H, W)`` -> scores.
-        optimizer: the critic's optimiser (METHOD §5: Adam, lr 2e-5, betas (0.9, 0.99)).
+        optimizer: the critic's optimiser (method.md §5: Adam, lr 2e-5, betas (0.9, 0.99)).
         weight: λ_adv, the weight of the generator term in the student's loss.
         gp_weight: λ_gp of the gradient penalty.
         gp_score: the penalty's convention: ``"sum"`` (SKD, default) or ``"mean"``, see

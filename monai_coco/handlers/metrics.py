@@ -1,4 +1,4 @@
-"""Ignite handler of the confusion-matrix segmentation metrics (METHOD.md §6), for MONAI evaluators."""
+"""Ignite handler of the confusion-matrix segmentation metrics (method.md §6), for MONAI evaluators."""
 
 from __future__ import annotations
 

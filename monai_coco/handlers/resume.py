@@ -19,13 +19,9 @@ import torch
 from ignite.engine import Engine, Events
 from monai.transforms import Randomizable, Transform
 
-from monai_coco.checkpoints import (
-    FolderLock,
-    load_checkpoint,
-    read_checkpoint,
-    remove_partial_writes,
-    save_checkpoint,
-)
+from monai_coco.atomic_files import remove_partial_writes
+from monai_coco.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from monai_coco.folder_lock import FolderLock
 
 __all__ = ["RandomStates", "ResumableCheckpoint", "check_training_state"]
 
@@ -139,7 +135,7 @@ def check_training_state(
 ) -> Mapping[str, Any] | None:
     """Check a training-state file before a run builds anything from it; return its content (or ``None``).
 
-    See that no other process trains in the file's folder (:class:`~monai_coco.checkpoints.FolderLock`,
+    See that no other process trains in the file's folder (:class:`~monai_coco.folder_lock.FolderLock`,
     probed, not kept), remove the leftovers of killed writes there (on the first process only, holding the
     lock meanwhile), read the file with ``weights_only=True`` and compare its record with ``record``. It
     builds no network, so a config may call it before the processes of a distributed run meet.
@@ -194,7 +190,7 @@ class ResumableCheckpoint:
     tile size, the batch size, the learning rate, the networks) are compared with the saved ones and a
     difference is refused, naming each and how to start afresh.
 
-    The handler holds the state file's folder with a :class:`~monai_coco.checkpoints.FolderLock` (the
+    The handler holds the state file's folder with a :class:`~monai_coco.folder_lock.FolderLock` (the
     first process only, in distributed training), so a second run on the same folder is refused, and
     removes the temporary files that a killed run's writes left there. :meth:`check` does all of that and
     reads the file; a bundle calls it among its prerequisites to stop with one line (``exit_on_error``),

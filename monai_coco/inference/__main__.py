@@ -24,26 +24,20 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import torch
 from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record
-from monai_coco.data.slide_io import SLIDE_READERS
 from monai_coco.inference.cohort import run_cohort
-from monai_coco.inference.runtimes import RUNTIMES
-from monai_coco.inference.whole_slide import BLEND_MODES, SlideInferenceConfig, infer_path
+from monai_coco.inference.whole_slide import SlideInferenceConfig, infer_path
+from monai_coco.settings import SETTINGS
 
 __all__ = ["main"]
 
 
-_FLAGS = {
-    "roi_size": "--roi",
-    "min_tissue_fraction": "--min-tissue",
-    "num_threads": "--threads",
-    "amp": "--no-amp",
-}
+_FLAGS = {"roi_size": "--roi"}  # flags of the options that are no declared setting (monai_coco.settings)
 
 
 def _build_network(spec: str, in_channels: int, num_classes: int) -> torch.nn.Module:
@@ -61,9 +55,16 @@ def _build_network(spec: str, in_channels: int, num_classes: int) -> torch.nn.Mo
         raise ValueError(f"cannot build the network from --network {spec!r}: {exc}") from exc
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``error: ...``), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: segment a tile, a slide or a folder of them with a checkpointed network."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m monai_coco.inference",
         description="Segment tiles (JPEG/PNG/TIFF) and whole slides (any format OpenSlide or tifffile "
         "reads) with a trained network at its training scale; writes masks, probability maps, overlays, "
@@ -78,20 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default="MobileUNet",
         help='class name (built with in_channels, out_channels) or MONAI config JSON {"_target_": ...}',
     )
-    defaults = SlideInferenceConfig()
-    parser.add_argument(
-        "--reader",
-        default=defaults.reader,
-        choices=SLIDE_READERS,
-        help="slide backend; auto (default): chosen from the file (OpenSlide for what it reads, tifffile for "
-        "OME-TIFF and stripped TIFF)",
-    )
-    parser.add_argument(
-        "--slide-mpp",
-        type=float,
-        default=None,
-        help="level-0 um/px of slides whose files record none (a slide of unknown scale is refused)",
-    )
+    for name in ("reader", "slide_mpp"):
+        SETTINGS[name].add_argument(parser)
     parser.add_argument(
         "--level",
         type=int,
@@ -100,27 +89,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "the checkpoint, as the bundle's level: null; the nearest finer level, resampled), or level 0 (full "
         "resolution) when no training scale is known",
     )
-    parser.add_argument("--roi", type=int, nargs=2, default=list(defaults.roi_size), metavar=("H", "W"))
-    parser.add_argument("--overlap", type=float, default=defaults.overlap)
-    parser.add_argument(
-        "--sw-batch-size", type=int, default=None, help="windows per call (default 1 on CPU, 4 on CUDA)"
-    )
-    parser.add_argument("--blend-mode", default=defaults.blend_mode, choices=BLEND_MODES)
-    parser.add_argument("--num-classes", type=int, default=defaults.num_classes)
-    parser.add_argument("--chunk-size", type=int, default=defaults.chunk_size)
-    parser.add_argument("--min-tissue", type=float, default=defaults.min_tissue_fraction)
-    parser.add_argument("--tissue-threshold", type=float, default=None)
-    parser.add_argument("--thumbnail-size", type=int, default=defaults.thumbnail_size)
-    parser.add_argument("--grayscale", action="store_true", help="feed the luma channel (in_channels=1)")
+    parser.add_argument("--roi", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    for name in ("overlap", "sw_batch_size", "blend_mode", "num_classes", "chunk_size", "min_tissue_fraction",
+                 "tissue_threshold", "thumbnail_size", "grayscale"):  # fmt: skip
+        SETTINGS[name].add_argument(parser)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--no-amp", action="store_true")
-    parser.add_argument(
-        "--runtime",
-        default=defaults.runtime,
-        choices=RUNTIMES,
-        help="auto: the fastest exact one installed on CPU (onnxruntime, else torchscript), torch on CUDA",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    for name in ("amp", "runtime", "num_threads"):
+        SETTINGS[name].add_argument(parser)
     parser.add_argument(
         "--onnx-model",
         default=None,
@@ -128,10 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "instead of exporting in this process; checked against the checkpoint's logits",
     )
     parser.add_argument("--suffix", action="append", help="image suffix to take from a folder (repeatable)")
-    parser.add_argument("--overwrite", action="store_true", help="redo images already complete")
-    parser.add_argument(
-        "--mpp", type=float, default=None, help="the network's training scale, µm/px (default: its record)"
-    )
+    SETTINGS["overwrite"].add_argument(parser)
+    SETTINGS["mpp"].add_argument(parser, help=f"{SETTINGS['mpp'].doc} (default: its record)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     output = Path(args.output).expanduser()
@@ -175,14 +148,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             blend_mode=args.blend_mode,
             num_classes=args.num_classes,
             chunk_size=args.chunk_size,
-            min_tissue_fraction=args.min_tissue,
+            min_tissue_fraction=args.min_tissue_fraction,
             tissue_threshold=args.tissue_threshold,
             thumbnail_size=args.thumbnail_size,
             grayscale=args.grayscale,
             device=args.device,
-            amp=not args.no_amp,
+            amp=args.amp,
             runtime=args.runtime,
-            num_threads=args.threads,
+            num_threads=args.num_threads,
             onnx_model=args.onnx_model,
         )
         network = _build_network(args.network, 1 if args.grayscale else 3, args.num_classes)
@@ -196,10 +169,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results = infer_path(network, args.input, args.output, config, args.suffix, args.overwrite)
     except (ValueError, FileNotFoundError) as exc:
         message = str(exc)
-        for field in vars(defaults):  # the config's names, as this command line spells them
-            message = message.replace(
-                f"SlideInferenceConfig.{field}", _FLAGS.get(field, "--" + field.replace("_", "-"))
-            )
+        for field in vars(SlideInferenceConfig()):  # the config's names, as this command line spells them
+            declared = SETTINGS.get(field)
+            flag = declared.option if declared else _FLAGS.get(field, "--" + field.replace("_", "-"))
+            message = message.replace(f"SlideInferenceConfig.{field}=", f"{flag} ")
         parser.exit(2, f"error: {message}\n")
     for r in results:
         print(f"{r.image}: {r.mask} {r.overlay} (windows run {r.windows_run}, skipped {r.windows_skipped})")

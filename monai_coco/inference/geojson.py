@@ -43,11 +43,12 @@ from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from monai_coco.checkpoints import atomic_path
+from monai_coco.atomic_files import atomic_path
+from monai_coco.settings import SETTINGS
 
 __all__ = ["mask_features", "write_geojson", "feret_diameter", "MIN_REGION_PIXELS", "QUPATH_CLASS_COLOURS"]
 
-MIN_REGION_PIXELS = 64.0
+MIN_REGION_PIXELS = SETTINGS["min_region_pixels"].default  # monai_coco.settings
 TRACE_BAND_PIXELS = 1 << 21  # pixels of the mask traced (and of the probability read) at a time: memory
 Region = tuple[Polygon, float, int]  # (polygon, sum of the probability over its pixels, its pixel count)
 Rows = Any  # a (h, w) array, or any map read by row slices with a .shape (monai_coco.data.raw_map.RawMap)

@@ -2,7 +2,7 @@
 
 A runtime maps windows ``(B, C, h, w)`` float32 to logits ``(B, num_classes, h, w)``. All three compute the
 same function; they differ in speed. Measured on this project's CPU against the eager Mobile U-Net student,
-with identical argmax (issue 13): ONNX Runtime x3.2 (batch 1) to x4.2 (batch 4) on the forward pass,
+with identical argmax: ONNX Runtime x3.2 (batch 1) to x4.2 (batch 4) on the forward pass,
 ``torch.jit.freeze`` + ``optimize_for_inference`` x2.5. Hence ``"auto"``: on CUDA, eager torch with
 autocast (AMP); on CPU, ONNX Runtime when installed (``pip install monai-coco[onnx]``), else TorchScript.
 ``"auto"`` keeps a compiled runtime only when its logits equal eager torch's on a random batch within
@@ -34,6 +34,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from monai_coco.settings import SETTINGS
+
 __all__ = [
     "RUNTIMES",
     "build_runtime",
@@ -44,7 +46,7 @@ __all__ = [
     "export_onnx",
 ]
 
-RUNTIMES = ("auto", "torch", "torchscript", "onnxruntime")
+RUNTIMES = SETTINGS["runtime"].choices  # monai_coco.settings
 logger = logging.getLogger(__name__)
 
 

@@ -28,7 +28,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Optional
 
-from monai_coco.checkpoints import atomic_path
+from monai_coco.atomic_files import atomic_path
 
 __all__ = [
     "InferenceResult",

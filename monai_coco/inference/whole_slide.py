@@ -42,7 +42,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -52,24 +52,22 @@ from PIL import Image
 from shapely import affinity
 from shapely.geometry import Polygon
 
-from monai_coco.checkpoints import atomic_path
+from monai_coco.atomic_files import atomic_path
 from monai_coco.data.datalist import mask_files
 from monai_coco.data.ome_pyramid import write_ome_pyramid
 from monai_coco.data.raw_map import RawMap
-from monai_coco.data.slide_io import SLIDE_READERS, Slide, SlideView, is_slide, read_image
-from monai_coco.data.slide_mpp import MAX_INCH_MPP, MIN_MPP
+from monai_coco.data.slide_io import Slide, SlideView, is_slide, read_image
 from monai_coco.data.stain import HEStainNormalize
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.data.transforms import ColorChannels
 from monai_coco.inference.geojson import (
-    MIN_REGION_PIXELS,
     QUPATH_CLASS_COLOURS,
     feret_diameter,
     mask_features,
     write_geojson,
 )
-from monai_coco.inference.runtimes import RUNTIMES, build_runtime, device_problem
+from monai_coco.inference.runtimes import build_runtime, device_problem
 from monai_coco.inference.scale import choose_level
 from monai_coco.inference.summary import (
     InferenceResult,
@@ -79,6 +77,7 @@ from monai_coco.inference.summary import (
     write_cohort_table,
 )
 from monai_coco.inference.window_grid import GridSegmenter
+from monai_coco.settings import SETTINGS
 
 __all__ = [
     "SlideInferenceConfig",
@@ -94,7 +93,7 @@ __all__ = [
 ]
 
 _PALETTE = np.array([(0, 0, 0), *QUPATH_CLASS_COLOURS.values()], dtype=np.float32)  # Tumor first
-BLEND_MODES = ("constant", "gaussian")
+BLEND_MODES = SETTINGS["blend_mode"].choices
 logger = logging.getLogger("monai_coco.inference")
 
 
@@ -121,6 +120,10 @@ def scale_to_unit(image: torch.Tensor, grayscale: bool = False) -> torch.Tensor:
     return image.float().div_(255.0)
 
 
+def _default(name: str) -> object:
+    return SETTINGS[name].default
+
+
 @dataclass
 class SlideInferenceConfig:
     """Settings of :func:`infer_file` / :func:`infer_path`.
@@ -141,13 +144,15 @@ class SlideInferenceConfig:
         sw_batch_size: windows per network call; ``None``: 1 on CPU, 4 on CUDA. On CPU one window per
             call is as fast per window as four in ONNX Runtime (29.1 against 28.2 ms, the paper's student at
             256², one thread) and faster in eager torch (72 against 93 ms), with a quarter of the activation
-            memory (whole-slide peak RSS 818 against 1049 MiB on a 4096² slide; issue 13's measurements).
+            memory (whole-slide peak RSS 818 against 1049 MiB on a 4096² slide; measured for an earlier
+            version of ``bundle/docs/benchmarks_deployment.md``, which no longer holds these figures).
         blend_mode: ``"constant"`` or ``"gaussian"`` weighting of overlapping windows.
         num_classes: number of output channels of the network (>= 2, softmax over classes).
         chunk_size: side (level pixels) of the regions read and processed at once; bounds memory (one
             accumulator of about ``num_classes x chunk_size x level width`` float32). The default, 768, is
             four rows of 256² windows at overlap 0.25: on a 20,000² slide the job peaked at 969 MiB RSS
-            against 1018 MiB at 1024, at the same speed (issue 13's deployment benchmark).
+            against 1018 MiB at 1024, at the same speed (measured for an earlier version of
+            ``bundle/docs/benchmarks_deployment.md``, which no longer holds these figures).
         min_tissue_fraction: windows with less tissue than this are background without running the
             network; 0 runs every window. Slides only: tiles are taken as tissue.
         tissue_threshold: saturation threshold of the tissue mask; ``None`` = Otsu (clipped).
@@ -177,30 +182,30 @@ class SlideInferenceConfig:
         checkpoint: the weights' file, named in each summary with its SHA-256 (not read otherwise).
     """
 
-    reader: str = "auto"
-    level: Optional[int] = None
-    mpp: Optional[float] = None
-    slide_mpp: Optional[float] = None
+    reader: str = _default("reader")
+    level: Optional[int] = _default("level")
+    mpp: Optional[float] = _default("mpp")
+    slide_mpp: Optional[float] = _default("slide_mpp")
     roi_size: Union[int, Sequence[int]] = (256, 256)
-    overlap: float = 0.25
-    sw_batch_size: Optional[int] = None
-    blend_mode: str = "constant"
-    num_classes: int = 2
-    chunk_size: int = 768
-    min_tissue_fraction: float = 0.05
-    tissue_threshold: Optional[float] = None
-    thumbnail_size: int = 1024
-    grayscale: bool = False
-    stain_normalization: bool = False
+    overlap: float = _default("overlap")
+    sw_batch_size: Optional[int] = _default("sw_batch_size")
+    blend_mode: str = _default("blend_mode")
+    num_classes: int = _default("num_classes")
+    chunk_size: int = _default("chunk_size")
+    min_tissue_fraction: float = _default("min_tissue_fraction")
+    tissue_threshold: Optional[float] = _default("tissue_threshold")
+    thumbnail_size: int = _default("thumbnail_size")
+    grayscale: bool = _default("grayscale")
+    stain_normalization: bool = _default("stain_normalization")
     preprocess: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     device: Optional[str] = None
-    amp: bool = True
-    runtime: str = "auto"
-    num_threads: Optional[int] = None
+    amp: bool = _default("amp")
+    runtime: str = _default("runtime")
+    num_threads: Optional[int] = _default("num_threads")
     onnx_model: Optional[Union[str, os.PathLike]] = None
-    overlay_alpha: float = 0.45
+    overlay_alpha: float = _default("overlay_alpha")
     class_names: Sequence[str] = ("Background", "Tumor")
-    min_region_pixels: float = MIN_REGION_PIXELS
+    min_region_pixels: float = _default("min_region_pixels")
     checkpoint: Optional[Union[str, os.PathLike]] = None
 
     def __post_init__(self) -> None:
@@ -210,55 +215,18 @@ class SlideInferenceConfig:
                 f"SlideInferenceConfig.roi_size must be two positive integers (h, w), got {self.roi_size!r}."
             )
         self.roi_size = (int(roi[0]), int(roi[1]))
-        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
-        checks = {
-            "reader": (lambda: self.reader in SLIDE_READERS, f"one of {SLIDE_READERS}"),
-            "level": (lambda: self.level is None or (whole(self.level) and self.level >= 0), "None or >= 0"),
-            "mpp": (
-                lambda: self.mpp is None or 0 < self.mpp < math.inf,
-                "None or a finite number > 0 (µm/px)",
-            ),
-            "slide_mpp": (
-                lambda: self.slide_mpp is None or MIN_MPP <= self.slide_mpp <= MAX_INCH_MPP,
-                f"None or a number in [{MIN_MPP:g}, {MAX_INCH_MPP:g}] (µm/px of the slides' level 0)",
-            ),
-            "min_region_pixels": (lambda: self.min_region_pixels >= 0, ">= 0"),
-            "overlap": (lambda: 0 <= self.overlap <= 0.99, "in [0, 0.99]"),
-            "sw_batch_size": (
-                lambda: self.sw_batch_size is None or (whole(self.sw_batch_size) and self.sw_batch_size >= 1),
-                "None or a whole number >= 1",
-            ),
-            "blend_mode": (lambda: self.blend_mode in BLEND_MODES, f"one of {BLEND_MODES}"),
-            "num_classes": (lambda: whole(self.num_classes) and self.num_classes >= 2, "a whole number >= 2"),
-            "chunk_size": (
-                lambda: whole(self.chunk_size) and self.chunk_size >= max(self.roi_size),
-                f"a whole number >= roi_size {self.roi_size}",
-            ),
-            "min_tissue_fraction": (lambda: 0 <= self.min_tissue_fraction <= 1, "in [0, 1]"),
-            "thumbnail_size": (lambda: whole(self.thumbnail_size) and self.thumbnail_size >= 16, ">= 16"),
-            "overlay_alpha": (lambda: 0 <= self.overlay_alpha <= 1, "in [0, 1]"),
-            "runtime": (lambda: self.runtime in RUNTIMES, f"one of {RUNTIMES}"),
-            "num_threads": (
-                lambda: (
-                    self.num_threads is None or (whole(self.num_threads) and 1 <= self.num_threads <= 4096)
-                ),
-                "None or a whole number in [1, 4096]",
-            ),
-            "device": (lambda: self.device is None or device_problem(self.device) is None, _DEVICES),
-            "onnx_model": (
-                lambda: self.onnx_model is None or Path(self.onnx_model).expanduser().is_file(),
-                "None or an existing ONNX file",
-            ),
-        }
-        for name, (check, expected) in checks.items():
-            try:
-                ok = check()
-            except TypeError:  # e.g. a number as text from a config: '2' >= 1
-                ok = False
-            if not ok:
-                raise ValueError(
-                    f"SlideInferenceConfig.{name} must be {expected}, got {getattr(self, name)!r}."
-                )
+        for field in fields(self):
+            if field.name in SETTINGS:
+                SETTINGS[field.name].validate(getattr(self, field.name), owner="SlideInferenceConfig.")
+        owner = "SlideInferenceConfig."
+        if self.chunk_size < max(self.roi_size):
+            expected = f"a whole number >= roi_size {self.roi_size}"
+            raise ValueError(f"{owner}chunk_size={self.chunk_size!r} is not valid; expected {expected}.")
+        if self.device is not None and device_problem(self.device) is not None:
+            raise ValueError(f"{owner}device={self.device!r} is not valid; expected {_DEVICES}.")
+        if self.onnx_model is not None and not Path(self.onnx_model).expanduser().is_file():
+            expected = "None or an existing ONNX file"
+            raise ValueError(f"{owner}onnx_model={self.onnx_model!r} is not valid; expected {expected}.")
         if self.onnx_model is not None and self.runtime not in ("auto", "onnxruntime"):
             raise ValueError(
                 f"SlideInferenceConfig.onnx_model is run by ONNX Runtime: runtime must be 'auto' or "
@@ -561,7 +529,7 @@ _OUTPUTS = ("mask", "probability", "overlay", "regions", "summary")
 def _start_afresh(output_dir: Path, stem: str) -> None:
     """Before ``stem``'s outputs are (re)written: remove its summary, so that a run killed while replacing
     them is not taken for a complete one on resume, and the temporary files a killed write left (the dotted
-    names of :func:`~monai_coco.checkpoints.atomic_path`; one process writes a given image's outputs)."""
+    names of :func:`~monai_coco.atomic_files.atomic_path`; one process writes a given image's outputs)."""
     (output_dir / f"{stem}_summary.json").unlink(missing_ok=True)
     for output in _OUTPUTS:
         for partial in output_dir.glob(f".{stem}_{output}.*"):

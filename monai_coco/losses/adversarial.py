@@ -1,4 +1,4 @@
-"""WGAN-GP adversarial distillation terms (METHOD.md §5), as in Structured Knowledge Distillation
+"""WGAN-GP adversarial distillation terms (method.md §5), as in Structured Knowledge Distillation
 (Liu et al., CVPR 2019) with the Wasserstein GAN gradient penalty (Gulrajani et al., NeurIPS 2017).
 
 A critic ``D`` maps logits ``(B, K, H, W)`` to a score map ``(B, 1, h, w)``. As in SKD's code
@@ -92,7 +92,7 @@ def critic_loss(
         critic: logits ``(B, K, H, W)`` -> scores ``(B, 1, h, w)``.
         real: teacher logits ``(B, K, H, W)``.
         fake: student logits ``(B, K, H, W)``.
-        gp_weight: ``λ_gp ≥ 0`` (METHOD.md §5: 10); 0 skips the penalty.
+        gp_weight: ``λ_gp ≥ 0`` (method.md §5: 10); 0 skips the penalty.
         gp_score: the penalty's convention, ``"sum"`` (SKD, default) or ``"mean"`` (:func:`gradient_penalty`).
 
     Raises:

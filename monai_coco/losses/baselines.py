@@ -1,4 +1,4 @@
-"""Classic distillation losses that CoCo is compared against (METHOD.md §8).
+"""Classic distillation losses that CoCo is compared against (method.md §8).
 
 Each takes the student's tensors first and the teacher's second, like :class:`CoCoDistillationLoss`,
 so one config line swaps them: logits ``(B, K, H, W)`` for :class:`PixelwiseKDLoss` and

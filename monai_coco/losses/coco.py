@@ -1,4 +1,4 @@
-"""CoCo: the cross-layer correlation distillation loss of CoCo DistillNet (METHOD.md §3).
+"""CoCo: the cross-layer correlation distillation loss of CoCo DistillNet (method.md §3).
 
 For one network take a shallow map ``F1`` and a deep map ``F2`` on one ``(H, W)`` grid, L2-normalise
 every pixel's channel vector and flatten to ``X1, X2`` of shape ``(B, C, N)``, ``N = H·W``. The
@@ -29,8 +29,6 @@ from collections.abc import Sequence
 
 import torch
 
-from monai_coco._moved import moved_names
-
 from .per_image import (
     PerImageLoss,
     align_feature_pairs,
@@ -40,9 +38,6 @@ from .per_image import (
 )
 
 __all__ = ["CoCoDistillationLoss", "MultiPairCoCoDistillationLoss", "correlation_gap"]
-
-# public here before the per-image base moved to .per_image; its other helpers are imported above
-__getattr__ = moved_names(__name__, {"check_same_grid": "monai_coco.losses.per_image"})
 
 
 def _normalised_columns(x: torch.Tensor, eps: float, detach_norm: bool) -> torch.Tensor:
@@ -92,7 +87,7 @@ def correlation_gap(
 
 
 class CoCoDistillationLoss(PerImageLoss):
-    """Cross-layer correlation (CoCo) loss, Zou & Sun, "CoCo DistillNet", IEEE BIBM 2021 (METHOD.md §3).
+    """Cross-layer correlation (CoCo) loss, Zou & Sun, "CoCo DistillNet", IEEE BIBM 2021 (method.md §3).
 
     ``L = Σ_b Σ_ij (A_T − A_S)²_ij / (N²·B)`` with ``A = X̂1ᵀ X̂2`` ``(B, N, N)``, the cosine similarity
     of every shallow pixel with every deep pixel of one network; computed exactly through ``C × C``
@@ -107,7 +102,7 @@ class CoCoDistillationLoss(PerImageLoss):
             the exact gradient of the formula, which leaves every pixel's feature norm alone.
         pool_scale: ``None`` (default, full resolution) or the SKD max-pooling fraction in ``(0, 1]``
             applied to all four maps after resizing (see :func:`max_pool_by_fraction`).
-        reduction: ``"mean"`` (default, over the batch: METHOD.md §3 exactly), ``"sum"`` over the batch,
+        reduction: ``"mean"`` (default, over the batch: method.md §3 exactly), ``"sum"`` over the batch,
             or ``"none"``: per image, ``(B,)``.
 
     Raises:
@@ -162,7 +157,7 @@ class CoCoDistillationLoss(PerImageLoss):
 
 
 class MultiPairCoCoDistillationLoss(PerImageLoss):
-    """Weighted sum of CoCo losses over several (shallow, deep) tap pairs (METHOD.md §3, last line).
+    """Weighted sum of CoCo losses over several (shallow, deep) tap pairs (method.md §3, last line).
 
     ``forward(*maps)`` takes the ``n`` student maps followed by the ``n`` teacher maps, in the same tap
     order (the calling convention of ``DistillationTerm`` with a sequence of taps); each pair ``(i, j)``

@@ -1,6 +1,6 @@
-"""The CoCo loss of METHOD.md §3 computed literally, through the (B, N, N) similarity matrices.
+"""The CoCo loss of method.md §3 computed literally, through the (B, N, N) similarity matrices.
 
-An independent reference for the tests, and the "naive" side of ``scripts/benchmark_loss.py``. It builds
+An independent reference for the tests, and the "naive" side of ``scripts/benchmarks/loss.py``. It builds
 ``A`` (1 GiB per image in float32 at 128×128 taps): never train with it; it is not exported by
 :mod:`monai_coco.losses`.
 """

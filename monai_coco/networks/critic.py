@@ -1,4 +1,4 @@
-"""LogitCritic: the SAGAN-style critic of adversarial distillation (METHOD.md §5).
+"""LogitCritic: the SAGAN-style critic of adversarial distillation (method.md §5).
 
 Named ``LogitCritic`` because MONAI already has ``monai.networks.nets.Critic``, and MONAI's config parser
 resolves short class names across every ``monai*`` module.

@@ -1,5 +1,5 @@
 """FANet, the CoCo DistillNet teacher: a U-Net built from selective-kernel (SK) residual blocks, with
-strip-pooling attention after each decoder stage (METHOD.md §2).
+strip-pooling attention after each decoder stage (method.md §2).
 
 Layout (the authors' ``UnetSKA2``, re-written; widths ``features=(64, 128, 256, 512)``)::
 
@@ -181,7 +181,7 @@ class FANet(nn.Module):
         dropout: channel dropout (``Dropout2d``) before the 1x1 output conv (0.5 in the authors' code).
 
     ``forward(x)`` maps ``(B, in_channels, H, W)`` to logits ``(B, out_channels, H, W)``; H and W must
-    be multiples of ``size_divisor`` (8). ``default_taps`` names the (shallow, deep) layers of METHOD §2:
+    be multiples of ``size_divisor`` (8). ``default_taps`` names the (shallow, deep) layers of method.md §2:
     ``encoder.2`` (encoder stage 3, ``features[2]`` channels, 1/4 resolution) and ``decoder.0.up`` (the
     first decoder up-sampling, ``features[2]`` channels, 1/4 resolution).
     """

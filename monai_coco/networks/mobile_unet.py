@@ -1,5 +1,5 @@
 """Mobile U-Net, the CoCo DistillNet student: a MobileNetV2 encoder (Sandler et al., CVPR 2018) with a
-U-Net decoder of transposed convolutions and inverted residual blocks (METHOD.md §2).
+U-Net decoder of transposed convolutions and inverted residual blocks (method.md §2).
 
 Layout at ``width_mult=1`` (the authors' ``MobileNetV2_unet``, re-written)::
 
@@ -108,7 +108,7 @@ class MobileUNet(nn.Module):
         decoder_expand_ratio: expansion of the decoder's inverted residual blocks.
 
     ``forward(x)`` maps ``(B, in_channels, H, W)`` to logits ``(B, out_channels, H, W)``; H and W must
-    be multiples of ``size_divisor`` (32). ``default_taps`` names the (shallow, deep) layers of METHOD §2:
+    be multiples of ``size_divisor`` (32). ``default_taps`` names the (shallow, deep) layers of method.md §2:
     ``features.3`` (output of ``features[0:4]``, 24 channels, 1/4 resolution) and ``decoder.2`` (third
     decoder stage, 24 channels, 1/4 resolution); channels at ``width_mult=1``.
     """

@@ -1,6 +1,6 @@
 """Paraphraser: the factor auto-encoder of Factor Transfer (Kim et al., "Paraphrasing Complex Network:
 Network Compression via Factor Transfer", NeurIPS 2018), used on the teacher's taps by CoCo DistillNet
-(METHOD.md §4)."""
+(method.md §4)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ class FeatureTaps:
     Args:
         network: any ``nn.Module`` (MONAI's ``UNet``, ``BasicUNet``, ``SegResNet``, FANet, MobileUNet, ...).
         layers: dotted submodule names as given by ``network.named_modules()``, e.g. ``"encoder.2"``;
-            FANet and MobileUNet name their METHOD §2 layers in ``default_taps``.
+            FANet and MobileUNet name their method.md §2 layers in ``default_taps``.
 
     ``taps(x)`` runs ``network(x)`` and returns ``(output, {name: feature})`` with the features in the
     order of ``layers``, each the tensor the layer returned (``(B, C, h, w)`` for a conv layer). The hooks
@@ -221,9 +221,9 @@ def find_taps(network: nn.Module, in_channels: int, size: int = 64) -> list[str]
     decoder side. At a level ``k`` seen on both sides, the shallow tap is the last encoder-side layer (not
     inside a strided block) and the deep tap the first decoder-side layer (named by the outermost module
     returning that same tensor) or, when its channel count differs from the shallow tap's (CoCo pairs a
-    network's two maps channel by channel, METHOD §3), the first whole decoder block at that level (one not
+    network's two maps channel by channel, method.md §3), the first whole decoder block at that level (one not
     inside another) with the shallow tap's channel count. The level is the one
-    closest to 1/4 resolution (``k = 2``, the paper's taps, METHOD §2; ties go to the coarser level) among
+    closest to 1/4 resolution (``k = 2``, the paper's taps, method.md §2; ties go to the coarser level) among
     those with an equal-channel pair, else the closest level. For FANet this finds its ``default_taps``:
     the encoder's stage 3 and the first decoder up-sampling, both at 1/4 resolution.
 

@@ -9,8 +9,9 @@ import torch
 from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, config_arg, copy_bundle, run_bundle, stage_files
 from monai.bundle import ConfigParser
 
+from monai_coco.bundle.checks import check_split_size
+from monai_coco.bundle.overrides import check_overrides
 from monai_coco.checkpoints import save_checkpoint
-from monai_coco.config_checks import check_overrides, check_split_size
 from monai_coco.data import synthetic_dataset
 from monai_coco.networks import FANet
 
@@ -103,7 +104,8 @@ def test_a_roi_size_the_student_cannot_take_is_named(tmp_path):
 def test_an_unknown_choice_is_named(tmp_path, setting, value):
     config = "inference.yaml" if setting == "reader" else "evaluate.yaml"
     message = _initialize(tmp_path, config, **{setting: value})
-    assert message.startswith(f"monai_coco: {setting}={value!r} is not one of ")
+    assert message.startswith(f"monai_coco: {setting}={value!r} is not ")
+    assert "one of 'auto'" in message if setting == "reader" else "one of 'train'" in message
 
 
 
@@ -133,11 +135,14 @@ def test_an_onnx_model_that_is_missing_or_given_to_another_runtime_is_one_line(t
         ({"overwrite": "false"}, "overwrite='false' is not valid; expected True or False (the command line "
                                  "reads `false` as text: write False)."),  # fmt: skip
         ({"num_threads": "2"}, "num_threads='2' is not valid; expected None (torch's default) or a whole "
-                               "number >= 1."),  # fmt: skip
+                               "number in [1, 4096]."),  # fmt: skip
         ({"num_threads": 0}, "num_threads=0 is not valid; expected None (torch's default) or a whole "
-                             "number >= 1."),  # fmt: skip
-        ({"runtime": "tvm"}, "runtime='tvm' is not one of 'auto', 'torch', 'torchscript', 'onnxruntime'."),
-        ({"mpp": 0}, "mpp=0 is not valid; expected a finite number > 0 (µm/px)."),
+                             "number in [1, 4096]."),  # fmt: skip
+        ({"runtime": "tvm"}, "runtime='tvm' is not valid; expected one of 'auto', 'torch', 'torchscript', "
+                             "'onnxruntime'."),  # fmt: skip
+        ({"mpp": 0}, "mpp=0 is not valid; expected None (unknown: slides at level 0) or a finite number > 0 "
+                     "(µm/px)."),  # fmt: skip
+        ({"overlap": 1.0}, "overlap=1.0 is not valid; expected a finite number in [0, 0.99]."),
     ],
 )
 def test_an_inference_setting_is_checked_before_anything_is_built(tmp_path, override, expected):
@@ -152,15 +157,15 @@ STAGES = ["train_teacher.yaml", "train_paraphraser.yaml", "train.yaml", "evaluat
     [
         ({"amp": "false"}, "amp='false' is not valid; expected True or False (the command line reads `false` "
                            "as text: write False)."),  # fmt: skip
-        ({"epochs": 0}, "epochs=0 is not valid; expected a whole number of epochs >= 1."),
-        ({"epochs": -1}, "epochs=-1 is not valid; expected a whole number of epochs >= 1."),
+        ({"epochs": 0}, "epochs=0 is not valid; expected a whole number >= 1 (epochs)."),
+        ({"epochs": -1}, "epochs=-1 is not valid; expected a whole number >= 1 (epochs)."),
         ({"batch_size": 0}, "batch_size=0 is not valid; expected a whole number >= 1."),
         ({"learning_rate": "nan"}, "learning_rate='nan' is not valid; expected a finite number > 0."),
     ],
 )
 @pytest.mark.parametrize("config", ["train_teacher.yaml"])
 def test_a_bad_setting_is_one_line_naming_it(tmp_path, config, override, expected):
-    """Issue 11 cases 10 and 11: checked before anything is built."""
+    """A bad setting is one line naming it and what it accepts, checked before anything is built."""
     assert _initialize(tmp_path, config, **override) == f"monai_coco: {expected}"
 
 
@@ -172,7 +177,8 @@ def test_cuda_on_a_machine_without_it_is_one_line(tmp_path):
 
 
 def test_a_checkpoint_folder_that_is_a_file_or_read_only_is_one_line(tmp_path):
-    """Issue 11 case 15 (the kind: every folder a stage writes to)."""
+    """A checkpoint folder that is a file or cannot be written to is one line; every folder a stage writes to
+    is checked the same way."""
     (tmp_path / "file").write_text("")
     message = _initialize(tmp_path, "train_teacher.yaml", ckpt_dir=str(tmp_path / "file"))
     assert message == f"monai_coco: ckpt_dir='{tmp_path}/file' is a file; expected a folder to write to."
@@ -185,7 +191,7 @@ def test_a_checkpoint_folder_that_is_a_file_or_read_only_is_one_line(tmp_path):
 
 
 def test_a_dataset_dir_with_a_tilde_is_expanded(tmp_path, monkeypatch):
-    """Issue 11 case 13: ``~/data`` reaches the loader expanded, as the shell would have done."""
+    """``~/data`` reaches the loader expanded, as the shell would have done."""
     synthetic_dataset(tmp_path / "data", n_train=2, n_val=1, n_test=1, size=64, slide_size=0)
     monkeypatch.setenv("HOME", str(tmp_path))
     parser = ConfigParser()
@@ -213,7 +219,7 @@ def test_a_dataset_dir_with_a_tilde_is_expanded(tmp_path, monkeypatch):
     ],
 )  # fmt: skip
 def test_an_unknown_override_is_one_line_with_the_close_names(config, argv, expected):
-    """Issue 11 case 12: MONAI's runner would add ``epoch`` as a new id and train the default 100 epochs."""
+    """Without this check MONAI's runner would add ``epoch`` as a new id and train the default 100 epochs."""
     files = config_arg(CONFIGS, config)
     command = ["run", "training", "--config_file", files, "--bundle_root", "/tmp/x", *argv]
     with pytest.raises(SystemExit) as stop:
@@ -235,8 +241,8 @@ def test_an_unknown_override_is_one_line_with_the_close_names(config, argv, expe
     ],
 )  # fmt: skip
 def test_an_override_that_only_another_stage_uses_is_named_as_such(config, run_id, argv, expected):
-    """Issue 11 case 12: every stage holds base.yaml's ids, so an id of another stage's run (the critic of the
-    distillation stage given to the evaluation) would be accepted and ignored without a word."""
+    """Every stage holds base.yaml's ids, so without this check an id of another stage's run (the critic of
+    the distillation stage given to the evaluation) would be accepted and ignored without a word."""
     files = config_arg(CONFIGS, config)
     with pytest.raises(SystemExit) as stop:
         check_overrides(["run", run_id, "--config_file", files, *argv])
@@ -250,7 +256,7 @@ def test_an_override_that_only_another_stage_uses_is_named_as_such(config, run_i
 
 
 def test_a_damaged_training_state_is_one_line(tmp_path):
-    """Issue 11 case 7, in the bundle: checked among the prerequisites."""
+    """A damaged training state in the bundle is one line, checked among the prerequisites before the run."""
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "train_state_teacher.pt").write_bytes(b"PK\x03\x04 not a whole file")
     message = _initialize(tmp_path, "train_teacher.yaml")
@@ -276,7 +282,7 @@ def test_the_command_line_gives_one_line_for_a_string_boolean_and_a_typo(tmp_pat
 
 
 def test_a_validation_split_smaller_than_the_processes_is_one_line():
-    """Issue 11 case 14: MONAI's DistributedSampler(even_divisible=False) needs an item per process;
+    """MONAI's DistributedSampler(even_divisible=False) needs an item per process;
     multi_gpu_train.yaml checks the split against torch.distributed's world size before building it."""
     assert check_split_size("val", ["a", "b"], 2) == ["a", "b"]
     with pytest.raises(SystemExit) as stop:

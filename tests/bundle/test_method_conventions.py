@@ -1,5 +1,5 @@
 """The method's conventions in the bundle's configs, built in process: the authors' step-down learning-rate
-schedule on top of poly(0.9) and the critic's poly decay (METHOD.md §5, §6)."""
+schedule on top of poly(0.9) and the critic's poly decay (method.md §5, §6)."""
 
 from __future__ import annotations
 
@@ -62,9 +62,10 @@ def test_train_yaml_caches_the_teachers_outputs_unless_the_inputs_never_repeat(o
     augmentation (a random intensity change makes every input new, so nothing would ever be reused)."""
     from bundle_runs import parse_stage
 
-    from monai_coco.config_checks import check_settings
+    from monai_coco.settings import check_settings
 
     parser = parse_stage("train.yaml", overrides)
     assert parser.get_parsed_content("train#trainer#teacher_cache").max_bytes == max_bytes
-    with pytest.raises(SystemExit, match="teacher_cache_mb=-1 is not valid; expected a finite number of MiB"):
+    expected = r"teacher_cache_mb=-1 is not valid; expected a finite number >= 0 \(MiB\)"
+    with pytest.raises(SystemExit, match=expected):
         check_settings({"teacher_cache_mb": -1})

@@ -82,7 +82,7 @@ def test_a_run_killed_three_times_ends_bit_identical_to_an_uninterrupted_run(tmp
 
 @pytest.mark.slow
 def test_a_full_disk_during_a_bundle_run_is_one_line_and_keeps_the_previous_files(tmp_path):
-    """Issue 11 case 6, in a real bundle run: the file-size limit RLIMIT_FSIZE (no root needed) makes every
+    """A full disk in a real bundle run: the file-size limit RLIMIT_FSIZE (no root needed) makes every
     write above it fail with EFBIG, as a full disk fails with ENOSPC (both are an OSError at the write). A
     finished 1-epoch run is resumed for 2 epochs under a limit smaller than its checkpoints."""
     root = copy_bundle(tmp_path / "bundle")

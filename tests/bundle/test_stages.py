@@ -95,7 +95,7 @@ def test_inference_writes_a_mask_pyramid_of_the_slide_levels_from_the_chosen_lev
 
 
 def test_the_training_scale_is_recorded_with_each_checkpoint_and_checked_by_inference(trained_bundle):
-    """Issue 13 case 4: ``mpp`` (metadata.json's training_mpp, 2 um/px for the synthetic tiles) is recorded
+    """``mpp`` (metadata.json's training_mpp, 2 um/px for the synthetic tiles) is recorded
     beside every checkpoint; inference at another scale is one line naming both and the fix."""
     models = trained_bundle.models
     for name in ("teacher", "paraphraser", "model"):

@@ -75,7 +75,9 @@ def test_a_bad_n_labelled_stops_with_one_line(stage, tmp_path):
     parser = parse_stage(stage, {"dataset_dir": str(tmp_path), "n_labelled": 0})
     with pytest.raises(SystemExit) as stop:
         parser.get_parsed_content("train#datalist")
-    assert str(stop.value.code) == "monai_coco: n_labelled=0 must be null (all) or an integer >= 1."
+    assert str(stop.value.code) == (
+        "monai_coco: n_labelled=0 is not valid; expected None (all of them) or a whole number >= 1."
+    )
 
 
 def _accepted_variants(rgb: np.ndarray) -> dict[str, tuple[object, bool]]:
@@ -100,7 +102,7 @@ def _accepted_variants(rgb: np.ndarray) -> dict[str, tuple[object, bool]]:
 
 @pytest.mark.parametrize("name", list(_accepted_variants(np.zeros((1, 1, 3), np.uint8))))
 def test_every_colour_model_the_checker_accepts_loads_as_its_8_bit_rgb_copy(tmp_path, name):
-    """Issue 11 case 17: what ``python -m monai_coco.data.check`` says OK loads with the same intensities as
+    """What ``python -m monai_coco.data.check`` says OK loads with the same intensities as
     the 8-bit RGB copy of the picture (gray ones: its BT.601 luma in every channel); JPEG within its loss."""
     from monai_coco.data import check_dataset
 

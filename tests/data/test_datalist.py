@@ -232,7 +232,7 @@ def test_mask_values_outside_label_map(tmp_path):
 
 
 def test_a_jpeg_damaged_mask_is_named_lossy_in_a_bounded_line(tmp_path):
-    """Issue 11 case 18: a {0, 255} mask saved as JPEG holds dozens of values near the edge; the message
+    """A {0, 255} mask saved as JPEG holds dozens of values near the edge; the message
     shows a few of them, their count, and says the mask looks lossy."""
     _image(tmp_path / "a.jpg", size=(64, 64))
     rows, cols = np.mgrid[:64, :64]
@@ -247,7 +247,7 @@ def test_a_jpeg_damaged_mask_is_named_lossy_in_a_bounded_line(tmp_path):
 
 
 def test_a_tile_too_large_to_decode_whole_is_named_with_the_limit(tmp_path):
-    """Issue 11 case 16: checked from the header alone (a 6000x6000 JPEG header, not its pixels)."""
+    """Checked from the header alone (a 6000x6000 JPEG header, not its pixels)."""
     _flat(tmp_path, 1)
     Image.new("RGB", (6000, 6000), (200, 100, 180)).save(tmp_path / "case00.jpg", quality=10)
     _mask(tmp_path / "case00.png", size=(6000, 6000))
@@ -257,7 +257,7 @@ def test_a_tile_too_large_to_decode_whole_is_named_with_the_limit(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_an_image_of_another_bit_depth_is_refused_not_misscaled(tmp_path, suffix):
-    """Issue 11 case 17 (bit depths): the pipeline maps 0..255 to 0..1, so a 16-bit image would saturate."""
+    """The pipeline maps 0..255 to 0..1, so a 16-bit image would saturate."""
     _mask(tmp_path / "a_mask.png")
     deep = (np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 300)
     if suffix == ".tif":

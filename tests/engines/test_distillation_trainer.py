@@ -10,7 +10,7 @@ import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
-from tiny_setup import (
+from tiny_networks import (
     STUDENT_FEATURES,
     TAPS,
     TEACHER_FEATURES,

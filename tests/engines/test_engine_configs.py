@@ -6,7 +6,7 @@ import math
 
 import torch
 from monai.bundle import ConfigParser
-from tiny_setup import STUDENT_FEATURES, TEACHER_FEATURES, identical, snapshot, tiny_unet
+from tiny_networks import STUDENT_FEATURES, TEACHER_FEATURES, identical, snapshot, tiny_unet
 
 from monai_coco.checkpoints import save_checkpoint
 

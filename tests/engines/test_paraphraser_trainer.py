@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from tiny_setup import (
+from tiny_networks import (
     STUDENT_FEATURES,
     TAPS,
     TEACHER_FEATURES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_setup import (
+from tiny_networks import (
     STUDENT_FEATURES,
     TAPS,
     TEACHER_FEATURES,

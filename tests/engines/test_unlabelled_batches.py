@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.engines.utils import IterationEvents
 from monai.networks.nets import BasicUNet
-from tiny_setup import STUDENT_FEATURES, TAPS, TEACHER_FEATURES, tiny_unet
+from tiny_networks import STUDENT_FEATURES, TAPS, TEACHER_FEATURES, tiny_unet
 
 from monai_coco.engines import LABELLED, TEACHER_PRED, DistillationTerm, DistillationTrainer
 from monai_coco.losses import CoCoDistillationLoss, PixelwiseKDLoss

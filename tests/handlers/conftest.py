@@ -1,24 +1,25 @@
-"""Tiny teacher, student, critic and data for the handler tests (32×32 images, CPU)."""
+"""The handler tests' fixtures: teacher, student and data from the tiny-network kit, and a critic."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from monai.networks.nets import BasicUNet
+from tiny_networks import STUDENT_FEATURES, TEACHER_FEATURES, make_batches, tiny_unet
 
 from monai_coco.networks import LogitCritic
+
+INSTANCE_NORM = ("instance", {"affine": True})  # MONAI's BasicUNet default
 
 
 @pytest.fixture
 def teacher() -> BasicUNet:
-    torch.manual_seed(1)
-    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(4, 4, 8, 8, 8, 4))
+    return tiny_unet(TEACHER_FEATURES, seed=1, norm=INSTANCE_NORM)
 
 
 @pytest.fixture
 def student() -> BasicUNet:
-    torch.manual_seed(2)
-    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(2, 2, 4, 4, 4, 2))
+    return tiny_unet(STUDENT_FEATURES, seed=2, norm=INSTANCE_NORM)
 
 
 @pytest.fixture
@@ -30,6 +31,4 @@ def critic() -> LogitCritic:
 @pytest.fixture
 def batches() -> list[dict[str, torch.Tensor]]:
     """3 batches of images ``(2, 3, 32, 32)`` and class maps ``(2, 32, 32)``."""
-    g = torch.Generator().manual_seed(0)
-    images = [torch.rand(2, 3, 32, 32, generator=g) for _ in range(3)]
-    return [{"image": x, "label": (x.mean(1) > 0.5).long()} for x in images]
+    return make_batches(3)

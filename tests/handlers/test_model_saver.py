@@ -31,7 +31,7 @@ def evaluator_with(metrics: list[float], saver: AtomicCheckpointSaver, net: torc
 
 
 def test_the_best_metric_survives_a_resume_and_nan_never_counts(tmp_path):
-    """Issue 11 case 3: a resumed run with a new saver (state restored) keeps the better model."""
+    """A resumed run with a new saver (state restored) keeps the better model."""
     net = torch.nn.Linear(1, 1)
     saver = AtomicCheckpointSaver(tmp_path / "teacher.pt", {"model": net}, save_key_metric=True)
     evaluator_with([0.5, 0.7, math.nan], saver, net).run([0], max_epochs=3)
@@ -62,7 +62,7 @@ def test_non_finite_weights_are_never_written(tmp_path):
 
 @pytest.mark.parametrize("decollated", [False, True])
 def test_a_nan_loss_stops_the_run_naming_stage_epoch_and_iteration(decollated):
-    """Issue 11 case 9: the loss of iteration 3 (epoch 2 of 2-iteration epochs) is NaN; the output is a
+    """The loss of iteration 3 (epoch 2 of 2-iteration epochs) is NaN; the output is a
     dict, or MONAI's decollated list of dicts (each item repeating the batch's loss)."""
     losses = iter([1.0, 0.5, math.nan, 0.1])
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_coco.checkpoints import FolderLock, load_checkpoint, save_checkpoint
+from monai_coco.checkpoints import load_checkpoint, save_checkpoint
+from monai_coco.folder_lock import FolderLock
 from monai_coco.handlers import ResumableCheckpoint
 
 TRAIN_SCRIPT = textwrap.dedent(
@@ -195,7 +196,7 @@ def poly_run(tmp_path, epochs: int, record: dict | None = None, seed: int = 0, l
 
 
 def test_a_finished_run_resumed_with_more_epochs_continues_on_the_longer_schedule(tmp_path):
-    """Issue 11 case 1: the restored PolynomialLR keeps the new total (4 epochs × 2 iterations), not the
+    """The restored PolynomialLR keeps the new total (4 epochs × 2 iterations), not the
     first run's (2 × 2, whose rate had reached 0), so the extra epochs train: lr after 4 of 8 steps is
     0.1 × (1 − 4/8) = 0.05, and the last 4 steps (lrs 0.05, 0.0375, 0.025, 0.0125) move each weight."""
     net, optimizer, _ = poly_run(tmp_path, epochs=2)
@@ -253,7 +254,7 @@ def test_a_scheduler_without_closed_form_on_other_settings_is_refused(tmp_path):
 
 
 def test_a_state_of_another_data_set_is_refused_naming_what_differs(tmp_path):
-    """Issue 11 case 4: the record (data set, tile size, ...) is stored and compared on resume."""
+    """The record (data set, tile size, ...) is stored and compared on resume."""
     poly_run(tmp_path, epochs=1, record={"dataset": "/demo/synthetic", "roi_size": (64, 64)})
     with pytest.raises(ValueError) as error:
         poly_run(tmp_path, epochs=2, record={"dataset": "/my/tiles", "roi_size": [64, 64]})
@@ -266,7 +267,8 @@ def test_a_state_of_another_data_set_is_refused_naming_what_differs(tmp_path):
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "foreign", "unsafe"])
 def test_a_bad_state_file_is_one_line_naming_it(tmp_path, damage):
-    """Issue 11 case 7: checked before the run (ResumableCheckpoint.check), with one line."""
+    """An empty, truncated, foreign or pickle-holding state file is refused before the run
+    (ResumableCheckpoint.check), with one line naming it."""
     path = tmp_path / "state.pt"
     if damage == "empty":
         path.write_bytes(b"")
@@ -288,7 +290,7 @@ def test_a_bad_state_file_is_one_line_naming_it(tmp_path, damage):
 
 
 def test_a_second_run_on_the_folder_is_refused_and_leftovers_are_removed(tmp_path):
-    """Issue 11 case 5: the folder of a running training (locked from STARTED) is refused to a second
+    """The folder of a running training (locked from STARTED) is refused to a second
     process with one line naming the holder; leftovers of killed writes are removed by check()."""
     (tmp_path / ".teacher.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
     ResumableCheckpoint(tmp_path / "state.pt", {"model": torch.nn.Linear(2, 1)}).check()

@@ -93,4 +93,7 @@ def test_inference_runs_the_exported_onnx_file_and_refuses_one_from_other_weight
     assert done.stderr.strip().count("\n") == 0 and "is not this checkpoint's network" in done.stderr
     done = _infer(tmp_path / "tile.png", tmp_path / "zero", tmp_path / "model.pt", "--sw-batch-size", "0")
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: --sw-batch-size must be None or a whole number >= 1, got 0."
+    assert done.stderr.strip() == (
+        "error: argument --sw-batch-size: '0' is not valid; expected None (1 on CPU, 4 on CUDA) or a whole "
+        "number >= 1"
+    )

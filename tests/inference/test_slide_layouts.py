@@ -187,7 +187,9 @@ def test_absurd_scales_16_bit_and_gray_pyramids_and_a_failed_slide_s_temporary_m
     """A scale far below the optical limit (a file's or slide_mpp) is no scale; 16-bit samples are refused
     in one line (tifffile would wrap them to 8 bits); a gray pyramid reads as RGB; a slide that fails
     mid-run leaves no temporary map."""
-    with pytest.raises(ValueError, match=r"SlideInferenceConfig.slide_mpp must be None or a number in \["):
+    expected = r"SlideInferenceConfig.slide_mpp=1e-09 is not valid; expected None \(each file's own\) or a "
+    expected += r"finite number in \[0.01, 50\]"
+    with pytest.raises(ValueError, match=expected):
         SlideInferenceConfig(slide_mpp=1e-9)
     tiny = write_generic_pyramid(tmp_path / "tiny.tif", PICTURE[:512, :512], mpp=1e-4)  # 10^8 px/cm
     with pytest.raises(ValueError, match="does not record its µm/px"):

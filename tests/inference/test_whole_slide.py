@@ -217,7 +217,7 @@ def test_tile_image_gives_png_mask_of_the_right_size(tmp_path):
 
 
 def test_a_folder_in_the_flat_training_layout_segments_the_tiles_never_the_masks(tmp_path):
-    """Issue 11 case 19: ``<id>.jpg`` + ``<id>.png`` pairs (the documented flat layout): the PNG masks are
+    """``<id>.jpg`` + ``<id>.png`` pairs (the documented flat layout): the PNG masks are
     no inputs (their outputs would overwrite the tiles'); two images of one stem are refused, one line."""
     img, expected = _scene(96, 160)
     for name in ("a", "b"):
@@ -378,7 +378,8 @@ def test_command_line_bad_output_device_or_channels_is_one_line(tmp_path, slide,
     cases = [
         ([str(tmp_path / "afile" / "sub"), "--device", "cpu"],
          f"needs a folder where the file {tmp_path}/afile"),
-        ([str(tmp_path / "o1"), "--device", "foo"], "--device must be None (CUDA when available), 'cpu'"),
+        ([str(tmp_path / "o1"), "--device", "foo"],
+         "--device 'foo' is not valid; expected None (CUDA when available), 'cpu'"),
         ([str(tmp_path / "o2"), "--device", "cpu", "--grayscale", "--runtime", "torch"],
          "the network cannot take windows of (1, 32, 32)"),
         ([str(tmp_path / "o3"), "--device", "cpu", "--level", "-1"],  # nearest to an mpp nobody gave
@@ -409,7 +410,7 @@ def _damaged(path, tmp_path, how):
 @pytest.mark.parametrize("how", ["garbled", "truncated"])
 @pytest.mark.parametrize("reader", ["tifffile", "openslide"])
 def test_a_damaged_slide_fails_loudly_under_every_backend_and_writes_no_mask(slide, tmp_path, reader, how):
-    """Issue 11 case 17: a slide whose header reads but whose tiles do not is refused, naming it, under each
+    """A slide whose header reads but whose tiles do not is refused, naming it, under each
     reader backend; no mask, overlay or summary is left as if it had been segmented."""
     damaged = _damaged(slide[0], tmp_path, how)
     with pytest.raises(ValueError, match=rf"{how}\.tif"):
@@ -420,7 +421,7 @@ def test_a_damaged_slide_fails_loudly_under_every_backend_and_writes_no_mask(sli
 @pytest.mark.parametrize("level", [[], ["--level", "-1"]])
 def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(tmp_path, slide, caplog,
                                                                                 level):
-    """Issue 13 case 4: the training stage records ``mpp`` beside the checkpoint
+    """The training stage records ``mpp`` beside the checkpoint
     (``model.preprocessing.json``); the command line reads the slide (0.5 um/px at level 0) at the level
     nearest to it, here level 1, by default as with ``--level -1`` (as the bundle's ``level: null``)."""
     path, expected = slide

@@ -1,4 +1,4 @@
-"""LogitCritic (METHOD.md §5): output sizes from 64×64 to 1024×1024, tanh input, spectral norm, attention."""
+"""LogitCritic (method.md §5): output sizes from 64×64 to 1024×1024, tanh input, spectral norm, attention."""
 
 from __future__ import annotations
 

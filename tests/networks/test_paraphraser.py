@@ -1,4 +1,4 @@
-"""Paraphraser (METHOD.md §4): layout, an independent functional reference, and that it learns."""
+"""Paraphraser (method.md §4): layout, an independent functional reference, and that it learns."""
 
 from __future__ import annotations
 

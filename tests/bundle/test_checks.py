@@ -9,20 +9,17 @@ import pytest
 import torch
 from monai.networks.nets import BasicUNet
 
-from monai_coco.config_checks import (
-    bundle_datalist,
-    bundle_unlabelled,
+from monai_coco.bundle.checks import (
     check_choice,
-    check_optional_count,
     check_path,
-    check_preprocessing,
     check_roi_size,
     check_stain_normalization,
     exit_on_error,
-    fail,
-    record_preprocessing,
 )
+from monai_coco.bundle.preprocessing import check_preprocessing, record_preprocessing
+from monai_coco.bundle.stages import bundle_datalist, bundle_unlabelled
 from monai_coco.data import synthetic_dataset
+from monai_coco.fail import fail
 from monai_coco.networks import FANet, MobileUNet, tap_channels
 
 
@@ -32,16 +29,9 @@ def _stop_message(function, *args, **kwargs) -> str:
     return str(stop.value.code)
 
 
-# ---------------------------------------------------------------- config_checks
+# ---------------------------------------------------------------- monai_coco.bundle
 def test_fail_puts_any_message_on_one_prefixed_line():
     assert _stop_message(fail, "a\n  multi-line\tmessage ") == "monai_coco: a multi-line message"
-
-
-def test_check_optional_count_takes_none_or_a_positive_integer_and_names_the_setting_otherwise():
-    assert check_optional_count("n_labelled", None) is None and check_optional_count("n_labelled", 16) == 16
-    for bad in (0, -3, 2.5, "16", True):
-        message = _stop_message(check_optional_count, "n_labelled", bad)
-        assert message == f"monai_coco: n_labelled={bad!r} must be null (all) or an integer >= 1."
 
 
 def test_check_choice_returns_a_valid_value_and_names_the_setting_otherwise():

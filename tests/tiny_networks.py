@@ -1,4 +1,6 @@
-"""Tiny teacher/student networks, data and reference helpers for the engine tests (32×32, CPU)."""
+"""The tests' one tiny-network kit: teacher/student networks, data and reference helpers (32×32, CPU).
+
+On the path of every test through pytest's ``pythonpath`` (``pyproject.toml``)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ TEACHER_FEATURES = (4, 4, 8, 8, 8, 4)  # tap channels: 8
 STUDENT_FEATURES = (2, 2, 4, 4, 4, 2)  # tap channels: 4
 
 
-def tiny_unet(features: tuple[int, ...], seed: int) -> BasicUNet:
-    """A BasicUNet with batch norm (so train()/eval() changes its buffers and outputs)."""
+def tiny_unet(features: tuple[int, ...], seed: int, norm: str | tuple = "batch") -> BasicUNet:
+    """A BasicUNet, batch norm by default (so train()/eval() changes its buffers and outputs); ``norm``
+    as MONAI's (its default: ``("instance", {"affine": True})``)."""
     torch.manual_seed(seed)
-    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=features, norm="batch")
+    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=features, norm=norm)
 
 
 def make_batches(n: int, size: int = 32, batch: int = 2, seed: int = 0) -> list[dict[str, torch.Tensor]]:

@@ -1,0 +1,214 @@
+"""The command-line guard: a ``--id value`` of ``python -m monai.bundle run`` that no config of the stage uses
+stops the run with one line (MONAI's runner would add it to the config without a word and go on with the
+default). It re-reads the stage's config files from the command line, as the runner does.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import inspect
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigParser
+from monai.bundle.config_item import ComponentLocator
+from monai.bundle.reference_resolver import ReferenceResolver
+from monai.utils.module import locate
+
+from monai_coco.fail import fail
+
+__all__ = ["check_overrides"]
+
+# the arguments of `python -m monai.bundle run` that are not config ids
+_RUN_ARGUMENTS = {"config_file", "meta_file", "logging_file", "init_id", "run_id", "final_id", "tracking",
+                  "workflow_type", "properties_path", "args_file"}  # fmt: skip
+
+
+def _config_ids(config: Any, prefix: str = "") -> set[str]:
+    """Every id of a parsed config: ``a``, ``a#b``, ``a#0#c``, ..."""
+    ids = set()
+    if isinstance(config, Mapping):
+        items = list(config.items())
+    else:
+        items = list(enumerate(config)) if isinstance(config, list) else []
+    for key, value in items:
+        full = f"{prefix}{key}"
+        ids.add(full)
+        ids |= _config_ids(value, f"{full}#")
+    return ids
+
+
+def _override_ids(argv: Sequence[str]) -> tuple[list[str], dict[str, str], str]:
+    """(config files, {override id: its text}, run id) of a ``python -m monai.bundle run ...`` command."""
+    files, overrides = [], {}
+    run_id = argv[1] if len(argv) > 1 and argv[0] == "run" and not argv[1].startswith("--") else "run"
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        key, _, inline = arg[2:].partition("=")
+        key = key.replace("-", "_") if key in ("config-file",) else key
+        value = inline or (argv[i + 1] if i + 1 < len(argv) else "")
+        if key == "config_file":
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                parsed = value
+            files += [str(f) for f in ([parsed] if isinstance(parsed, str) else parsed)]
+        elif key == "run_id":
+            run_id = value
+        elif key not in _RUN_ARGUMENTS:
+            overrides[key] = value
+    return files, overrides, run_id
+
+
+# the bundle's stages (configs/README.md): the file of each and the id that `run` executes
+_STAGES = {"train_teacher.yaml": "training", "train_paraphraser.yaml": "training", "train.yaml": "training",
+           "evaluate.yaml": "evaluating", "inference.yaml": "inference"}  # fmt: skip
+
+
+def _stage_ids(config: Mapping[str, Any], run_id: str) -> set[str] | None:
+    """The ids a stage uses: ``initialize``, ``run_id`` and ``finalize`` and, transitively, every id they
+    reference (``@id``, ``$...@id...``, ``%id``; MONAI's `ReferenceResolver`); a used id uses its sub-ids.
+    ``None`` when ``run_id`` is no id of ``config`` or its references cannot be read."""
+    if run_id not in config:
+        return None
+    try:
+        parser = ConfigParser(dict(config))
+        parser.resolve_macro_and_relative_ids()
+        todo, used = [i for i in ("initialize", run_id, "finalize") if i in config], set()
+        while todo:
+            id_ = todo.pop()
+            if id_ not in used:
+                used.add(id_)
+                refs = ReferenceResolver.find_refs_in_config(parser[id_], id_)
+                todo += [ref.replace(ReferenceResolver.sep, "#") for ref in refs if ref in parser]
+    except Exception:
+        return None
+    return used
+
+
+def _is_used(override: str, used: set[str]) -> bool:
+    """Whether overriding ``override`` changes what a stage using ``used`` runs: the id, one of its parents
+    or one of its sub-ids is used."""
+    return any(override == u or override.startswith(u + "#") or u.startswith(override + "#") for u in used)
+
+
+def _used_by_other_stages(files: Sequence[str], overrides: Mapping[str, str], override: str) -> list[str]:
+    """The stage files of the folder of ``files`` (other than the last, the stage being run) whose run, in
+    place of that stage, uses ``override``."""
+    stage_dir = Path(files[-1]).parent
+    names = []
+    for name, run_id in _STAGES.items():
+        if name != Path(files[-1]).name and (stage_dir / name).is_file():
+            config = ConfigParser.load_config_files([*files[:-1], str(stage_dir / name)])
+            used = _stage_ids(_with_overrides(config, overrides), run_id)
+            if used is not None and _is_used(override, used):
+                names.append(name)
+    return names
+
+
+def _with_overrides(config: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of ``config`` with each override's text set where its parent exists (its references then
+    count)."""
+    config = copy.deepcopy(dict(config))
+    for override, text in overrides.items():
+        *parent, name = override.split("#")
+        node: Any = config
+        for key in parent:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, dict):
+            node[name] = text
+    return config
+
+
+def _component_class(target: str) -> Any:
+    """The class or function a ``_target_`` names (a short MONAI-plugin name or a dotted path), else None."""
+    modules = ComponentLocator().get_component_module_name(target)
+    if isinstance(modules, list):
+        modules = modules[0] if modules else None
+    path = f"{modules}.{target}" if modules else target
+    try:
+        return locate(path)
+    except Exception:
+        return None
+
+
+def _component_arguments(config: Any, override: str) -> list[str] | None:
+    """For ``a#b#name``: the ids ``a#b#<argument>`` of every argument the component at ``a#b`` (a mapping
+    with a ``_target_``) takes, with ``a#b#name`` among them when it takes any keyword; ``None`` when
+    ``a#b`` is no component or its arguments cannot be read here (MONAI will then say what is wrong)."""
+    *parent, name = override.split("#")
+    for key in parent:
+        try:
+            config = config[int(key)] if isinstance(config, list) else config[key]
+        except (KeyError, IndexError, ValueError, TypeError):
+            return None
+    if not isinstance(config, Mapping) or not isinstance(config.get("_target_"), str):
+        return None
+    component = _component_class(config["_target_"])
+    try:
+        parameters = inspect.signature(component).parameters if component is not None else None
+    except (TypeError, ValueError):
+        parameters = None
+    if parameters is None:
+        return None
+    prefix = "#".join(parent)
+    names = [p for p, kind in parameters.items() if kind.kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        names.append(name)
+    return [f"{prefix}#{n}" for n in names]
+
+
+def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
+    """Stop, naming it, on a ``--id value`` of the bundle command line that is no id of its configs.
+
+    MONAI's runner adds an unknown top-level id (``--epoch 3``) to the config without a word, so the run
+    would go on with the default. The message lists the closest ids of the stage's configs (difflib), or
+    names the other config of the same folder that has the id (a setting of another stage).
+
+    Args:
+        argv: the command line; defaults to ``sys.argv`` when this process runs ``python -m monai.bundle``
+            (for any other process, e.g. a config parsed in Python, nothing is checked).
+
+    Returns:
+        the override ids checked.
+    """
+    if argv is None:
+        if Path(sys.argv[0]).parts[-3:] != ("monai", "bundle", "__main__.py"):
+            return []
+        argv = sys.argv[1:]
+    files, overrides, run_id = _override_ids(argv)
+    if not files:
+        return []
+    config = ConfigParser.load_config_files(files)
+    known = _config_ids(config)
+    stage = ", ".join(Path(f).name for f in files)
+    used = _stage_ids(_with_overrides(config, overrides), run_id)
+    for override in overrides:
+        arguments = _component_arguments(config, override) if "#" in override else []
+        if override in known or arguments is None or override in arguments:
+            if used is None or _is_used(override, used):
+                continue
+            others = _used_by_other_stages(files, overrides, override)
+            if others:
+                fail(
+                    f"--{override} is used by {' and '.join(others)}, not by the run {run_id!r} of {stage}; "
+                    "leave it out here."
+                )
+            continue
+        others = sorted(
+            other.name
+            for other in Path(files[0]).parent.glob("*.yaml")
+            if str(other) not in files and override in _config_ids(ConfigParser.load_config_file(other) or {})
+        )
+        if others:
+            fail(f"--{override} is a setting of {' and '.join(others)}, not of {stage}; leave it out here.")
+        names = sorted(k for k in known | set(arguments) if not any(p.isdigit() for p in k.split("#")))
+        close = difflib.get_close_matches(override, names, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join('--' + c for c in close)}?" if close else "see its settings."
+        fail(f"--{override} is not a setting of {stage}; {hint}")
+    return list(overrides)

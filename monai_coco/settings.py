@@ -184,6 +184,10 @@ _DECLARED: Sequence[Setting] = (
     _switch("stain_augmentation", "random per-channel RGB scale and shift of training tiles"),
     _number("lambda_coco", "weight of the distillation term (CoCo or a baseline)", 1.0),
     _number("lambda_adv", "weight of the adversarial term (0: off)", 0.1),
+    _switch(
+        "coco_standardize",
+        "CoCo on every channel standardised over its image's pixels (a variant; off: the paper's CoCo)",
+    ),
     _number("teacher_cache_mb", "memory for the teacher's cached outputs (0: off)", 2048, unit="MiB"),
     _count("n_labelled", "train on the first N annotated tiles only", None, none_means="all of them"),
     _number("unlabelled_min_tissue", "least tissue fraction of an unannotated slide patch", 0.5, maximum=1.0),

@@ -53,7 +53,7 @@ configs() {  # configs STAGE.yaml: the --config_file list of a stage (base, the 
     printf "]"
 }
 # glibc malloc: keep large buffers mapped instead of returning them to the kernel after each window batch
-# (their page faults were 31-46 % of a slide job's CPU; x1.58 measured, issue 13). Set where the process starts.
+# (their page faults cost a slide job much of its CPU time). Set where the process starts.
 export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-1073741824}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"
 FEW=(--n_labelled 16)   # the students learn from 16 annotated tiles (2 slides); the teacher from all 96
 POOL=bundle/data/histology/unlabelled

@@ -1,17 +1,17 @@
 """Runtimes that execute the network on batches of windows: eager torch, TorchScript, ONNX Runtime.
 
 A runtime maps windows ``(B, C, h, w)`` float32 to logits ``(B, num_classes, h, w)``. All three compute the
-same function; they differ in speed. Measured on this project's CPU against the eager Mobile U-Net student,
-with identical argmax: ONNX Runtime x3.2 (batch 1) to x4.2 (batch 4) on the forward pass,
-``torch.jit.freeze`` + ``optimize_for_inference`` x2.5. Hence ``"auto"``: on CUDA, eager torch with
+same function; they differ in speed: on CPU, ONNX Runtime is the fastest, then TorchScript
+(``torch.jit.freeze`` + ``optimize_for_inference``), with masks equal to eager torch's
+(``bundle/docs/benchmarks_deployment.md``). Hence ``"auto"``: on CUDA, eager torch with
 autocast (AMP); on CPU, ONNX Runtime when installed (``pip install monai-coco[onnx]``), else TorchScript.
 ``"auto"`` keeps a compiled runtime only when its logits equal eager torch's on a random batch within
 ``atol`` (default 1e-4), and otherwise falls back to eager torch with a warning.
 
 The ONNX graph is made by MONAI's ``convert_to_onnx`` (the function behind ``python -m monai.bundle
 onnx_export``), with a dynamic batch axis, or read from a file that command wrote (``onnx_model``): then
-the exporter never runs in the inference process, whose peak memory it would otherwise raise (by about
-225 MiB for the paper's student), and the file is checked against the network's logits before use.
+the exporter never runs in the inference process, whose peak memory it would otherwise raise, and the
+file is checked against the network's logits before use.
 
 Threads: ``num_threads`` sets torch's intra-op threads (eager, TorchScript) or ONNX Runtime's
 ``intra_op_num_threads``; ``None`` keeps torch's current setting. The allocator setting that removes
@@ -122,8 +122,8 @@ class OnnxRuntime:
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         # idle ONNX Runtime threads sleep rather than spin: the window calls alternate with this process's
-        # own work (reading, blending), which spinning threads would keep off the cores (a 4096² slide at
-        # 2 threads: 12.8 s spinning, 9.6 s not; no worker threads at 1 thread)
+        # own work (reading, blending), which spinning threads would keep off the cores (a slide job runs
+        # faster without spinning at 2 threads; there are no worker threads at 1 thread)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = model if isinstance(model, bytes) else str(model)
         self.session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -142,17 +142,14 @@ class SlideInferenceConfig:
         roi_size: sliding-window size ``(h, w)`` (an int means square); the network's input size.
         overlap: fraction of overlap between neighbouring windows, in ``[0, 0.99]``.
         sw_batch_size: windows per network call; ``None``: 1 on CPU, 4 on CUDA. On CPU one window per
-            call is as fast per window as four in ONNX Runtime (29.1 against 28.2 ms, the paper's student at
-            256², one thread) and faster in eager torch (72 against 93 ms), with a quarter of the activation
-            memory (whole-slide peak RSS 818 against 1049 MiB on a 4096² slide; measured for an earlier
-            version of ``bundle/docs/benchmarks_deployment.md``, which no longer holds these figures).
+            call is as fast per window as four in ONNX Runtime and faster in eager torch, with a quarter of
+            the activation memory (``bundle/docs/benchmarks_deployment.md`` as of commit 610f5c5).
         blend_mode: ``"constant"`` or ``"gaussian"`` weighting of overlapping windows.
         num_classes: number of output channels of the network (>= 2, softmax over classes).
         chunk_size: side (level pixels) of the regions read and processed at once; bounds memory (one
             accumulator of about ``num_classes x chunk_size x level width`` float32). The default, 768, is
-            four rows of 256² windows at overlap 0.25: on a 20,000² slide the job peaked at 969 MiB RSS
-            against 1018 MiB at 1024, at the same speed (measured for an earlier version of
-            ``bundle/docs/benchmarks_deployment.md``, which no longer holds these figures).
+            four rows of 256² windows at overlap 0.25: less peak memory than 1024 at the same speed
+            (``bundle/docs/benchmarks_deployment.md`` as of commit ad358bc).
         min_tissue_fraction: windows with less tissue than this are background without running the
             network; 0 runs every window. Slides only: tiles are taken as tissue.
         tissue_threshold: saturation threshold of the tissue mask; ``None`` = Otsu (clipped).

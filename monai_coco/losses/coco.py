@@ -21,6 +21,12 @@ exact gradient is ``∂L/∂f = (g − u·(uᵀg)·‖f‖/n) / n`` (with ``eps 
 ``f``, divided by ``‖f‖``; the loss is blind to each pixel's scale, so is its gradient), while the
 detached norm gives ``g / n``: the same plus a radial component ``u·(uᵀg)·‖f‖/n²`` that also grows or
 shrinks the feature's norm.
+
+``standardize`` (a variant, not the paper's) first standardises every channel of each map over the pixels
+of its image (zero mean, unit variance), then takes the cosines as above: a channel with a large shared
+offset or scale no longer dominates every pixel's direction, so the few directions that separate the
+classes count as much as the others. Still exact and without ``N × N``: standardising is per map, before
+the Gram identity.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from .per_image import (
     validate_pool_scale,
 )
 
-__all__ = ["CoCoDistillationLoss", "MultiPairCoCoDistillationLoss", "correlation_gap"]
+__all__ = ["CoCoDistillationLoss", "MultiPairCoCoDistillationLoss", "correlation_gap", "standardize_channels"]
 
 
 def _normalised_columns(x: torch.Tensor, eps: float, detach_norm: bool) -> torch.Tensor:
@@ -51,6 +57,15 @@ def _normalised_columns(x: torch.Tensor, eps: float, detach_norm: bool) -> torch
 def _gram_inner(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
     """Per image ``⟨a1 b1ᵀ, a2 b2ᵀ⟩`` for ``(B, C, N)`` inputs: two ``(B, C, C')`` products, ``(B,)``."""
     return (torch.bmm(a1, b1.transpose(1, 2)) * torch.bmm(a2, b2.transpose(1, 2))).sum(dim=(1, 2))
+
+
+def standardize_channels(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``(B, C, H, W)`` with every channel of every image shifted to zero mean and scaled to unit variance
+    over its ``H·W`` pixels (population variance, ``+ eps`` in the square root: a constant channel becomes
+    0)."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    variance = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    return (x - mean) / torch.sqrt(variance + eps)
 
 
 def correlation_gap(
@@ -96,6 +111,8 @@ class CoCoDistillationLoss(PerImageLoss):
 
     Args:
         eps: added to each pixel's channel norm (``f / (‖f‖₂ + eps)``). Default 1e-8 (SKD's).
+        standardize: standardise every channel of each map over its image's pixels first
+            (:func:`standardize_channels`; the module docstring). Default False: the paper's CoCo.
         detach_norm: divide by the per-pixel norm detached from the graph, as SKD's ``sim_dis_compute``
             (borrowed by the CoCo authors' code) does: the same value, a gradient with an extra radial
             component (module docstring). Default True, to train as the method's sources do; False gives
@@ -117,13 +134,17 @@ class CoCoDistillationLoss(PerImageLoss):
         detach_norm: bool = True,
         pool_scale: float | None = None,
         reduction: str = "mean",
+        standardize: bool = False,
     ) -> None:
         super().__init__(reduction=reduction)
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}.")
+        if not isinstance(standardize, bool):
+            raise ValueError(f"standardize must be True or False, got {standardize!r}.")
         self.eps = float(eps)
         self.detach_norm = bool(detach_norm)
         self.pool_scale = validate_pool_scale(pool_scale)
+        self.standardize = standardize
 
     def forward(
         self,
@@ -153,6 +174,8 @@ class CoCoDistillationLoss(PerImageLoss):
             )
         maps = (s1, s2, t1, t2)
         pooled = (max_pool_by_fraction(m, self.pool_scale) for m in maps)
+        if self.standardize:
+            pooled = (standardize_channels(m, self.eps) for m in pooled)
         return correlation_gap(*pooled, eps=self.eps, detach_norm=self.detach_norm)
 
 
@@ -166,8 +189,8 @@ class MultiPairCoCoDistillationLoss(PerImageLoss):
     Args:
         pairs: ``(shallow index, deep index)`` per pair, e.g. ``((0, 1), (1, 2))``.
         weights: one weight per pair; default all 1.
-        eps, detach_norm, pool_scale, reduction: as in :class:`CoCoDistillationLoss` (``"none"`` gives
-            ``(B,)``).
+        eps, detach_norm, pool_scale, reduction, standardize: as in :class:`CoCoDistillationLoss`
+            (``"none"`` gives ``(B,)``).
 
     Raises:
         ValueError: empty or malformed ``pairs``, or ``weights`` of another length; in ``forward``, an odd
@@ -182,6 +205,7 @@ class MultiPairCoCoDistillationLoss(PerImageLoss):
         detach_norm: bool = True,
         pool_scale: float | None = None,
         reduction: str = "mean",
+        standardize: bool = False,
     ) -> None:
         super().__init__(reduction=reduction)
         pairs = [tuple(int(i) for i in pair) for pair in pairs]
@@ -193,7 +217,7 @@ class MultiPairCoCoDistillationLoss(PerImageLoss):
         self.pairs = pairs
         self.weights = weights
         self.coco = CoCoDistillationLoss(
-            eps=eps, detach_norm=detach_norm, pool_scale=pool_scale, reduction="none"
+            eps=eps, detach_norm=detach_norm, pool_scale=pool_scale, reduction="none", standardize=standardize
         )
 
     def forward(self, *maps: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ Layout (the authors' ``UnetSKA2``, re-written; widths ``features=(64, 128, 256, 
       encoder.1  SK stage   64 -> 128     1/2  ─────────────────────┐        │
       encoder.2  SK stage  128 -> 256     1/4  ────────────┐        │        │   <- shallow tap
       encoder.3  SK stage  256 -> 512     1/8  (bottleneck)│        │        │
-      decoder.0  up 512 -> 256 (1/4) ++ skip -> SK stage -> strip pooling    │   <- decoder.0.up: deep tap
+      decoder.0  up 512 -> 256 (1/4) ++ skip -> SK stage -> strip pooling    │   <- decoder.0: deep tap
       decoder.1  up 256 -> 128 (1/2) ++ skip -> SK stage -> strip pooling    │
       decoder.2  up 128 ->  64 (1/1) ++ skip -> SK stage -> strip pooling ───┘
       head       dropout + 1x1 conv -> logits (B, out_channels, H, W)
@@ -182,11 +182,13 @@ class FANet(nn.Module):
 
     ``forward(x)`` maps ``(B, in_channels, H, W)`` to logits ``(B, out_channels, H, W)``; H and W must
     be multiples of ``size_divisor`` (8). ``default_taps`` names the (shallow, deep) layers of method.md §2:
-    ``encoder.2`` (encoder stage 3, ``features[2]`` channels, 1/4 resolution) and ``decoder.0.up`` (the
-    first decoder up-sampling, ``features[2]`` channels, 1/4 resolution).
+    ``encoder.2`` (encoder stage 3, ``features[2]`` channels, 1/4 resolution) and ``decoder.0`` (the
+    first decoder stage after its skip fusion, ``features[2]`` channels, 1/4 resolution). The paper's deep
+    tap, ``decoder.0.up`` (the 2×2 transposed convolution's output), stays available as
+    ``teacher_taps``; its cosine geometry is the up-sampler's 2×2 pattern, not the tissue.
     """
 
-    default_taps: tuple[str, str] = ("encoder.2", "decoder.0.up")
+    default_taps: tuple[str, str] = ("encoder.2", "decoder.0")
     size_divisor: Final[int] = 8
 
     def __init__(

@@ -18,6 +18,9 @@ from torch.utils.hooks import RemovableHandle
 
 __all__ = ["FeatureTaps", "feature_taps", "find_taps", "network_taps", "tap_channels"]
 
+# layers whose output is an up-sampled map: a tap there encodes the up-sampler's pattern (method.md §2)
+_UP_SAMPLERS = (nn.ConvTranspose2d, nn.Upsample, nn.PixelShuffle)  # nn.Upsampling* subclass nn.Upsample
+
 logger = logging.getLogger(__name__)
 
 
@@ -219,13 +222,16 @@ def find_taps(network: nn.Module, in_channels: int, size: int = 64) -> list[str]
     ``(1, C, size / 2^k, size / 2^k)``, the bottleneck is the deepest ``k`` in the order the layers finish:
     layers finishing before its first layer are the encoder side, those finishing after its last layer the
     decoder side. At a level ``k`` seen on both sides, the shallow tap is the last encoder-side layer (not
-    inside a strided block) and the deep tap the first decoder-side layer (named by the outermost module
-    returning that same tensor) or, when its channel count differs from the shallow tap's (CoCo pairs a
-    network's two maps channel by channel, method.md §3), the first whole decoder block at that level (one not
-    inside another) with the shallow tap's channel count. The level is the one
-    closest to 1/4 resolution (``k = 2``, the paper's taps, method.md §2; ties go to the coarser level) among
-    those with an equal-channel pair, else the closest level. For FANet this finds its ``default_taps``:
-    the encoder's stage 3 and the first decoder up-sampling, both at 1/4 resolution.
+    inside a strided block) and the deep tap the first whole decoder block at that level (one not inside
+    another: the stage after its skip fusion) with the shallow tap's channel count (CoCo pairs a network's
+    two maps channel by channel, method.md §3), else the first decoder layer there with that count, else the
+    first whole block. Up-samplers' outputs (transposed convolutions, ``Upsample``, ``PixelShuffle``, and
+    modules returning their tensor) are never the deep tap: their cosine geometry encodes the up-sampler's
+    2×2 pattern, not the tissue (method.md §2), unless no level has an equal-channel pair without them: then
+    an up-sampler's output with the shallow tap's channel count is taken, with a warning. The level is the
+    one closest to 1/4 resolution (``k = 2``, the paper's taps; ties go to the coarser level) among those
+    with an equal-channel pair, else the closest level. For FANet this finds its ``default_taps``: the
+    encoder's stage 3 and the first decoder stage (after the skip fusion), both at 1/4 resolution.
 
     Args:
         network: any 2D segmentation network taking ``(B, in_channels, H, W)``.
@@ -251,25 +257,49 @@ def find_taps(network: nn.Module, in_channels: int, size: int = 64) -> list[str]
                          "name its taps (layer names) by hand.")  # fmt: skip
     levels_of = {n: k for n, k, _ in records}
     outputs = {n: o for n, _, o in records}
-    pairs = []  # per level, closest to 1/4 first: (shallow, deep, same channel count)
+    modules = dict(network.named_modules())
+    upsampled = {id(o) for n, _, o in records if isinstance(modules[n], _UP_SAMPLERS)}
+    pairs = _tap_pairs(levels, encoder, decoder, levels_of, outputs, exclude=upsampled)
+    if not any(equal for _, _, equal in pairs):  # CoCo needs equal channels: an up-sampler's, with a warning
+        fallback = _tap_pairs(levels, encoder, decoder, levels_of, outputs, exclude=set())
+        if any(equal for _, _, equal in fallback):
+            pairs = fallback
+            shallow, deep, _ = next(p for p in pairs if p[2])
+            logger.warning("%s: no decoder layer with %s's channel count but up-samplers; the deep tap %s is "
+                           "an up-sampler's output, whose geometry is its 2x2 pattern (method.md §2): name "
+                           "other taps if you can", name, shallow, deep)  # fmt: skip
+    if not pairs:
+        raise ValueError(f"{name} has no decoder-side layer but up-samplers at a reduced resolution; "
+                         "name its taps (layer names) by hand.")  # fmt: skip
+    shallow, deep, _ = next((p for p in pairs if p[2]), pairs[0])
+    return [shallow, deep]
+
+
+def _tap_pairs(
+    levels: set[int],
+    encoder: list[tuple[str, int, Any]],
+    decoder: list[tuple[str, int, Any]],
+    levels_of: dict[str, int],
+    outputs: dict[str, Any],
+    exclude: set[int],
+) -> list[tuple[str, str, bool]]:
+    """Per level, closest to 1/4 first: ``(shallow, deep, same channel count)`` (see :func:`find_taps`),
+    the deep tap never a layer whose output tensor's ``id`` is in ``exclude``."""
+    pairs = []
     for level in sorted(levels, key=lambda k: (abs(k - 2), -k)):
         candidates = [n for n, k, _ in encoder if k == level]
         whole = [n for n in candidates if all(levels_of.get(a, level) <= level for a in _ancestors(n))]
         shallow = (whole or candidates)[-1]  # not inside a strided block (whose output is deeper)
         channels = outputs[shallow].shape[1]
-        at_level = [(n, o) for n, k, o in decoder if k == level]
-        deep, output = at_level[0]
-        for ancestor in _ancestors(deep):  # the outermost module returning that same tensor
-            if outputs.get(ancestor) is not output:
-                break
-            deep = ancestor
-        if output.shape[1] != channels:  # else the first whole decoder block at this level that matches
-            names = {n for n, _ in at_level}
-            blocks = [(n, o) for n, o in at_level if not names.intersection(_ancestors(n))]
-            deep, output = next(((n, o) for n, o in blocks if o.shape[1] == channels), (deep, output))
+        at_level = [(n, o) for n, k, o in decoder if k == level and id(o) not in exclude]
+        if not at_level:
+            continue
+        names = {n for n, _ in at_level}
+        blocks = [(n, o) for n, o in at_level if not names.intersection(_ancestors(n))]  # whole blocks
+        matching = [(n, o) for n, o in blocks + at_level if o.shape[1] == channels]
+        deep, output = (matching or blocks)[0]
         pairs.append((shallow, deep, output.shape[1] == channels))
-    shallow, deep, _ = next((p for p in pairs if p[2]), pairs[0])
-    return [shallow, deep]
+    return pairs
 
 
 def _ancestors(name: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The accuracy protocol (issue 12): can distillation's gain be told from noise? Every stage is the bundle's.
+"""The accuracy protocol: can distillation's gain be told from noise? Every stage is the bundle's.
 
 1. Teacher: ``train_teacher.yaml`` on the full labelled training set, ``benchmark#teacher`` epochs; scored on
    the test split by ``evaluate.yaml`` (the checkpoint at its best validation mIoU).
@@ -37,9 +37,11 @@ import torch
 
 from benchmarks.bundle import STUDENT_ALONE, Arm, Recipe, protocol_arms, screening_arms, term_signature
 from benchmarks.stats import paired_interval, verdict
-from benchmarks.target import reconstruction_error, target_label_correlation
+from benchmarks.target import reconstruction_error, tap_report, target_label_correlation
 from monai_coco.checkpoints import preprocessing_record_path
 from monai_coco.networks.summary import count_parameters
+
+PAPER_FANET_TAPS = ("encoder.2", "decoder.0.up")  # the paper's pair (method.md §2), reported too
 
 
 def gradient_norms(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, float]:
@@ -188,6 +190,14 @@ def _protocol(
     tests = recipe.parser("evaluate.yaml").get_parsed_content("validate#dataloader")
     sanity = target_label_correlation(teacher_net, taps, tests, paraphrasers, int(settings["sanity_pairs"]))
     sanity["paraphraser_error"] = reconstruction_error(teacher_net, taps, paraphrasers, tests)
+    torch.manual_seed(seeds[0])  # the control: the same architecture, randomly initialised
+    teachers = {"trained": teacher_net, "random": parser.get_parsed_content("teacher_def")}
+    tap_sets = [list(taps)] + ([list(PAPER_FANET_TAPS)] if type(teacher_net).__name__ == "FANet" else [])
+    sanity["tap_report"] = [
+        row
+        for pair in dict.fromkeys(map(tuple, tap_sets))
+        for row in tap_report(teachers, list(pair), list(tests), int(settings["sanity_pairs"]), seed=seeds[0])
+    ]
     log(
         f"sanity: r(CoCo target, label affinity) taps {sanity['r_taps']:.3f}, "
         f"factors {sanity['r_factors']:.3f}"

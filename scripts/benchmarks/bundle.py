@@ -89,7 +89,7 @@ def protocol_arms(
     noop_lambda: float,
     unlabelled_dir: str | None = None,
 ) -> list[Arm]:
-    """The accuracy protocol's arms (issue 12): the student alone, KD, CoCo on the teacher's taps, CoCo on
+    """The accuracy protocol's arms: the student alone, KD, CoCo on the teacher's taps, CoCo on
     the paraphraser factors, the same with the adversarial term (the bundle's default ``--distill coco``),
     the best baseline (``baseline``, when it is not KD), the no-op arm (CoCo + paraphraser at
     ``noop_lambda``), and with ``unlabelled_dir`` the KD and full CoCo arms on the unlabelled pool too.

@@ -12,7 +12,7 @@ that a shared machine's load falls on all of them alike; speed is reported as ra
   ``onnxruntime`` loads the student's ONNX file exported once beforehand, as deployed (``onnx_model``; the
   export's seconds are reported on their own);
 * ``release_0.1.0``: the 0.1.0 release's ``infer_file`` (eager student, chunks that re-run the windows of
-  their margins), the "today" of issue 13, taken from the repository's git history (``git archive 841d065``)
+  their margins), the deployment goals' baseline, from the repository's git history (``git archive 841d065``)
   into the work folder, and run there (:func:`extract_package`); left out when no git history is at hand.
 
 Each candidate calls the network with its own default number of windows per call: MONAI's
@@ -58,7 +58,7 @@ from benchmarks.bundle import CONFIGS, load_stage, run_stage, training_record
 from benchmarks.candidates import ONNX_FILE, RELEASE_0_1_0, ROI, STUDENT_FILE
 
 CANDIDATES = candidates.DEPLOYMENT
-RELEASE = "841d065"  # the commit of the monai_coco 0.1.0 release, issue 13's "today"
+RELEASE = "841d065"  # the commit of the monai_coco 0.1.0 release, the deployment goals' baseline
 REPO = Path(__file__).resolve().parents[2]
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}  # docs/README.md
 SLIDES = (("dense", 1.0), ("sparse", 0.6))  # (name, section_fraction of write_synthetic_slide)
@@ -237,7 +237,7 @@ def int8_probe(workdir: Path, slide: Path, windows: int = 32, repeats: int = 20)
     milliseconds per window over ``repeats`` calls each (interleaved), and the fraction of pixels whose
     class agrees on ``windows`` random windows of the benchmark slide (the mean, and the worst window's).
 
-    Not a runtime of this package: the masks must equal the checkpoint's on 99.9 % of pixels (issue 13)."""
+    Not a runtime of this package: masks must equal the checkpoint's on 99.9 % of pixels (a goal)."""
     import onnxruntime
     import tifffile
     from onnxruntime.quantization import (

@@ -37,6 +37,26 @@ def _mean_std(row: Mapping, key: str, digits: int = 4) -> str:
     return _fmt(row[key], digits) + ("" if math.isnan(std) else f" ± {_fmt(std, digits)}")
 
 
+def _tap_report_text(rows: Sequence[Mapping]) -> list[str]:
+    """The tap report's table (``benchmarks.target.tap_report``), or nothing for a run without one."""
+    if not rows:
+        return []
+    header = ["teacher", "tap", "checkerboard r", "r (label affinity)", "AUC (label affinity)", "probe AUC"]
+    keys = ("checkerboard_r", "label_r", "label_auc", "probe_auc")
+    table = [[r["teacher"], f"`{r['tap']}`", *(_fmt(r[k]) for k in keys)] for r in rows]
+    return [
+        "",
+        "Tap report, on the same test tiles: per tap, the checkerboard score (r of the within-layer cosine "
+        "of a pixel pair with \"same position of a 2×2 block\": near 1, the tap's geometry is an "
+        "up-sampler's pattern), r and AUC of its within-layer cosine with label affinity, and a linear "
+        "probe's test AUC on its pixels (the label its channels hold); per pair (`shallow x deep`), r and "
+        "AUC of CoCo's cross-layer target; for the trained teacher and for the same network randomly "
+        "initialised.",
+        "",
+        _table(header, table),
+    ]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
     align = align or "l" + "r" * (len(header) - 1)
     marks = {"l": ":---", "r": "---:", "c": ":---:"}
@@ -357,6 +377,7 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         f"**r = {_fmt(sanity['r_factors'])}** on the paraphraser factors (CoCo + paraphraser's target). "
         "Near 0, matching the target teaches the student little about where the classes are. Paraphraser "
         f"reconstruction error on the test tiles (‖P(f) − f‖² / ‖f‖², per tap): {errors}.",
+        *_tap_report_text(sanity.get("tap_report", [])),
     ]
     grads = acc["gradients"]
     lambda_rows = [

@@ -36,7 +36,7 @@ from benchmarks.candidates import ROI
 from benchmarks.candidates import SCALE_MPP as MPP
 
 REPO = Path(__file__).resolve().parents[2]
-BEFORE = "dabcd7e"  # the last commit before issue 21's slide I/O
+BEFORE = "dabcd7e"  # the last commit before slides were read at the training scale, from any scanner
 CANDIDATES = candidates.SLIDE_SCALE
 
 

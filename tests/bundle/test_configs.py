@@ -56,7 +56,7 @@ def test_the_run_keys_named_in_the_docs_exist(trained_bundle):
         assert {run_id, "initialize"} <= keys, config
 
 
-@pytest.mark.parametrize("distill", ["coco", "kd", "pairwise", "at", "fsp", "cwd", "none"])
+@pytest.mark.parametrize("distill", ["coco", "kd", "kd_coco", "pairwise", "at", "fsp", "cwd", "none"])
 def test_each_distill_choice_builds_its_trainer(trained_bundle, distill):
     parser = _parser(trained_bundle, "train.yaml", distill=distill)
     trainer = parser.get_parsed_content("train#trainer")
@@ -64,8 +64,13 @@ def test_each_distill_choice_builds_its_trainer(trained_bundle, distill):
     if distill == "none":  # the student alone: no teacher, no terms
         assert trainer.teacher is None and trainer.terms == {}
         return
-    assert list(trainer.terms) == (["at0", "at1"] if distill == "at" else [distill])
-    assert (trainer.paraphrasers is not None) == (distill in ("coco", "pairwise", "at", "fsp"))
+    expected = {"at": ["at0", "at1"], "kd_coco": ["kd", "coco"]}.get(distill, [distill])
+    assert list(trainer.terms) == expected
+    assert (trainer.paraphrasers is not None) == (distill in ("coco", "kd_coco", "pairwise", "at", "fsp"))
+    if "coco" in expected:  # the variant's setting reaches the loss
+        assert trainer.terms["coco"].loss.standardize is False
+        standardized = _parser(trained_bundle, "train.yaml", distill=distill, coco_standardize=True)
+        assert standardized.get_parsed_content("train#trainer").terms["coco"].loss.standardize is True
 
 
 @pytest.mark.parametrize("base", ["train_teacher.yaml", "train.yaml"])

@@ -33,14 +33,14 @@ NETWORKS = {
                      "backbone": "resnet10", "pretrained": False},
 }  # fmt: skip
 # The taps a probe finds (last encoder-side layer and first decoder-side layer of the same channel count, at
-# 1/4 resolution) and their channels, read off each architecture: BasicUNet's down_2 has features[2] = 8
-# channels, upcat_3's up-sampling halves features[3] = 8 to 4, so the whole upcat_3 block (features[2] = 8
-# out) is taken; SegResNet's third down layer and first up-sampling have 4 * init_filters = 32; FlexibleUNet's
-# ResNet layer1 has 64 and its third decoder block's up-sampling halves decoder_channels[1] = 128 to 64.
+# 1/4 resolution) and their channels, read off each architecture; the deep tap is the decoder stage after its
+# skip fusion, never the up-sampling: BasicUNet's down_2 and its upcat_3 block have features[2] = 8 channels;
+# SegResNet's third down layer and its first up layer (after the skip is added) have 4 * init_filters = 32;
+# FlexibleUNet's ResNet layer1 has 64, and so has its third decoder block (decoder_channels[2]).
 TAPS = {
     "BasicUNet": (["down_2", "upcat_3"], [8, 8]),
-    "SegResNet": (["down_layers.2", "up_samples.0"], [32, 32]),
-    "FlexibleUNet": (["encoder.layer1", "decoder.blocks.2.upsample"], [64, 64]),
+    "SegResNet": (["down_layers.2", "up_layers.0"], [32, 32]),
+    "FlexibleUNet": (["encoder.layer1", "decoder.blocks.2"], [64, 64]),
 }
 PAIRS = [("BasicUNet", "SegResNet"), ("SegResNet", "FlexibleUNet"), ("FlexibleUNet", "BasicUNet")]
 TINY = {"roi_size": [64, 64], "synthetic#n_train": 4, "synthetic#n_val": 2, "synthetic#n_test": 2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -304,3 +305,36 @@ def test_multi_pair_and_pairwise_pass_detach_norm_on():
         pairwise = maps[0].clone().requires_grad_(True)
         PairwiseSimilarityLoss(pool_scale=None, detach_norm=detach)(pairwise, maps[2]).backward()
         torch.testing.assert_close(pairwise.grad, same_layer[0].grad + same_layer[1].grad)
+
+
+def test_standardized_coco_equals_the_naive_formula_on_numpy_standardized_maps():
+    """The variant against an independent reference: every channel standardised over its image's pixels in
+    numpy (float64), then the literal N×N formula."""
+    g = torch.Generator().manual_seed(3)
+    maps = [torch.randn(2, 4, 8, 8, generator=g) * 3 + 5 for _ in range(2)] + [
+        torch.randn(2, 6, 8, 8, generator=g) - 2 for _ in range(2)
+    ]
+
+    def standardized(m: torch.Tensor) -> torch.Tensor:
+        a = m.double().numpy()
+        mean = a.mean(axis=(2, 3), keepdims=True)
+        std = np.sqrt(((a - mean) ** 2).mean(axis=(2, 3), keepdims=True) + 1e-8)
+        return torch.from_numpy((a - mean) / std)
+
+    loss = CoCoDistillationLoss(standardize=True, reduction="none")(*(m.double() for m in maps))
+    reference = naive_coco_loss(*(standardized(m) for m in maps), reduction="none")
+    torch.testing.assert_close(loss, reference, rtol=1e-9, atol=1e-12)
+
+
+def test_standardized_coco_ignores_each_channel_s_offset_and_scale_and_the_paper_s_does_not():
+    g = torch.Generator().manual_seed(4)
+    maps = [torch.randn(1, 5, 8, 8, generator=g) for _ in range(4)]
+    scale = torch.rand(1, 5, 1, 1, generator=g) * 10 + 0.1
+    shift = torch.randn(1, 5, 1, 1, generator=g) * 10
+    moved = [maps[0] * scale + shift, *maps[1:]]
+    for standardize, same in ((True, True), (False, False)):
+        loss = CoCoDistillationLoss(standardize=standardize)
+        before, after = loss(*maps), loss(*moved)
+        assert torch.allclose(before, after, rtol=1e-5) == same, (standardize, before, after)
+    with pytest.raises(ValueError, match="standardize must be True or False"):
+        CoCoDistillationLoss(standardize="yes")

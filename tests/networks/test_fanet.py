@@ -27,7 +27,7 @@ def test_logits_and_taps_have_the_expected_shapes(in_channels, out_channels, siz
         assert features[name].shape == (2, SMALL[2], *quarter), name
 
 
-def test_default_taps_are_encoder_stage_3_and_the_first_decoder_upsampling():
+def test_default_taps_are_encoder_stage_3_and_the_first_decoder_stage_after_its_skip_fusion():
     net = small_fanet().eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad(), FeatureTaps(net, FANet.default_taps) as taps:
@@ -37,9 +37,10 @@ def test_default_taps_are_encoder_stage_3_and_the_first_decoder_upsampling():
         c2 = net.encoder[1](net.pool(c1))
         c3 = net.encoder[2](net.pool(c2))
         c4 = net.encoder[3](net.pool(c3))
-        up = net.decoder[0].up(c4)
+        stage = net.decoder[0]
+        fused = stage.attention(stage.block(torch.cat([stage.up(c4), c3], dim=1)))
     torch.testing.assert_close(features["encoder.2"], c3)
-    torch.testing.assert_close(features["decoder.0.up"], up)
+    torch.testing.assert_close(features["decoder.0"], fused)
 
 
 @pytest.mark.parametrize("size", [(36, 32), (32, 30), (4, 8)])

@@ -137,22 +137,21 @@ def test_no_feature_is_kept_between_calls():
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (tiny_fanet, list(FANet.default_taps)),  # the paper's pair, found without reading default_taps
-        # BasicUNet's first decoder layer at 1/4 (the up-sampling) halves 8 channels to 4, unlike down_2's 8:
-        # the first whole decoder block with 8 channels is taken instead
+        (tiny_fanet, list(FANet.default_taps)),  # FANet's pair, found without reading default_taps
+        # the deep tap is the decoder stage after its skip fusion, never the up-sampling before it
         (lambda: BasicUNet(2, 3, 2, features=(4, 4, 8, 8, 16, 4)), ["down_2", "upcat_3"]),
-        (lambda: BasicUNet(2, 3, 2, features=(4, 4, 8, 16, 16, 4)), ["down_2", "upcat_3.upsample"]),
-        (lambda: SegResNet(2, 8, in_channels=3, out_channels=2), ["down_layers.2", "up_samples.0"]),
-        (lambda: FlexibleUNet(3, 2, "resnet10", spatial_dims=2),
-         ["encoder.layer1", "decoder.blocks.2.upsample"]),
+        (lambda: BasicUNet(2, 3, 2, features=(4, 4, 8, 16, 16, 4)), ["down_2", "upcat_3"]),
+        (lambda: SegResNet(2, 8, in_channels=3, out_channels=2), ["down_layers.2", "up_layers.0"]),
+        (lambda: FlexibleUNet(3, 2, "resnet10", spatial_dims=2), ["encoder.layer1", "decoder.blocks.2"]),
         # a strided block (efficientnet's) holds 1/4-resolution layers but is not itself one: its
-        # predecessor is the encoder tap; squeeze-excitation (1×1) and padding layers are passed over
+        # predecessor is the encoder tap; squeeze-excitation (1×1) and padding layers are passed over.
+        # No decoder layer has its 24 channels (nor has the up-sampling): the fused stage
         (lambda: FlexibleUNet(3, 2, "efficientnet-b0", spatial_dims=2),
-         ["encoder._blocks.1", "decoder.blocks.2.upsample"]),
+         ["encoder._blocks.1", "decoder.blocks.2"]),
     ],
     ids=["FANet", "BasicUNet", "BasicUNet-wide", "SegResNet", "FlexibleUNet-resnet", "FlexibleUNet-effnet"],
 )  # fmt: skip
-def test_find_taps_picks_the_last_encoder_and_first_decoder_layer_at_quarter_resolution(make, expected):
+def test_find_taps_picks_the_last_encoder_layer_and_the_fused_decoder_stage_at_a_quarter(make, expected):
     torch.manual_seed(0)
     net = make().train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -162,6 +161,29 @@ def test_find_taps_picks_the_last_encoder_and_first_decoder_layer_at_quarter_res
     with torch.no_grad(), FeatureTaps(net.eval(), layers) as taps:
         _, features = taps(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape[-2:]) for f in features.values()] == [(16, 16), (16, 16)]
+
+
+class _OnlyTheUpSamplerMatches(nn.Module):
+    """1/2, 1/4, 1/8 encoder; at 1/4 the up-sampling has the encoder's 8 channels, the fused stage 4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc1, self.enc2 = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 2, 1)
+        self.bottleneck = nn.Conv2d(8, 16, 3, 2, 1)
+        self.up = nn.ConvTranspose2d(16, 8, 2, 2)
+        self.fuse = nn.Conv2d(16, 4, 3, 1, 1)
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.enc2(self.enc1(x))
+        fused = self.fuse(torch.cat([self.up(self.bottleneck(skip)), skip], dim=1))
+        return self.head(nn.functional.interpolate(fused, scale_factor=4.0))
+
+
+def test_find_taps_takes_an_up_sampler_only_when_nothing_else_has_the_channels_and_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="monai_coco.networks.taps"):
+        assert find_taps(_OnlyTheUpSamplerMatches(), 3, size=32) == ["enc2", "up"]
+    assert "the deep tap up is an up-sampler's output" in caplog.text
 
 
 def test_find_taps_takes_the_level_closest_to_a_quarter_when_there_is_no_quarter():

@@ -202,7 +202,7 @@ def test_each_arm_ran_the_terms_of_its_distill_choice(smoke_run):
         )
         assert run["terms"] == _train_yaml_terms(arm["distill"], weight), run["arm"]
         assert run["adversarial"] == (arm["distill"] != "none" and "--lambda_adv 0" not in arm["command"])
-    # the published weights (issue 10): KD 10, AT 1000 on each tap, CWD 3
+    # the baselines' published weights: KD 10, AT 1000 on each tap, CWD 3
     assert _train_yaml_terms("kd", 1.0)["kd"]["weight"] == 10.0
     at = _train_yaml_terms("at", 1.0)
     assert {name: (t["weight"], t["inputs"]) for name, t in at.items()} == {
@@ -394,7 +394,8 @@ def test_full_modes_have_paired_seeds_a_larger_teacher_and_a_small_labelled_subs
 
 
 def test_the_report_states_the_paper_students_speed_per_tile_against_the_paper_teacher():
-    """Issue 13 goal (student per tile >= 100x the paper-sized teacher): the ratio, by hand, per runtime."""
+    """The deployment goal (student per tile >= 100x the paper-sized teacher): the ratio by hand, per
+    runtime."""
     from benchmarks.report import _networks_section
 
     def row(name, config, tiles_per_s):

@@ -180,6 +180,11 @@ _DECLARED: Sequence[Setting] = (
     _count("lr_step_epochs", "epochs between the learning rate's step-downs", 50, unit="epochs"),
     _number("lr_step_gamma", "factor of each step-down (1: poly alone)", 0.1, maximum=1.0, above=True),
     _number("paraphraser_learning_rate", "SGD learning rate of the paraphrasers", 0.0003, above=True),
+    _number(
+        "paraphraser_task_weight",
+        "weight of the paraphrasers' task term: their factors also segment as the teacher (0: the paper's)",
+        0.0,
+    ),
     _number("momentum", "SGD momentum of the paraphrasers", 0.9, maximum=1.0),
     _switch("stain_augmentation", "random per-channel RGB scale and shift of training tiles"),
     _number("lambda_coco", "weight of the distillation term (CoCo or a baseline)", 1.0),

@@ -30,17 +30,31 @@ class Paraphraser(nn.Module):
     Stage 1 trains it with :meth:`reconstruction_loss` on the frozen teacher's feature; stage 2 freezes
     it and feeds :meth:`encode`'s factor to the distillation loss in place of the teacher feature.
 
+    With ``num_classes`` (a variant, not Factor Transfer's), a 1×1 convolution ``segmentation_head`` decodes
+    the factor into class logits (:meth:`segment`), so that stage 1 can also ask the factor to keep what
+    the teacher segments with (:class:`~monai_coco.engines.ParaphraserTrainer`'s ``task_weight``); the
+    head is not used by the distillation stage.
+
     Args:
         in_channels: ``C``, the teacher tap's channels.
         factor_channels: ``k``, the factor's channels (the student's channels at the matching tap).
         negative_slope: of the LeakyReLUs. Default 0.1.
+        num_classes: given, the factor's segmentation head's classes; None (default): no head.
     """
 
-    def __init__(self, in_channels: int, factor_channels: int, negative_slope: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        factor_channels: int,
+        negative_slope: float = 0.1,
+        num_classes: int | None = None,
+    ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("factor_channels", factor_channels)):
             if int(value) != value or value < 1:
                 raise ValueError(f"Paraphraser {name} must be a positive integer, got {value!r}.")
+        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 2):
+            raise ValueError(f"Paraphraser num_classes must be None or an integer >= 2, got {num_classes!r}.")
         c, k = int(in_channels), int(factor_channels)
         self.in_channels, self.factor_channels = c, k
         self.encoder = nn.Sequential(
@@ -53,6 +67,8 @@ class Paraphraser(nn.Module):
             *_stage(nn.ConvTranspose2d, k, c, negative_slope),
             *_stage(nn.ConvTranspose2d, c, c, negative_slope),
         )
+        head = None if num_classes is None else nn.Conv2d(k, int(num_classes), kernel_size=1)
+        self.segmentation_head = head
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Teacher feature ``(B, C, H, W)`` -> factor ``(B, k, H, W)``."""
@@ -65,6 +81,16 @@ class Paraphraser(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction ``decode(encode(x))`` ``(B, C, H, W)`` of ``x`` ``(B, C, H, W)``."""
         return self.decode(self.encode(x))
+
+    def segment(self, z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Factor ``(B, k, H, W)`` -> class logits ``(B, num_classes, *size)`` (1×1 head, then bilinear).
+
+        Raises:
+            ValueError: the paraphraser was built without ``num_classes``.
+        """
+        if self.segmentation_head is None:
+            raise ValueError("this Paraphraser has no segmentation head: build it with num_classes.")
+        return F.interpolate(self.segmentation_head(z), size=size, mode="bilinear", align_corners=False)
 
     def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Scalar MSE between ``forward(x)`` and ``x`` ``(B, C, H, W)``; the target ``x`` is detached."""

@@ -73,6 +73,16 @@ def test_each_distill_choice_builds_its_trainer(trained_bundle, distill):
         assert standardized.get_parsed_content("train#trainer").terms["coco"].loss.standardize is True
 
 
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_the_paraphraser_task_weight_reaches_the_trainer_and_gives_the_paraphrasers_their_heads(
+    trained_bundle, weight
+):
+    parser = _parser(trained_bundle, "train_paraphraser.yaml", paraphraser_task_weight=weight)
+    trainer = parser.get_parsed_content("train#trainer")
+    assert trainer.task_weight == weight
+    assert all((p.segmentation_head is not None) == (weight > 0) for p in trainer.network)
+
+
 @pytest.mark.parametrize("base", ["train_teacher.yaml", "train.yaml"])
 def test_multi_gpu_layer_builds_every_id_in_a_one_process_group(trained_bundle, base):
     with socket.socket() as s:

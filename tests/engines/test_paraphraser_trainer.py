@@ -117,3 +117,37 @@ def test_one_paraphraser_per_tap_is_required():
             teacher=teacher,
             teacher_taps=TAPS,
         )
+
+
+def test_the_task_term_is_the_cross_entropy_with_the_teacher_s_probabilities_and_reaches_encoder_and_head():
+    """By hand: ``task_weight · mean_pixels(−Σ_c p_T log softmax(head(factor)))``; its gradient reaches the
+    encoder and the head and not the decoder; without the term the stage is the paper's."""
+    teacher = tiny_unet(TEACHER_FEATURES, 1).eval()
+    torch.manual_seed(5)
+    paraphrasers = torch.nn.ModuleList([Paraphraser(8, 4, num_classes=2), Paraphraser(8, 4, num_classes=2)])
+    batch = make_batches(1)[0]
+    trainer = ParaphraserTrainer(
+        device="cpu", max_epochs=1, train_data_loader=[batch], network=paraphrasers,
+        optimizer=torch.optim.SGD(paraphrasers.parameters(), lr=0.0), teacher=teacher, teacher_taps=TAPS,
+        task_weight=0.5, decollate=False,
+    )  # fmt: skip
+    terms = trainer.loss_terms(trainer.forward(batch["image"], None), None)
+    assert set(terms) == {"mse[down_2]", "mse[upcat_3]", "task[down_2]", "task[upcat_3]"}
+    logits, features = tap_features(teacher, TAPS, batch["image"])
+    target = torch.softmax(logits, dim=1)
+    for name, paraphraser, feature in zip(TAPS, paraphrasers, features):
+        conv = paraphraser.segmentation_head
+        head = torch.nn.functional.conv2d(paraphraser.encoder(feature), conv.weight, conv.bias)
+        head = torch.nn.functional.interpolate(head, size=(32, 32), mode="bilinear", align_corners=False)
+        expected = 0.5 * -(target * torch.log_softmax(head, dim=1)).sum(1).mean()
+        torch.testing.assert_close(terms[f"task[{name}]"], expected)
+    terms["task[down_2]"].backward()
+    reached = {n.split(".")[0] for n, p in paraphrasers[0].named_parameters() if p.grad is not None}
+    assert reached == {"encoder", "segmentation_head"}  # not the decoder
+    assert all(p.grad is None for p in paraphrasers[1].parameters())  # the other tap's paraphraser
+    with pytest.raises(ValueError, match="needs paraphrasers with a segmentation head"):
+        ParaphraserTrainer(
+            device="cpu", max_epochs=1, train_data_loader=[batch], network=make_paraphrasers(),
+            optimizer=torch.optim.SGD(paraphrasers.parameters(), lr=0.0), teacher=teacher, teacher_taps=TAPS,
+            task_weight=1.0,
+        )  # fmt: skip

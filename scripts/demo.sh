@@ -81,8 +81,8 @@ stage "student alone (distill=none), 16 annotated tiles" run training --config_f
     "${FEW[@]}" --distill none --model_name student_none.pt
 stage "student distilled: CE + CoCo (paraphraser factors) + adversarial critic, 16 annotated tiles" \
     run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill coco
-stage "student distilled as above, plus 64 unannotated tiles (distillation terms only)" run training \
-    --config_file "$(configs train.yaml)" "${FEW[@]}" --distill coco --unlabelled_dir $POOL \
+stage "the recommended recipe: KD, 16 annotated tiles plus 64 unannotated ones (README: Which recipe to run)" \
+    run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill kd --unlabelled_dir $POOL \
     --model_name student_unlabelled.pt
 stage "evaluate the teacher on the test slides" run evaluating --config_file "$(configs evaluate.yaml)" \
     --network_def @teacher_def --model_name teacher.pt --output_dir $EVAL/teacher

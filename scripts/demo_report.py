@@ -54,8 +54,8 @@ MODELS = (
     Model("student, no distillation", "student", "network_def", "student_none.pt", "student_none"),
     Model("student, CoCo distilled", "distilled", "network_def", "model.pt", "student_coco"),
     Model(
-        "student, CoCo distilled + unannotated tiles",
-        "distilled + unannotated",
+        "student, KD + unannotated tiles (recommended)",
+        "KD + unannotated",
         "network_def",
         "student_unlabelled.pt",
         "student_unlabelled",

@@ -9,6 +9,7 @@ import ast
 import copy
 import difflib
 import inspect
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,8 +21,11 @@ from monai.bundle.reference_resolver import ReferenceResolver
 from monai.utils.module import locate
 
 from monai_coco.fail import fail
+from monai_coco.settings import SETTINGS
 
 __all__ = ["check_overrides"]
+
+logger = logging.getLogger("monai_coco.bundle")
 
 # the arguments of `python -m monai.bundle run` that are not config ids
 _RUN_ARGUMENTS = {"config_file", "meta_file", "logging_file", "init_id", "run_id", "final_id", "tracking",
@@ -168,7 +172,10 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
 
     MONAI's runner adds an unknown top-level id (``--epoch 3``) to the config without a word, so the run
     would go on with the default. The message lists the closest ids of the stage's configs (difflib), or
-    names the other config of the same folder that has the id (a setting of another stage).
+    names the other config of the same folder that has the id (a setting of another stage). An id that only
+    other stages use stops the run too, naming them, unless it is a declared setting
+    (:data:`monai_coco.settings.SETTINGS`, e.g. ``--num_workers`` given to every stage by one script): that
+    one is ignored with a warning line.
 
     Args:
         argv: the command line; defaults to ``sys.argv`` when this process runs ``python -m monai.bundle``
@@ -194,7 +201,10 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
             if used is None or _is_used(override, used):
                 continue
             others = _used_by_other_stages(files, overrides, override)
-            if others:
+            if others and override in SETTINGS:  # a shared setting, e.g. one command line for every stage
+                logger.warning("--%s is not used by the run %r of %s (it is used by %s); ignored.",
+                               override, run_id, stage, " and ".join(others))  # fmt: skip
+            elif others:
                 fail(
                     f"--{override} is used by {' and '.join(others)}, not by the run {run_id!r} of {stage}; "
                     "leave it out here."

@@ -11,7 +11,10 @@ is complete and skipped, so an interrupted cohort resumes where it stopped. When
 worker 0 gathers the summaries of all listed slides into ``cohort_summary.csv`` (atomically). Under
 ``torchrun`` the workers meet at a ``gloo`` barrier; without it, the one process does everything.
 
-A slide that fails (unreadable file, ...) is reported in one line and left out; the others go on.
+A slide that fails (unreadable file, ...) is reported in one line and left out; the others go on, and the
+cohort then ends with a ``ValueError`` naming the slides without outputs (a non-zero exit), after its table.
+Each worker holds its own lock on the output folder (:func:`~monai_coco.inference.whole_slide.output_lock`):
+a second cohort on the same folder is refused in one line.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from monai_coco.inference.whole_slide import (
     infer_file,
     list_images,
     make_segmenter,
+    output_lock,
     unfinished,
 )
 
@@ -71,6 +75,10 @@ def run_cohort(
 
     Returns:
         the cohort CSV's path on worker 0, ``None`` on the others.
+
+    Raises:
+        ValueError: on worker 0, after the table, when slides of the cohort have no complete outputs (named);
+            on any worker, when another run holds its lock on ``output_dir``.
     """
     config = config or SlideInferenceConfig()
     output_dir = Path(output_dir)
@@ -79,25 +87,31 @@ def run_cohort(
     if config.num_threads is None:
         config = replace(config, num_threads=max(1, (os.cpu_count() or 1) // world))
     mine = images[rank::world]
-    todo = unfinished(mine, output_dir, overwrite)
-    logger.info("worker %d/%d: %d of its %d slides to do", rank, world, len(todo), len(mine))
-    if todo:
-        segmenter = make_segmenter(network, config)
-        for image in todo:
-            try:
-                result = infer_file(segmenter, image, output_dir, config)
-            except (ValueError, FileNotFoundError) as exc:
-                logger.error("worker %d: %s", rank, exc)
-                continue
-            logger.info("worker %d: %s done in %.1f s", rank, image.name, result.seconds)
-    if dist.is_initialized():
-        dist.barrier()
-    path = None
-    if rank == 0:
-        path, done = write_cohort_table(output_dir, images)
-        if done < len(images):
-            logger.warning("%s: %d of %d slides complete; rerun to resume", path, done, len(images))
+    with output_lock(output_dir, rank):
+        todo = unfinished(mine, output_dir, overwrite)
+        logger.info("worker %d/%d: %d of its %d slides to do", rank, world, len(todo), len(mine))
+        if todo:
+            segmenter = make_segmenter(network, config)
+            for image in todo:
+                try:
+                    result = infer_file(segmenter, image, output_dir, config)
+                except (ValueError, FileNotFoundError) as exc:
+                    logger.error("worker %d: %s", rank, exc)
+                    continue
+                logger.info("worker %d: %s done in %.1f s", rank, image.name, result.seconds)
+        if dist.is_initialized():
+            dist.barrier()
+        path, incomplete = None, []
+        if rank == 0:
+            path, done = write_cohort_table(output_dir, images)
+            incomplete = unfinished(images, output_dir, overwrite=False)
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    if incomplete:
+        shown = ", ".join(p.name for p in incomplete[:5]) + (" ..." if len(incomplete) > 5 else "")
+        raise ValueError(
+            f"{len(incomplete)} of {len(images)} slides have no complete outputs in {output_dir}: {shown} "
+            f"(their errors are above; {path} lists the others)."
+        )
     return path

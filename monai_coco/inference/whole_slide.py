@@ -61,6 +61,7 @@ from monai_coco.data.stain import HEStainNormalize
 from monai_coco.data.suffixes import SLIDE_SUFFIXES, TIFF_SUFFIXES, TILE_SUFFIXES
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.data.transforms import ColorChannels
+from monai_coco.folder_lock import FolderLock
 from monai_coco.inference.geojson import (
     QUPATH_CLASS_COLOURS,
     feret_diameter,
@@ -90,6 +91,7 @@ __all__ = [
     "BLEND_MODES",
     "make_segmenter",
     "list_images",
+    "output_lock",
 ]
 
 _PALETTE = np.array([(0, 0, 0), *QUPATH_CLASS_COLOURS.values()], dtype=np.float32)  # Tumor first
@@ -554,14 +556,14 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
             the ``.dcm`` files of a folder are one DICOM-WSI slide, taken by its first instance.
 
     Raises:
-        FileNotFoundError: ``source`` does not exist.
+        FileNotFoundError: ``source`` does not exist, or a CSV list names files that do not (all named).
         ValueError: naming ``source``: no image in it, a CSV without rows, or two images of one stem (they
             would write the same output files).
     """
     source = Path(source)
     if source.suffix.lower() == ".csv" and source.is_file():
         try:
-            with open(source, newline="", encoding="utf-8") as f:
+            with open(source, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" BOM
                 rows = list(csv.reader(f))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise ValueError(f"slide list {source} is not a UTF-8 CSV text file ({exc}).") from exc
@@ -578,6 +580,10 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
         images = [source.parent / row[column] for row in body if row and row[column].strip()]
         if not images:
             raise ValueError(f"slide list {source} has no slide path in column {column}.")
+        missing = [str(p) for p in images if not p.is_file()]
+        if missing:  # before any work: a cohort that names them could never complete
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise FileNotFoundError(f"slide list {source} names {len(missing)} missing file(s): {shown}.")
         return _one_per_stem(images, source)
     if not source.is_dir():
         raise FileNotFoundError(f"input {source} is neither a folder nor a .csv list of slides.")
@@ -603,10 +609,21 @@ def _one_per_stem(images: list[Path], source: Path) -> list[Path]:
     stems: dict[str, Path] = {}
     for image in images:
         if image.stem in stems:
+            listed = source.suffix.lower() == ".csv"
+            choose = "list it once" if listed else "keep one, or choose by suffix (image_suffixes, --suffix)"
             raise ValueError(f"{stems[image.stem].name} and {image.name} in {source} would write the same "
-                             f"outputs ({image.stem}_mask.*); keep one, or choose with image_suffixes.")
+                             f"outputs ({image.stem}_mask.*); {choose}.")  # fmt: skip
         stems[image.stem] = image
     return images
+
+
+def output_lock(output_dir: Union[str, os.PathLike], worker: int = 0) -> FolderLock:
+    """The lock that one inference run (or cohort worker ``worker``) holds on ``output_dir`` while it writes
+    there, so that a second run on the same folder is refused in one line (its outputs and temporary maps
+    would collide)."""
+    name = ".inference.lock" if worker == 0 else f".inference.{worker}.lock"
+    instead = "give this run another output folder"
+    return FolderLock(output_dir, "an inference run", name, instead)
 
 
 def infer_path(
@@ -646,12 +663,11 @@ def infer_path(
             len(images),
             output_dir,
         )
-    if single:
-        return [infer_file(network, path, output_dir, config)] if todo else []
-    results = []
-    if todo:
-        segmenter = make_segmenter(network, config or SlideInferenceConfig())
+    segmenter = make_segmenter(network, config or SlideInferenceConfig()) if todo else None
+    with output_lock(output_dir):  # nothing is written before the network is known to run
         results = [infer_file(segmenter, p, output_dir, config) for p in todo]
-    table, done = write_cohort_table(output_dir, images)
+        if single:
+            return results
+        table, done = write_cohort_table(output_dir, images)
     logger.info("cohort summary: %s (%d of %d images)", table, done, len(images))
     return results

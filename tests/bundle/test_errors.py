@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -23,7 +24,8 @@ from monai_coco.networks import FANet
             "train.yaml",
             "training",
             ["--distill", "foo"],
-            "monai_coco: distill='foo' is not one of 'coco', 'kd', 'pairwise', 'at', 'fsp', 'cwd', 'none'.",
+            "monai_coco: distill='foo' is not one of 'coco', 'kd', 'kd_coco', 'pairwise', 'at', 'fsp', "
+            "'cwd', 'none'.",
         ),
         (
             "evaluate.yaml",
@@ -253,6 +255,18 @@ def test_an_override_that_only_another_stage_uses_is_named_as_such(config, run_i
         check_overrides(["run", "evaluating", "--config_file", config_arg(CONFIGS, "evaluate.yaml"), *used])
     assert check_overrides(["run", "evaluating", "--config_file", config_arg(CONFIGS, "evaluate.yaml"),
                             *used[:4]]) == ["network_def", "teacher_def#features"]  # fmt: skip
+
+
+def test_a_declared_setting_that_only_other_stages_use_is_ignored_with_a_warning(caplog):
+    """One script passing the same settings to every stage: inference reads no data loader, so its
+    ``--num_workers`` is ignored, with one warning line naming the stages that use it."""
+    files = config_arg(CONFIGS, "inference.yaml")
+    with caplog.at_level(logging.WARNING, logger="monai_coco.bundle"):
+        checked = check_overrides(["run", "inference", "--config_file", files, "--num_workers", "0"])
+    assert checked == ["num_workers"]
+    expected = "--num_workers is not used by the run 'inference' of base.yaml, inference.yaml (it is used by "
+    assert expected in caplog.text
+    assert caplog.text.rstrip().endswith("evaluate.yaml); ignored.")
 
 
 def test_a_damaged_training_state_is_one_line(tmp_path):

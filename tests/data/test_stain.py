@@ -56,3 +56,43 @@ def test_types_metadata_and_a_blank_tile_are_kept():
 def test_bad_images_are_refused(image, message):
     with pytest.raises(ValueError, match=message):
         HEStainNormalize()(image)
+
+
+def _glass(value: int = 250) -> np.ndarray:
+    return np.full((3, 64, 64), value, dtype=np.uint8)
+
+
+def _specks(count: int) -> np.ndarray:
+    image = _glass()
+    for k in range(count):  # saturated violet dust on glass, one pixel each
+        image[:, 10 + 20 * k, 10 + 15 * k] = (150 - 30 * k, 60 - 20 * k, 160 - 10 * k)
+    return image
+
+
+@pytest.mark.parametrize(
+    "name", ["blank", "one speck", "two specks", "light-grey glass", "a sliver of tissue (1.6 % of the tile)"]
+)
+def test_glass_and_near_glass_pass_through_unchanged(name):
+    """Measured by the tissue detector, not by whether the eigen-solver converges: a blank tile, dust specks
+    (which used to stop the eigen-solver, or turn the tile black), light-grey glass (which became dark
+    "tissue") and a sliver below ``min_tissue_fraction`` are returned as they are."""
+    images = {"blank": _glass(), "one speck": _specks(1), "two specks": _specks(2)}
+    images["light-grey glass"] = _glass(200)
+    sliver = _glass()
+    sliver[:, :, :1] = _tile()[:, :, :1]  # one column of a tissue tile: 1/64 of the pixels
+    images["a sliver of tissue (1.6 % of the tile)"] = sliver
+    image = images[name]
+    assert HEStainNormalize()(image) is image
+
+
+def test_a_failed_estimate_returns_the_image_with_a_warning_not_an_exception(caplog):
+    normalize = HEStainNormalize()
+
+    def diverge(image):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+
+    normalize.normalizer = diverge
+    rgb = _tile()
+    assert normalize(rgb) is rgb and "stain estimate failed (Eigenvalues did not converge)" in caplog.text
+    with pytest.raises(ValueError, match="min_tissue_fraction"):
+        HEStainNormalize(min_tissue_fraction=1.5)

@@ -63,13 +63,55 @@ def test_two_torchrun_workers_share_a_cohort_and_a_rerun_resumes(cohort, caplog)
     assert len(_rows(out)) == 4
 
 
-def test_a_csv_list_names_slides_relative_to_itself(tmp_path):
+def test_a_csv_list_names_slides_relative_to_itself_and_every_missing_one_before_any_work(tmp_path):
     (tmp_path / "a.tif").write_bytes(b"")
     (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.svs").write_bytes(b"")
     (tmp_path / "list.csv").write_text("patient,image\np1,a.tif\np2,sub/b.svs\n")
     assert list_images(tmp_path / "list.csv") == [tmp_path / "a.tif", tmp_path / "sub" / "b.svs"]
+    # saved by Excel as "CSV UTF-8": a byte-order mark before the header, which stays the header
+    (tmp_path / "excel.csv").write_bytes("image\r\na.tif\r\nsub/b.svs\r\n".encode("utf-8-sig"))
+    assert list_images(tmp_path / "excel.csv") == [tmp_path / "a.tif", tmp_path / "sub" / "b.svs"]
+    (tmp_path / "gaps.csv").write_text("image\na.tif\ngone.svs\nsub/lost.svs\n")
+    expected = r"gaps.csv names 2 missing file\(s\): .*gone.svs, .*lost.svs"
+    with pytest.raises(FileNotFoundError, match=expected):
+        list_images(tmp_path / "gaps.csv")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="empty.csv"):
         list_images(tmp_path / "empty.csv")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         list_images(tmp_path / "nowhere")
+
+
+def test_a_cohort_with_a_slide_that_fails_ends_non_zero_naming_it_after_its_table(cohort, capsys):
+    folder, out, args = cohort
+    (folder / "s9.tif").write_bytes(b"II*\x00 not a slide")
+    with pytest.raises(SystemExit) as stop:
+        main([str(folder), str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2
+    assert err.endswith(f"error: 1 of 5 slides have no complete outputs in {out}: s9.tif (their errors are "
+                        f"above; {out / 'cohort_summary.csv'} lists the others).")  # fmt: skip
+    assert [Path(r["image"]).name for r in _rows(out)] == ["s0.tif", "s1.tif", "s2.tif", "s3.tif"]
+
+
+def test_a_second_run_on_an_output_folder_in_use_is_refused_in_one_line(cohort, capsys):
+    folder, out, args = cohort
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from monai_coco.inference.whole_slide import output_lock; "
+         f"lock = output_lock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for source in (folder, folder / "s0.tif"):  # a cohort, and one slide, into the folder in use
+            with pytest.raises(SystemExit) as stop:
+                main([str(source), str(out), *args])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert stop.value.code == 2 and len(err) == 1, err
+            assert err[0].startswith(f"error: {out} is in use by an inference run (process ")
+            assert err[0].endswith("wait for it to finish, or give this run another output folder.")
+        assert not list(out.glob("s*"))  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()

@@ -20,6 +20,7 @@ from monai_coco.inference.runtimes import device_problem
 __all__ = [
     "check_choice",
     "check_device",
+    "check_last_batch",
     "check_onnx_model",
     "check_output_dir",
     "check_path",
@@ -108,6 +109,21 @@ def check_roi_size(roi_size: Sequence[int], networks: Sequence[torch.nn.Module])
     if len(roi) != 2 or not all(isinstance(r, int) and r > 0 and r % divisor == 0 for r in roi):
         fail(f"roi_size={roi_size!r} must be two positive integers [H, W], multiples of {divisor}.")
     return roi
+
+
+def check_last_batch(roi_size: Sequence[int], network: torch.nn.Module, samples: int, batch_size: int) -> int:
+    """``samples`` unless a training batch of one tile would meet 1×1 maps in ``network``: its deepest
+    maps are ``roi_size / size_divisor`` (MobileUNet: 32, FANet: 8), and batch norm cannot train on one value
+    per channel (PyTorch: "Expected more than 1 value per channel"); then stop naming ``roi_size`` and
+    ``batch_size``. A lone last batch happens when ``samples % batch_size == 1`` (or ``batch_size`` is 1)."""
+    divisor = int(getattr(network, "size_divisor", 1))
+    lone = batch_size == 1 or samples % batch_size == 1
+    if min(roi_size) // divisor == 1 and lone:
+        name = type(network).__name__
+        fail(f"roi_size={list(roi_size)} makes {name}'s deepest maps 1x1 and a training batch holds one tile "
+             f"({samples} tiles, batch_size={batch_size}): batch norm cannot train on it; use roi_size >= "
+             f"{2 * divisor} or a batch_size that leaves no batch of one.")  # fmt: skip
+    return samples
 
 
 def check_stain_normalization(stain_normalization: bool, in_channels: int) -> bool:

@@ -185,3 +185,25 @@ def test_check_stain_normalization_needs_rgb_and_a_boolean():
         "monai_coco: stain_normalization=true needs RGB input (in_channels=3), got in_channels=1."
     )
     assert "must be true or false" in _stop_message(check_stain_normalization, "yes", 3)
+
+
+@pytest.mark.parametrize(
+    ("roi", "samples", "batch_size", "refused"),
+    [([32, 32], 3, 2, True), ([32, 32], 4, 2, False), ([64, 64], 3, 2, False), ([32, 64], 5, 1, True),
+     ([32, 32], 9, 4, True), ([32, 32], 10, 4, False)],
+)  # fmt: skip
+def test_a_batch_of_one_tile_on_1x1_maps_is_refused_naming_the_settings(roi, samples, batch_size, refused):
+    """MobileUNet's deepest maps are roi / 32: at 32 they are 1x1, where batch norm cannot train on one
+    tile (a last batch of one: samples % batch_size == 1)."""
+    from monai_coco.bundle.checks import check_last_batch
+
+    student = MobileUNet(width_mult=0.25)
+    if not refused:
+        assert check_last_batch(roi, student, samples, batch_size) == samples
+        return
+    message = _stop_message(check_last_batch, roi, student, samples, batch_size)
+    assert message == (
+        f"monai_coco: roi_size={roi} makes MobileUNet's deepest maps 1x1 and a training batch holds one tile "
+        f"({samples} tiles, batch_size={batch_size}): batch norm cannot train on it; use roi_size >= 64 or a "
+        "batch_size that leaves no batch of one."
+    )

@@ -66,6 +66,8 @@ class Setting:
         """What a valid value is, in words (the second half of every message about this setting)."""
         if self.kind is bool:
             text = _BOOLEAN
+        elif self.kind is str and self.choices is None:
+            text = "text" + (f" ({self.unit})" if self.unit else "")
         elif self.choices is not None:
             text = "one of " + ", ".join(map(repr, self.choices))
         else:
@@ -110,8 +112,18 @@ class Setting:
             ValueError: ``<owner><name>=<value> is not valid; expected <what>.``
         """
         if not self.is_valid(value):
-            raise ValueError(f"{owner}{self.name}={value!r} is not valid; expected {self.expected}.")
+            typed = self._typed(value)
+            raise ValueError(f"{owner}{self.name}={value!r} is not valid; expected {self.expected}{typed}.")
         return value
+
+    def _typed(self, value: Any) -> str:
+        """For a text setting that the command line read as another type (python-fire reads ``2024`` as a
+        number and ``a,b`` as a tuple), how to type it as text."""
+        if self.kind is not str or self.choices is not None or not isinstance(value, (int, float, tuple)):
+            return ""
+        typed = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        kind = type(value).__name__
+        return f" (the command line read {typed} as {kind}: quote it, --{self.name} \"'{typed}'\")"
 
     @property
     def option(self) -> str:
@@ -162,6 +174,15 @@ def _switch(name: str, doc: str, default: bool = False, **kwargs: Any) -> Settin
 
 
 _DECLARED: Sequence[Setting] = (
+    # where things are (text: a value the command line reads as a number or a tuple is refused, with how to
+    # quote it)
+    Setting("dataset_dir", str, None, "a data folder or a JSON datalist", none_means="the built-in data"),
+    Setting("unlabelled_dir", str, None, "unannotated tiles and slides (train.yaml)", none_means="none"),
+    Setting("model_name", str, "model.pt", "the checkpoint a stage writes into, or reads from, ckpt_dir"),
+    Setting("experiment_name", str, None, "the experiment of --tracking mlflow", none_means="MLflow's"),
+    Setting("output_root", str, None, "where models/, eval/, outputs/, logs/ go", none_means="bundle_root"),
+    Setting("ckpt_dir", str, None, "the checkpoint folder", none_means="<output_root>/models"),
+    Setting("output_dir", str, None, "evaluation's or inference's output folder", none_means="the stage's"),
     # training (bundle/docs/method.md §6 gives the paper's values)
     _count("seed", "seed of every random generator (MONAI's set_determinism)", 0, minimum=0),
     Setting(

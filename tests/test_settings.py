@@ -112,12 +112,29 @@ def test_each_stage_checks_every_declared_setting_it_uses_first_and_only_those(s
 
 
 def test_the_configs_state_each_declared_default():
-    """The configs state a setting's default literally (for readers); it must be the declared one."""
+    """The configs state a setting's default literally (for readers); it must be the declared one. A stage
+    file's value of a setting that base.yaml states too is that stage's own (teacher.pt), not the default."""
     stated = {}
-    for path in sorted(CONFIGS.glob("*.yaml")):
-        if path.name in ("base.yaml", *STAGES):
-            for name, value in (ConfigParser.load_config_file(path) or {}).items():
-                if name in SETTINGS and not (isinstance(value, str) and value[:1] in "$@%"):
-                    stated[name] = value
+    base = ConfigParser.load_config_file(CONFIGS / "base.yaml")
+    for path in [CONFIGS / "base.yaml", *(CONFIGS / stage for stage in STAGES)]:
+        for name, value in (ConfigParser.load_config_file(path) or {}).items():
+            literal = not (isinstance(value, str) and value[:1] in "$@%")
+            if name in SETTINGS and literal and (path.name == "base.yaml" or name not in base):
+                stated[name] = value
     assert {"epochs", "overlap", "reader", "seed", "min_tissue_fraction"} <= set(stated)
     assert {n: v for n, v in stated.items() if v != SETTINGS[n].default} == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "typed"),
+    [(("site1", "site2"), "site1,site2"), (2024, "2024"), (1.5, "1.5")],
+)
+def test_text_the_command_line_read_as_another_type_is_refused_with_how_to_quote_it(value, typed):
+    """python-fire reads ``a,b`` as a tuple and ``2024`` as a number; a text setting says how to type it."""
+    with pytest.raises(ValueError) as error:
+        SETTINGS["model_name"].validate(value)
+    assert str(error.value) == (
+        f"model_name={value!r} is not valid; expected text (the command line read {typed} as "
+        f"{type(value).__name__}: quote it, --model_name \"'{typed}'\")."
+    )
+    assert SETTINGS["model_name"].validate("2024") == "2024"

@@ -30,7 +30,8 @@ class FolderLock:
     ``with FolderLock(...):`` holds it for the block.
 
     Raises (from :meth:`acquire`):
-        ValueError: when another process holds the folder, naming the folder and that process's id.
+        ValueError: when another process holds the folder, naming the folder and that process's id; when the
+            folder cannot be made or written to.
     """
 
     _held: dict[str, list[int]] = {}  # realpath of the lock file -> [descriptor, holders] in this process
@@ -50,7 +51,10 @@ class FolderLock:
     def acquire(self) -> FolderLock:
         if self.held:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"{self.path.parent} cannot be made: {exc.strerror or exc}.") from None
         key = os.path.realpath(self.path)
         if key not in self._held:
             fd = self._lock_file()
@@ -65,7 +69,13 @@ class FolderLock:
         """A descriptor of the lock file, flocked; retried when the file was removed by its previous holder
         between our ``open`` and our ``flock`` (the lock would then be on a file nobody else sees)."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only folder, no permission
+                reason = exc.strerror or exc
+                raise ValueError(
+                    f"{self.path.parent} cannot be written to: {reason}; expected a writable folder."
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

@@ -225,3 +225,18 @@ def test_a_full_disk_keeps_the_previous_file_and_names_it(tmp_path):
     )
     load_checkpoint(tmp_path / "teacher.pt", {"model": torch.nn.Linear(2, 2)})  # the first file, whole
     assert os.listdir(tmp_path) == ["teacher.pt"]
+
+
+def test_a_folder_lock_that_cannot_be_made_is_a_value_error_naming_the_folder(tmp_path):
+    (tmp_path / "afile").write_text("")
+    expected = rf"^{tmp_path / 'afile' / 'sub'} cannot be made: Not a directory\.$"
+    with pytest.raises(ValueError, match=expected):
+        FolderLock(tmp_path / "afile" / "sub").acquire()
+
+
+def test_a_released_folder_lock_leaves_no_file_and_a_second_holder_takes_it(tmp_path):
+    with FolderLock(tmp_path, "the first run", name=".x.lock"):
+        assert (tmp_path / ".x.lock").read_text().startswith("the first run (process ")
+    assert not (tmp_path / ".x.lock").exists()
+    with FolderLock(tmp_path, "the second run", name=".x.lock"):
+        assert (tmp_path / ".x.lock").read_text().startswith("the second run (process ")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -253,7 +254,24 @@ def _lossy(values: frozenset[int]) -> str:
 
 # ---------------------------------------------------------------------------------------------- discovery
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """The visible files of ``folder``, broken links among them (:func:`_broken_links` names those)."""
+    return sorted(
+        p for p in folder.iterdir() if (p.is_file() or _is_broken_link(p)) and not p.name.startswith(".")
+    )
+
+
+def _is_broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
+
+
+def _broken_links(files: Sequence[Path]) -> list[DataProblem]:
+    """One problem per broken link: the file a data set names is a link to a file that is gone (moved or
+    deleted), which is neither an image without a mask nor a mask without an image."""
+    return [
+        DataProblem(str(f), f"a broken link: its target {os.readlink(f)} does not exist", missing=True)
+        for f in files
+        if _is_broken_link(f)
+    ]
 
 
 def _mask_id(name: str, mask_suffix: str) -> tuple[str, bool] | None:
@@ -312,7 +330,7 @@ def _pair_flat(
     for f in files:
         if f.suffix.lower() in suffixes and f not in masks.values():
             images[f.stem].append(f)
-    pairs, problems = [], []
+    pairs, problems = [], _broken_links(files)
     for key in sorted(set(images) | set(masks)):
         mask, candidates = masks.get(key), images.get(key, [])
         if mask is None:
@@ -350,7 +368,7 @@ def _pair_folders(
     images_dir: Path, masks_dir: Path, mask_suffix: str, suffixes: Sequence[str]
 ) -> tuple[list[dict], list[DataProblem]]:
     """Pairs of ``images/`` + ``masks/``: same id, mask named ``<id><suffix>`` or ``<id>_mask<suffix>``."""
-    problems = []
+    problems = _broken_links(_files(images_dir)) + _broken_links(_files(masks_dir))
     images: dict[str, list[Path]] = defaultdict(list)
     for f in _files(images_dir):
         if f.suffix.lower() in suffixes:

@@ -347,3 +347,21 @@ def test_truncated_image_found_by_full_decoding_only(tmp_path):
     assert len(load_paired_datalist(tmp_path)) == 2  # headers are intact
     _, problems = check_dataset(tmp_path, decode_images=True)
     assert [Path(p.path).name for p in problems] == ["big.jpg"]
+
+
+@pytest.mark.parametrize("layout", ["flat", "images_masks"])
+def test_a_broken_link_is_named_as_such_not_as_an_image_without_mask(tmp_path, layout):
+    """A data set of links into a store whose file moved: the link is named with its missing target."""
+    image_dir = tmp_path / "d" / "train" / ("images" if layout == "images_masks" else "")
+    mask_dir = tmp_path / "d" / "train" / ("masks" if layout == "images_masks" else "")
+    image_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(2):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image_dir / f"t{i}.jpg")
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(mask_dir / f"t{i}.png")
+    (image_dir / "t1.jpg").unlink()
+    (image_dir / "t1.jpg").symlink_to(tmp_path / "store" / "t1.jpg")
+    _, problems = check_dataset(tmp_path / "d")
+    assert [str(p) for p in problems] == [
+        f"{image_dir / 't1.jpg'}: a broken link: its target {tmp_path / 'store' / 't1.jpg'} does not exist"
+    ]

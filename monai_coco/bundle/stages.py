@@ -5,6 +5,7 @@ the command that makes it (:func:`~monai_coco.fail.fail`).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from monai_coco.data.unlabelled import list_unlabelled, slide_patches
 from monai_coco.fail import fail
 
 __all__ = ["bundle_datalist", "bundle_unlabelled", "load_prerequisite"]
+
+logger = logging.getLogger("monai_coco.bundle")
 
 
 def load_prerequisite(
@@ -93,4 +96,6 @@ def bundle_unlabelled(
         fail(f"{setting}={str(unlabelled_dir)!r}: {exc}")
     if not images.tiles and not patches:
         fail(f"{setting}={str(unlabelled_dir)!r}: its slides {images.slides} hold no patch with tissue.")
+    logger.info("%s: %d unannotated tile(s) and %d patch(es) of %d slide(s) added to the training images",
+                unlabelled_dir, len(images.tiles), len(patches), len(images.slides))  # fmt: skip
     return {"tiles": images.tile_datalist(), "patches": patches}

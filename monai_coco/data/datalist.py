@@ -407,11 +407,19 @@ def _pair_folders(
     return pairs, problems
 
 
+def masks_folder(folder: str | Path) -> Path | None:
+    """The masks folder of ``folder`` in the ``images/`` + ``masks/`` (or ``labels/``) layout, else None."""
+    folder = Path(folder)
+    if not (folder / "images").is_dir():
+        return None
+    return next((folder / m for m in _MASK_FOLDERS if (folder / m).is_dir()), None)
+
+
 def _scan(folder: Path, mask_suffix: str, suffixes: Sequence[str]) -> tuple[list[dict], list[DataProblem]]:
     """Pairs of one folder in the flat or the images/ + masks/ layout; an empty folder is a problem."""
     images_dir = folder / "images"
     if images_dir.is_dir():
-        masks_dir = next((folder / m for m in _MASK_FOLDERS if (folder / m).is_dir()), None)
+        masks_dir = masks_folder(folder)
         if masks_dir is None:
             return [], [
                 DataProblem(

@@ -26,6 +26,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from .datalist import masks_folder
 from .slide_io import Slide, is_slide
 from .suffixes import IMAGE_SUFFIXES, SLIDE_SUFFIXES, TIFF_SUFFIXES
 from .tissue import TissueMap, detect_tissue
@@ -54,8 +55,9 @@ def list_unlabelled(folder: str | os.PathLike) -> UnlabelledImages:
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
         ValueError: it holds no image (naming the suffixes looked for), an image has a same-stem PNG mask
-            beside it (``<id>.png`` or ``<id>_mask.png``: the folder is annotated, give it as
-            ``dataset_dir``), or a TIFF file cannot be read.
+            beside it (``<id>.png`` or ``<id>_mask.png``), a folder under it is in the ``images/`` +
+            ``masks/`` layout (:func:`~monai_coco.data.datalist.masks_folder`) — an annotated folder, to give
+            as ``dataset_dir`` —, or a TIFF file cannot be read.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -68,6 +70,13 @@ def list_unlabelled(folder: str | os.PathLike) -> UnlabelledImages:
     )
     if not files:
         raise ValueError(f"{root} holds no image; expected files ending in {', '.join(suffixes)}.")
+    for folder in sorted({root, *(p.parent.parent for p in files if p.parent != root)}):
+        masks = masks_folder(folder)
+        if masks is not None:
+            raise ValueError(
+                f"{folder} is annotated (images/ with {masks.name}/ beside it); unannotated folders hold "
+                "images only (give an annotated folder as dataset_dir)."
+            )
     names = {p.name.lower() for p in files}
     tiles, slides = [], []
     for path in files:

@@ -106,3 +106,16 @@ def test_mark_labelled_flags_and_gives_unlabelled_samples_a_zero_mask_that_batch
     )
     batch = torch.utils.data.default_collate([labelled, unlabelled])
     assert batch["labelled"].tolist() == [1, 0] and batch["label"].shape == (2, 1, 5, 7)
+
+
+@pytest.mark.parametrize("masks", ["masks", "labels"])
+@pytest.mark.parametrize("where", ["", "site1"])
+def test_a_folder_in_the_images_masks_layout_is_refused_wherever_it_sits(tmp_path, masks, where):
+    """The masks are not images: an ``images/`` + ``masks/`` (or ``labels/``) folder, at the top or below,
+    is an annotated data set (give it as ``dataset_dir``)."""
+    annotated = tmp_path / where
+    for sub in ("images", masks):
+        (annotated / sub).mkdir(parents=True)
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(annotated / sub / "t0.png")
+    with pytest.raises(ValueError, match=rf"^{annotated} is annotated \(images/ with {masks}/ beside it\)"):
+        list_unlabelled(tmp_path)

@@ -305,3 +305,17 @@ def test_a_validation_split_smaller_than_the_processes_is_one_line():
         "monai_coco: the val split has 1 tiles, fewer than the 2 processes that share it; give it at least 2 "
         "tiles, or start fewer processes (--nproc_per_node)."
     )
+
+
+def test_a_tracking_folder_that_cannot_be_written_is_one_line_before_mlflow_starts(tmp_path):
+    """``--tracking mlflow`` writes its store and the run's config into ``output_dir``
+    (``<output_root>/eval``) as MONAI's runner sets the workflow up, before any stage code: a file in its
+    way is one line there."""
+    (tmp_path / "eval").write_text("not a folder")
+    files = config_arg(copy_bundle(tmp_path) / "configs", "train_teacher.yaml")
+    done = run_bundle("run", "training", "--config_file", files, "--bundle_root", str(tmp_path),
+                      "--tracking", "mlflow", check=False)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"monai_coco: output_dir='{tmp_path / 'eval'}' is a file; expected a folder to write to."
+    )

@@ -28,7 +28,19 @@ __all__ = [
     "check_split_size",
     "check_stain_normalization",
     "exit_on_error",
+    "working_bundle_root",
 ]
+
+
+def working_bundle_root() -> str:
+    """The bundle of the working folder: ``"bundle"`` from the repository's root (``bundle/configs/base.yaml``
+    there), ``"."`` from inside the bundle folder (``configs/base.yaml`` there); else stop naming
+    ``bundle_root``, so that a run started elsewhere never makes a second bundle (``bundle/bundle/``)."""
+    for root in ("bundle", "."):
+        if (Path(root) / "configs" / "base.yaml").is_file():
+            return root
+    fail(f"bundle_root: {Path.cwd()} holds no bundle (bundle/configs/base.yaml or configs/base.yaml); run "
+         "from the repository or the bundle folder, or give --bundle_root.")  # fmt: skip
 
 
 def check_choice(setting: str, value: Any, choices: Iterable[Any]) -> Any:

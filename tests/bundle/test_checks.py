@@ -207,3 +207,20 @@ def test_a_batch_of_one_tile_on_1x1_maps_is_refused_naming_the_settings(roi, sam
         f"({samples} tiles, batch_size={batch_size}): batch norm cannot train on it; use roi_size >= 64 or a "
         "batch_size that leaves no batch of one."
     )
+
+
+def test_the_working_folder_s_bundle_is_the_default_bundle_root(tmp_path, monkeypatch):
+    """From the repository ``bundle``; from inside the bundle folder ``.``; elsewhere one line (never a
+    second bundle made at ``bundle/bundle``)."""
+    from monai_coco.bundle.checks import working_bundle_root
+
+    monkeypatch.chdir(tmp_path)
+    assert _stop_message(working_bundle_root) == (
+        f"monai_coco: bundle_root: {tmp_path} holds no bundle (bundle/configs/base.yaml or "
+        "configs/base.yaml); run from the repository or the bundle folder, or give --bundle_root."
+    )
+    (tmp_path / "bundle" / "configs").mkdir(parents=True)
+    (tmp_path / "bundle" / "configs" / "base.yaml").write_text("")
+    assert working_bundle_root() == "bundle"
+    monkeypatch.chdir(tmp_path / "bundle")
+    assert working_bundle_root() == "."

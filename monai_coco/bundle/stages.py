@@ -18,9 +18,20 @@ from monai_coco.data.datalist import load_paired_datalist
 from monai_coco.data.unlabelled import list_unlabelled, slide_patches
 from monai_coco.fail import fail
 
-__all__ = ["bundle_datalist", "bundle_unlabelled", "load_prerequisite"]
+__all__ = ["bundle_datalist", "bundle_unlabelled", "dataset_record", "load_prerequisite"]
 
 logger = logging.getLogger("monai_coco.bundle")
+
+
+def dataset_record(data_root: str | os.PathLike, bundle_root: str | os.PathLike) -> str:
+    """The data set as a training state records it: ``<bundle_root>/<path>`` for data inside the bundle
+    (the built-in data sets), so that a bundle folder moved (or copied) with its data still resumes; else
+    the absolute real path."""
+    data = Path(os.path.realpath(Path(data_root).expanduser()))
+    try:
+        return "<bundle_root>/" + data.relative_to(os.path.realpath(bundle_root)).as_posix()
+    except ValueError:
+        return str(data)
 
 
 def load_prerequisite(

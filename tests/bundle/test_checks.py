@@ -224,3 +224,16 @@ def test_the_working_folder_s_bundle_is_the_default_bundle_root(tmp_path, monkey
     assert working_bundle_root() == "bundle"
     monkeypatch.chdir(tmp_path / "bundle")
     assert working_bundle_root() == "."
+
+
+def test_a_training_state_records_data_inside_the_bundle_relative_to_it(tmp_path):
+    """So that a bundle folder moved with its built-in data resumes (the record is compared on resume)."""
+    from monai_coco.bundle.stages import dataset_record
+
+    (tmp_path / "old" / "data" / "synthetic").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    before = dataset_record(tmp_path / "old" / "data" / "synthetic", tmp_path / "old")
+    (tmp_path / "old").rename(tmp_path / "new")
+    after = dataset_record(tmp_path / "new" / "data" / "synthetic", tmp_path / "new")
+    assert before == after == "<bundle_root>/data/synthetic"
+    assert dataset_record(tmp_path / "elsewhere", tmp_path / "new") == str(tmp_path / "elsewhere")

@@ -4,7 +4,8 @@ Every training stage is the bundle's own (``bundle/configs``, with the size pres
 ``scripts/benchmarks/configs``), built by ``benchmarks.bundle.load_stage`` (MONAI's ``ConfigWorkflow``).
 
     python scripts/benchmark.py                    # full CPU mode (benchmark_cpu.yaml, histology.yaml's data)
-    python scripts/benchmark.py --sections accuracy  # the accuracy protocol alone (2 runs at a time, 2 cores)
+    python scripts/benchmark.py --sections accuracy  # the accuracy protocol's table alone (2 runs at a time)
+    python scripts/benchmark.py --sections curve   # its pool-size curve alone (its own teacher)
     python scripts/benchmark.py --gpu              # paper sizes (benchmark_gpu.yaml): 256², FANet 38 M
     python scripts/benchmark.py --smoke --out DIR  # a minute or two, tiny sizes: runs every section for real
     python scripts/benchmark.py --from-json bundle/docs/benchmarks/results.json  # the report only
@@ -14,9 +15,11 @@ Every training stage is the bundle's own (``bundle/configs``, with the size pres
 Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/results.json`` (every raw
 number), each atomically; ``OUT`` defaults to ``bundle/docs`` (the committed report) for a full cpu or gpu
 run and to ``bundle/eval/benchmarks`` for ``--smoke`` or some ``--sections``. Sections: ``--sections loss
-networks training accuracy deployment`` (the last: whole-slide student inference in each runtime against
-plain MONAI, see ``scripts/benchmarks/deployment.py``, and the cost of reading slides at the training scale
-exactly, ``scripts/benchmarks/slide_scale.py``, its own page ``benchmarks_slide_scale.md``).
+networks training accuracy curve deployment`` (``accuracy``: the protocol's table of arms; ``curve``: its
+pool-size curve, sharing the table's teacher when both run; the last: whole-slide student inference in
+each runtime against plain MONAI, see ``scripts/benchmarks/deployment.py``, and the cost of reading slides
+at the training scale exactly, ``scripts/benchmarks/slide_scale.py``, its own page
+``benchmarks_slide_scale.md``).
 The run is single-threaded by default (``--threads``): on a machine whose cores are shared with other
 jobs, more threads than free cores makes PyTorch's CPU kernels spin and the timings meaningless. The
 accuracy protocol's training runs go ``--jobs`` at a time, each in its own process (their numbers do not
@@ -42,7 +45,7 @@ from benchmarks.bundle import Recipe
 from monai_coco.atomic_files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("loss", "networks", "training", "accuracy", "deployment")
+SECTIONS = ("loss", "networks", "training", "accuracy", "curve", "deployment")
 MODE_NOTES = {
     "smoke": " Tiny sizes that only check that every part runs; the figures mean nothing.",
 }
@@ -184,13 +187,23 @@ def run_training(preset: Mapping, recipe: Recipe) -> dict:
     return {"cost": cost, "setup": setup}
 
 
-def run_accuracy_section(recipe: Recipe, unlabelled_dir: str | None, jobs: int) -> dict:
-    from benchmarks.accuracy import run_protocol, summarise
+def run_accuracy_section(
+    recipe: Recipe, unlabelled_dir: str | None, jobs: int, parts: Sequence[str] = ("table",)
+) -> dict:
+    """The accuracy protocol's ``parts`` (``"table"``: the arms, section ``accuracy``; ``"curve"``: the
+    pool-size curve, section ``curve``) in one run, sharing the teacher; the raw numbers and summaries."""
+    from benchmarks.accuracy import run_protocol, summarise, summarise_curve
 
-    result = run_protocol(recipe, unlabelled_dir, log=lambda line: print("  " + line, flush=True), jobs=jobs)
-    confidence = float(result["settings"]["confidence"])
+    log = lambda line: print("  " + line, flush=True)  # noqa: E731
+    result = run_protocol(recipe, unlabelled_dir, log=log, jobs=jobs, parts=tuple(parts))
+    confidence, power = float(result["settings"]["confidence"]), float(result["settings"]["power"])
     note = f"Mode: {recipe.mode}." + MODE_NOTES.get(recipe.mode, "")
-    return {"result": result, "summary": summarise(result, confidence), "setup": {"note": note}}
+    return {
+        "result": result,
+        "summary": summarise(result, confidence, power) if "arms" in result else [],
+        "curve": summarise_curve(result, confidence, power),
+        "setup": {"note": note},
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -272,13 +285,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.perf_counter()
     load = os.getloadavg()
     results: dict = {"machine": machine_info(args.threads)}
-    if "accuracy" in args.sections:
+    if {"accuracy", "curve"} & set(args.sections):
         results["machine"]["accuracy: training runs at a time"] = str(jobs)
     print(f"benchmark ({mode_name}) -> {args.out}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         recipe = Recipe(mode_name, args.workdir or Path(scratch), args.dataset_dir)
         unlabelled = args.unlabelled_dir
-        if unlabelled is None and "accuracy" in args.sections:
+        if unlabelled is None and {"accuracy", "curve"} & set(args.sections):
             unlabelled = recipe.unlabelled_dir()
         preset = recipe.settings
         for section in args.sections:
@@ -304,8 +317,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     dep["side"], dep["rounds"], recipe.workdir / "slide_scale", dep["train_steps"]
                 )
                 print(f"wrote {write_page(results['slide_scale'], args.out)}", flush=True)
-            else:
-                results["accuracy"] = run_accuracy_section(recipe, unlabelled, jobs)
+            elif "accuracy" not in results:  # accuracy and curve: one run, one teacher
+                parts = [p for s, p in (("accuracy", "table"), ("curve", "curve")) if s in args.sections]
+                results["accuracy"] = run_accuracy_section(recipe, unlabelled, jobs, parts)
             print(f"[{section}] {time.perf_counter() - t:.0f} s", flush=True)
     results["machine"] |= {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),

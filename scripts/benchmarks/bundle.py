@@ -14,6 +14,7 @@ builds, and runs as it runs it: ``initialize()``, ``run()`` (the stage's ``train
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -64,11 +65,14 @@ def load_stage(
 
 @dataclass(frozen=True)
 class Arm:
-    """One student recipe of the protocol: ``train.yaml`` with ``overrides``."""
+    """One student recipe of the protocol: ``train.yaml`` with ``overrides``, distilled from the trained
+    teacher (``teacher="trained"``) or from the same architecture randomly initialised (``"random"``, the
+    random-teacher control: its own ``teacher.pt``, :func:`benchmarks.accuracy.save_random_teacher`)."""
 
     name: str
     label: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    teacher: str = "trained"
 
     @property
     def distill(self) -> str:
@@ -80,40 +84,58 @@ class Arm:
 
 
 STUDENT_ALONE = Arm("none", "student alone", {"distill": "none"})  # needs no teacher
+RANDOM_TEACHER = "random_teacher"  # the control arm's name
 
 
 def protocol_arms(
     baseline: str,
-    lambda_plain: float,
-    lambda_paraphraser: float,
+    lambdas: Mapping[str, float],
     noop_lambda: float,
     unlabelled_dir: str | None = None,
+    pool_overrides: Mapping[str, Any] | None = None,
+    control: str = "kd_pool",
 ) -> list[Arm]:
-    """The accuracy protocol's arms: the student alone, KD, CoCo on the teacher's taps, CoCo on
-    the paraphraser factors, the same with the adversarial term (the bundle's default ``--distill coco``),
-    the best baseline (``baseline``, when it is not KD), the no-op arm (CoCo + paraphraser at
-    ``noop_lambda``), and with ``unlabelled_dir`` the KD and full CoCo arms on the unlabelled pool too.
-    ``lambda_plain`` / ``lambda_paraphraser``: ``lambda_coco`` of the CoCo arms without / with
-    paraphrasers."""
+    """The accuracy protocol's arms, in the report's order:
+
+    - ``none``: the student alone; ``kd``: KD (``--distill kd``);
+    - ``kd_pool``: KD on the labelled tiles and the unlabelled pool ``unlabelled_dir``;
+    - ``coco``: CoCo as the paper computes it, on the teacher's taps (``coco_standardize`` false);
+    - ``coco_std``: CoCo's best variant, per-channel standardised taps (``--coco_standardize True``);
+    - ``kd_coco_pool``: KD + CoCo's best variant (``--distill kd_coco``) with the pool;
+    - ``full_pool``: the full method, CoCo on the paraphraser factors + the adversarial critic, with the pool;
+    - the best baseline (``baseline``, when it is not KD); ``noop``: CoCo + paraphraser at ``noop_lambda``;
+    - ``random_teacher``: the arm named ``control`` again, from a randomly initialised teacher (the
+      random-teacher control: a gain that is knowledge, not regularisation, vanishes there).
+
+    The pool arms only with ``unlabelled_dir``, each with ``pool_overrides`` too (e.g. their epochs); without
+    a pool the control is ``kd`` whatever ``control`` says. ``lambdas``: ``lambda_coco`` of CoCo on the taps
+    (``"plain"``), on standardised taps (``"standardized"``, also KD + CoCo's) and on the paraphraser factors
+    (``"paraphraser"``). No adversarial term but in ``full_pool``.
+    """
+    pool = {"unlabelled_dir": unlabelled_dir, **dict(pool_overrides or {})} if unlabelled_dir else None
+    plain = {"distill": "coco", "use_paraphraser": False, "coco_standardize": False}
+    standardized = {"use_paraphraser": False, "coco_standardize": True}
+    standardized["lambda_coco"] = lambdas["standardized"]
     arms = [
         STUDENT_ALONE,
         Arm("kd", "+ KD", {"distill": "kd", "lambda_adv": 0}),
-        Arm(
-            "coco",
-            "+ CoCo",
-            {"distill": "coco", "use_paraphraser": False, "lambda_coco": lambda_plain, "lambda_adv": 0},
-        ),
-        Arm(
-            "coco_p",
-            "+ CoCo + paraphraser",
-            {"distill": "coco", "lambda_coco": lambda_paraphraser, "lambda_adv": 0},
-        ),
-        Arm(
-            "coco_p_adv",
-            "+ CoCo + paraphraser + adversarial",
-            {"distill": "coco", "lambda_coco": lambda_paraphraser},
-        ),
+        *([Arm("kd_pool", "+ KD, + pool", {"distill": "kd", "lambda_adv": 0, **pool})] if pool else []),
+        Arm("coco", "+ CoCo (paper)", {**plain, "lambda_coco": lambdas["plain"], "lambda_adv": 0}),
+        Arm("coco_std", "+ CoCo (standardised)", {"distill": "coco", **standardized, "lambda_adv": 0}),
     ]
+    if pool:
+        arms += [
+            Arm(
+                "kd_coco_pool",
+                "+ KD + CoCo (standardised), + pool",
+                {"distill": "kd_coco", **standardized, "lambda_adv": 0, **pool},
+            ),
+            Arm(
+                "full_pool",
+                "+ CoCo + paraphraser + adversarial, + pool",
+                {"distill": "coco", "lambda_coco": lambdas["paraphraser"], **pool},
+            ),
+        ]
     if baseline != "kd":
         arms.append(
             Arm(baseline, f"+ {baseline.upper()} (best baseline)", {"distill": baseline, "lambda_adv": 0})
@@ -125,16 +147,61 @@ def protocol_arms(
             {"distill": "coco", "lambda_coco": noop_lambda, "lambda_adv": 0},
         )
     )
-    if unlabelled_dir:
-        for arm in (arms[1], arms[4]):
-            arms.append(
-                Arm(
-                    f"{arm.name}_unlabelled",
-                    f"{arm.label}, + unlabelled tiles",
-                    {**arm.overrides, "unlabelled_dir": unlabelled_dir},
-                )
-            )
+    source = next((a for a in arms if a.name == (control if pool else "kd")), None)
+    if source is None:
+        raise ValueError(f"control arm {control!r} is not one of the arms {[a.name for a in arms]}.")
+    arms.append(
+        Arm(RANDOM_TEACHER, f"{source.label} from a random teacher (control)", source.overrides, "random")
+    )
     return arms
+
+
+def curve_arms(arm: Arm, pools: Mapping[int, str], overrides: Mapping[str, Any]) -> list[Arm]:
+    """The pool-size curve: ``arm`` once per pool size, ``{size: folder}`` (in size order), its
+    ``unlabelled_dir`` that folder, with ``overrides`` too (the curve's fixed iteration budget)."""
+    return [
+        Arm(
+            f"{arm.name}_{size}",
+            f"{arm.label} ({size} tiles)",
+            {**arm.overrides, "unlabelled_dir": folder, **dict(overrides)},
+            arm.teacher,
+        )
+        for size, folder in sorted(pools.items())
+    ]
+
+
+def budget_overrides(epochs: int, iterations_per_epoch: int) -> dict[str, Any]:
+    """``train.yaml`` overrides for a fixed budget of ``epochs × iterations_per_epoch`` iterations whatever
+    the data's size: Ignite's ``epoch_length`` (a shorter epoch goes on with the same loader's iterator), and
+    ``iterations``, the length of the LR schedule, to match (the bundle computes it from the loader)."""
+    if epochs < 1 or iterations_per_epoch < 1:
+        raise ValueError(
+            f"epochs and iterations_per_epoch must be >= 1, got {epochs} and {iterations_per_epoch}."
+        )
+    return {
+        "epochs": epochs,
+        "train#trainer#epoch_length": iterations_per_epoch,
+        "iterations": epochs * iterations_per_epoch,
+    }
+
+
+def pool_subset(source: str | PathLike, size: int, folder: str | PathLike) -> str:
+    """``folder`` holding hard links to the first ``size`` files of ``source`` by name (an unlabelled pool
+    cut to ``size`` tiles; the built-in pool's first tiles are those of a smaller built-in pool); returns it.
+    An existing ``folder`` is emptied first.
+
+    Raises:
+        ValueError: ``size`` below 1 or above the files of ``source``.
+    """
+    files = sorted(p for p in Path(source).iterdir() if p.is_file() and not p.name.startswith("."))
+    if not 1 <= size <= len(files):
+        raise ValueError(f"pool size {size}: {source} holds {len(files)} tiles (need 1 to {len(files)}).")
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for path in files[:size]:
+        os.link(path, folder / path.name)
+    return str(folder)
 
 
 def screening_arms(baselines: Sequence[str]) -> list[Arm]:

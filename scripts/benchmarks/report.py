@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.accuracy import choose_lambda  # noqa: E402
 from monai_coco.atomic_files import atomic_path  # noqa: E402
 
 PLOT_DIR = "benchmarks"
@@ -111,6 +112,28 @@ def plot_accuracy(summary: Sequence[Mapping], path: Path) -> None:
     ax.set_yticklabels([r["label"] for r in rows])
     ax.set_xlabel("test mIoU − student alone's, paired over seeds (mean and t interval)")
     ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curve(rows: Sequence[Mapping], path: Path) -> None:
+    """The pool-size curve: the share of the teacher–student gap closed against the unlabelled pool's size
+    (evenly spaced ticks), each with its paired t interval."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    sizes = [r["pool"] for r in rows]
+    closed = [100 * r["gap_closed"] for r in rows]
+    low = [100 * (r["gap_closed"] - r["gap_closed_low"]) for r in rows]
+    high = [100 * (r["gap_closed_high"] - r["gap_closed"]) for r in rows]
+    low, high = ([0.0 if math.isnan(v) else v for v in side] for side in (low, high))
+    x = list(range(len(sizes)))  # evenly spaced: the sizes grow geometrically
+    ax.errorbar(x, closed, yerr=[low, high], fmt="o-", capsize=4)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(n) for n in sizes])
+    ax.set_xlabel("unannotated tiles in the pool")
+    ax.set_ylabel("gap closed (%), paired t interval")
+    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -304,6 +327,10 @@ def _training_section(cost: Mapping, setup: Mapping) -> str:
     return "\n".join(text)
 
 
+def _mdd(d: Mapping | None) -> str:
+    return "—" if d is None or math.isnan(d.get("mdd", math.nan)) else f"{d['mdd']:.4f}"
+
+
 def _interval(d: Mapping | None) -> str:
     if d is None:
         return "—"
@@ -349,7 +376,8 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         "validation and test splits as the bundle reads them.",
         f"- Teacher: FANet features {tuple(sizes['teacher_features'])}, "
         f"**{sizes['teacher_params'] / 1e6:.2f} M** parameters, trained on all {sizes['n_train']} tiles "
-        f"({_kv(settings['teacher'])}); students: Mobile U-Net "
+        f"({_kv(settings['teacher'])}), distilled from its **{teacher['checkpoint']}** checkpoint "
+        f"(`teacher_checkpoint`; {_teacher_scores(teacher)}); students: Mobile U-Net "
         f"width {sizes['student_width']}, **{sizes['student_params'] / 1e6:.2f} M** "
         f"(teacher / student: ×{sizes['teacher_params'] / sizes['student_params']:.1f}), each from the first "
         f"{student.get('n_labelled', 'all')} tiles ({_kv(student)}), kept at its best validation mIoU.",
@@ -361,8 +389,21 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         f"two-sided {level} Student t interval of the mean difference (n − 1 degrees of freedom). "
         "Verdict: **gain** when the interval against the student alone lies above 0 and so does the one "
         "against the no-op arm; **loss** when it lies below 0; otherwise no resolved difference.",
-        f"- Arms with unlabelled tiles (KD and the full method, distilling on the labelled subset plus the "
-        f"pool): {'run' if acc['unlabelled_dir'] else 'not run'}, {acc['unlabelled_note']}.",
+        "- Seeds needed: MDD, the minimum detectable difference of a comparison, is the true mean difference "
+        f"the paired test at {level} finds with {100 * float(settings['power']):.0f} % power, "
+        "(t_{1−α/2, n−1} + t_{power, n−1}) · s_d / √n from the measured spread s_d of the paired "
+        "differences; "
+        f"the goal is MDD ≤ {float(settings['mdd_goal']):g} mIoU.",
+        f"- Arms with unlabelled tiles (distilling on the labelled subset plus the pool): "
+        f"{'run' if acc['unlabelled_dir'] else 'not run'}, {acc['unlabelled_note']}"
+        + (f" (its first {settings['pool_size']} tiles: `{acc['unlabelled_dir']}`)" if settings["pool_size"]
+           and acc["unlabelled_dir"] else "")
+        + (f"; their own overrides `{_cmd(settings['pool_student'])}`" if settings["pool_student"] else "")
+        + ".",
+        f"- Random-teacher control: the `{settings['control_arm']}` arm again, distilled from `teacher_def` "
+        f"randomly initialised (seed {acc['random_teacher']['seed']}, `teacher.pt` of its own folder, never "
+        f"trained; its test mIoU {_fmt(acc['random_teacher']['miou'], 4)}): a gain that is the teacher's "
+        "knowledge vanishes there, one that is regularisation stays.",
         f"- {setup['note']}",
     ]
     sanity_text = [
@@ -380,27 +421,41 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         *_tap_report_text(sanity.get("tap_report", [])),
     ]
     grads = acc["gradients"]
+    warmup = int(settings["gradient_warmup_iterations"])
     lambda_rows = [
         (
             variant,
-            _fmt(grads[variant]["ce"], 4),
-            _fmt(grads[variant]["coco"], 4),
+            _fmt(grads[variant]["start"]["ce"], 4),
+            _fmt(grads[variant]["start"]["coco"], 4),
+            _fmt(choose_lambda(grads[variant]["start"], float(settings["gradient_ratio"])), 2),
+            _fmt(grads[variant]["warm"]["ce"], 4),
+            _fmt(grads[variant]["warm"]["coco"], 4),
             f"**{acc['lambdas'][variant]:g}**",
         )
-        for variant in ("plain", "paraphraser")
+        for variant in grads
     ]
     lambda_text = [
         "### 4.2 λ_coco from the gradient ratio",
         "",
-        f"Gradient norms on the student's parameters for the first batch of seed {settings['seeds'][0]} "
-        f"(the student at its initial weights, CoCo at λ = 1); λ_coco = {settings['gradient_ratio']:g} × "
-        "‖∇CE‖ / ‖∇CoCo‖, two significant digits: at the start CoCo pulls the student "
-        f"{settings['gradient_ratio']:g}× as hard as the labels.",
+        f"Gradient norms on the student's parameters, seed {settings['seeds'][0]}, CoCo at λ = 1, no "
+        "critic: at "
+        f"step 0 (the student at its initial weights, first batch) and after {warmup} training iterations "
+        "(CE + CoCo at λ = 1, the bundle's optimiser and LR schedule; the next batch). λ_coco = "
+        f"{settings['gradient_ratio']:g} × ‖∇CE‖ / ‖∇CoCo‖ after the warm-up, two significant digits: once "
+        f"training moves, CoCo pulls the student {settings['gradient_ratio']:g}× as hard as the labels "
+        "(plain: the paper's CoCo on the taps; standardized: on per-channel standardised taps, also KD + "
+        "CoCo's; "
+        "paraphraser: on the factors, the full method's).",
         "",
-        _table(("CoCo on", "‖∇CE‖", "‖∇CoCo‖ (λ = 1)", "chosen λ_coco"), lambda_rows, "lrrr"),
+        _table(
+            ("CoCo on", "‖∇CE‖ step 0", "‖∇CoCo‖ step 0", "λ at step 0", f"‖∇CE‖ after {warmup}",
+             f"‖∇CoCo‖ after {warmup}", "chosen λ_coco"),
+            lambda_rows,
+            "lrrrrrr",
+        ),  # fmt: skip
         "",
         f"No-op arm: λ_coco = {settings['noop_lambda_coco']:g}, i.e. its CoCo gradient is "
-        f"{acc['noop_gradient_ratio']:.2g} × the CE gradient at the start.",
+        f"{acc['noop_gradient_ratio']:.2g} × the CE gradient after the warm-up.",
     ]
     if acc["screening"]:
         screen_rows = [(f"`--distill {r['arm']}`", _fmt(r["best_val_miou"], 4)) for r in acc["screening"]]
@@ -415,15 +470,16 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         screen_text = ["", f"Best baseline: `--distill {acc['baseline']}` (the only one listed)."]
     rows = [
         (
-            "**teacher** (FANet)",
+            f"**teacher** (FANet, {teacher['checkpoint']} checkpoint)",
             "`train_teacher.yaml`",
             _fmt(teacher["miou"], 4),
             _fmt(teacher["dice"], 4),
             "—",
             "—",
+            "—",
             "100 %",
             "—",
-            f"{teacher['best_epoch']} / {teacher['epochs']}",
+            f"{teacher['epoch']} / {teacher['epochs']}",
             _fmt(teacher["train_s"], 0),
         )
     ]
@@ -436,6 +492,7 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
                 f"{r['miou']:.4f}{std}",
                 _fmt(r["dice"], 4),
                 _interval(r.get("vs_student")),
+                _mdd(r.get("vs_student")),
                 _interval(r.get("vs_noop")),
                 _percent(r["gap_closed"]) if "gap_closed" in r else "0 %",
                 r.get("verdict", "—"),
@@ -457,7 +514,26 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         )
         if noop is not None and "vs_student" in noop:
             finding += f" The no-op arm, which should not differ, moves by {_interval(noop['vs_student'])}."
-        full = next((r for r in summary if r["name"] == "coco_p_adv"), None)
+        control = next((r for r in summary if "vs_trained" in r), None)
+        if control is not None:
+            d = control["vs_trained"]
+            knowledge = "knowledge, not regularisation" if d["low"] > 0 else "not shown to be knowledge"
+            finding += (
+                f" The trained teacher's `{control['control_of']}` beats the same arm from a random teacher "
+                "by "
+                f"{_interval(d)} (MDD {_mdd(d)}): {knowledge}."
+            )
+        mdds = [r["vs_student"].get("mdd", math.nan) for r in judged]
+        mdds = [m for m in mdds if not math.isnan(m)]
+        if mdds:
+            goal = float(settings["mdd_goal"])
+            met = sum(m <= goal for m in mdds)
+            finding += (
+                f" Minimum detectable differences against the student alone: {min(mdds):.4f}–{max(mdds):.4f} "
+                f"mIoU over {judged[0]['n']} seeds; the goal MDD ≤ {goal:g} is "
+                + ("met for every arm." if met == len(mdds) else f"met for {met} of {len(mdds)} arms.")
+            )
+        full = next((r for r in summary if r["name"] == "full_pool"), None)
         if full is not None:
             finding += (
                 f" The full method closes {_percent(full['gap_closed'])} of the gap ({full['verdict']})."
@@ -483,7 +559,9 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         f"student alone {_fmt(base['miou'] if base else None, 4)}). mIoU and Dice (of the cancer class): one "
         "confusion matrix over all test pixels, mean (± sample std) over seeds; Δ: paired mean difference of "
         "the mIoU "
-        f"[{level} t interval]; gap closed: (mIoU − student's) / (teacher's − student's) of the means; "
+        f"[{level} t interval]; MDD: its minimum detectable difference at "
+        f"{100 * float(settings['power']):.0f} % power; gap closed: (mIoU − student's) / (teacher's − "
+        "student's) of the means; "
         "best epoch: the epoch of the kept checkpoint, the mean over seeds (at the last epoch, the run "
         "was still improving; well before it, it had reached its plateau).",
         "",
@@ -494,6 +572,7 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
                 "mIoU",
                 "Dice",
                 "Δ vs student alone",
+                "MDD",
                 "Δ vs no-op",
                 "gap closed",
                 "verdict",
@@ -501,7 +580,7 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
                 "train (s)",
             ),
             rows,
-            "llrrrrrlrr",
+            "llrrrrrrlrr",
         ),
         "",
         f"**Finding.** {finding}",
@@ -512,6 +591,61 @@ def _accuracy_section(acc: Mapping, summary: Sequence[Mapping], setup: Mapping) 
         "`distill_terms`, so `--distill <name>` reproduces each row):",
         "",
         _table(("arm", "overrides", "terms", "adversarial"), term_rows, "llll"),
+    ]
+    return "\n".join(text)
+
+
+def _teacher_scores(teacher: Mapping) -> str:
+    """Both test scores of the teacher: at its best validation epoch and at its last."""
+    return (
+        f"test mIoU {_fmt(teacher['best']['miou'], 4)} at its best validation epoch "
+        f"({teacher['best_epoch']}, validation mIoU {_fmt(teacher['best_val_miou'], 4)}), "
+        f"{_fmt(teacher['last']['miou'], 4)} at its last ({teacher['epochs']})"
+    )
+
+
+def _cmd(overrides: Mapping) -> str:
+    return " ".join(f"--{k} {v}" for k, v in overrides.items())
+
+
+def _curve_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
+    """The pool-size curve: gap closed against the unlabelled pool's size, paired over the curve's seeds."""
+    curve, settings, teacher = acc["curve"], acc["settings"], acc["teacher"]
+    if "skipped" in curve:
+        return f"## 5. Pool-size curve\n\nNot run: {curve['skipped']}."
+    budget = curve["budget"]
+    level = f"{100 * float(settings['confidence']):.0f} %"
+    table = [
+        (
+            f"{r['pool']}",
+            f"{r['miou']:.4f}" + ("" if math.isnan(r["miou_std"]) else f" ± {r['miou_std']:.4f}"),
+            _interval(r["vs_student"]),
+            _mdd(r["vs_student"]),
+            f"{_percent(r['gap_closed'])} [{_percent(r['gap_closed_low'])}, "
+            f"{_percent(r['gap_closed_high'])}]",
+            _fmt(r["train_s"], 0),
+        )
+        for r in rows
+    ]
+    student = rows[0]["student"] if rows else math.nan
+    text = [
+        "## 5. Pool-size curve",
+        "",
+        f"The `{curve['arm']}` arm with the first N tiles of the unlabelled pool "
+        f"(`{acc['unlabelled_pool']}`), "
+        f"N in {sorted(int(n) for n in curve['pools'])}, on seeds {curve['seeds']} (fewer than the "
+        "table's), at a "
+        f"fixed budget of {budget['iterations']} iterations whatever N (`{_cmd(budget)}`: epochs of "
+        f"{budget['train#trainer#epoch_length']} iterations, the LR schedule over the budget), each kept at "
+        "its best validation mIoU; against the student alone of the same seeds (mIoU "
+        f"{_fmt(student, 4)}) and the {teacher['checkpoint']} teacher ({_fmt(teacher['miou'], 4)}). Gap "
+        "closed: "
+        f"the paired mean difference over the gap of the means, with the ends of its {level} t interval.",
+        "",
+        _table(("pool tiles", "mIoU", "Δ vs student alone", "MDD", "gap closed [interval]", "train (s)"),
+               table, "rrrrrr"),  # fmt: skip
+        "",
+        f"![gap closed against pool size]({PLOT_DIR}/pool_curve.png)",
     ]
     return "\n".join(text)
 
@@ -609,8 +743,13 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
         parts += ["", _training_section(results["training"]["cost"], results["training"]["setup"])]
     if "accuracy" in results:
         acc = results["accuracy"]
-        plot_accuracy(acc["summary"], out_dir / PLOT_DIR / "accuracy_paired.png")
-        parts += ["", _accuracy_section(acc["result"], acc["summary"], acc["setup"])]
+        if acc["summary"]:
+            plot_accuracy(acc["summary"], out_dir / PLOT_DIR / "accuracy_paired.png")
+            parts += ["", _accuracy_section(acc["result"], acc["summary"], acc["setup"])]
+        if "curve" in acc["result"]:
+            if acc.get("curve"):
+                plot_curve(acc["curve"], out_dir / PLOT_DIR / "pool_curve.png")
+            parts += ["", _curve_section(acc["result"], acc.get("curve", []))]
     if "deployment" in results:
         parts += ["", _deployment_section(results["deployment"])]
     path = out_dir / "benchmarks.md"

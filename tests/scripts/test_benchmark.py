@@ -104,7 +104,11 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
             assert image.format == "PNG" and min(image.size) > 100
         assert f"](benchmarks/{plot})" in report
     saved = json.loads((out / "benchmarks" / "results.json").read_text())
-    assert saved["accuracy"]["result"]["teacher"] == pytest.approx(results["accuracy"]["result"]["teacher"])
+    teacher = results["accuracy"]["result"]["teacher"]
+    for part in ("best", "last"):  # both checkpoints' scores
+        assert saved["accuracy"]["result"]["teacher"][part] == pytest.approx(teacher[part])
+    numbers = {k: v for k, v in teacher.items() if isinstance(v, (int, float))}
+    assert {k: saved["accuracy"]["result"]["teacher"][k] for k in numbers} == pytest.approx(numbers)
     # every baseline row names the train.yaml overrides that reproduce it
     for arm in results["accuracy"]["result"]["arms"]:
         assert f"| `{arm['command']}` |" in report and arm["command"].startswith(
@@ -154,27 +158,49 @@ def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
     best = result["baseline"]
     assert best in ("kd", "at") and [r["arm"] for r in result["screening"]] == ["kd", "at"]
     assert {r["seed"] for r in result["screening"]} == {1000}
-    arms = ["none", "kd", "coco", "coco_p", "coco_p_adv", *([best] if best != "kd" else []), "noop",
-            "kd_unlabelled", "coco_p_adv_unlabelled"]  # fmt: skip
+    arms = ["none", "kd", "kd_pool", "coco", "coco_std", "kd_coco_pool", "full_pool",
+            *([best] if best != "kd" else []), "noop", "random_teacher"]  # fmt: skip
     assert [a["name"] for a in result["arms"]] == arms
     assert (
         result["unlabelled_dir"].endswith("unlabelled")
-        and "Arms with unlabelled tiles (KD and the full method"
+        and "Arms with unlabelled tiles (distilling on the labelled subset plus the pool): run"
         in (smoke_run[0] / "benchmarks.md").read_text()
     )
     assert sorted((r["seed"], r["arm"]) for r in result["runs"]) == sorted(
-        (s, a) for s in (0, 1) for a in arms
+        [(s, a) for s in (0, 1) for a in arms] + [(s, f"kd_pool_{n}") for s in (0, 1) for n in (1, 2)]
     )
     for row in [result["teacher"], *result["runs"]]:
         assert 0.0 <= row["miou"] <= 1.0 and 0.0 <= row["dice"] <= 1.0 and _finite(row["train_s"])
+    # the teacher: both checkpoints scored, the chosen one (benchmark.yaml: last) is teacher.pt
+    teacher, models = result["teacher"], smoke_run[0] / "work" / "models"
+    assert teacher["checkpoint"] == "last" and teacher["miou"] == teacher["last"]["miou"]
+    assert (models / "teacher.pt").stat().st_ino == (models / "teacher_last.pt").stat().st_ino
+    assert (models / "teacher_best.pt").exists() and 0.0 <= teacher["best"]["miou"] <= 1.0
+    report = (smoke_run[0] / "benchmarks.md").read_text()
+    assert "at its best validation epoch" in report and "## 5. Pool-size curve" in report
+    assert "MDD" in report and "random teacher" in report
+    # the random-teacher control: KD + pool's overrides, its own untrained teacher.pt
+    control = next(a for a in result["arms"] if a["name"] == "random_teacher")
+    assert control["teacher"] == "random"
+    assert control["command"] == next(a for a in result["arms"] if a["name"] == "kd_pool")["command"]
+    random_pt = models / "random_teacher" / "teacher.pt"
+    assert (models / "random_teacher_s1" / "teacher.pt").stat().st_ino == random_pt.stat().st_ino
+    trained, untrained = torch.load(models / "teacher.pt"), torch.load(random_pt)
+    assert trained.keys() == untrained.keys()
+    assert not all(torch.equal(trained[k], untrained[k]) for k in trained)
+    # the curve: one row per pool size, its pools the first tiles of the given pool
+    curve = smoke_run[1]["accuracy"]["curve"]
+    assert [r["pool"] for r in curve] == [1, 2] and all(r["n"] == 2 for r in curve)
+    assert len(list((smoke_run[0] / "work" / "pools" / "pool_1").iterdir())) == 1
     # the sanity figure saw test tiles with both classes; r is a correlation
     sanity = result["sanity"]
     assert sanity["tiles"] >= 1 and sanity["pairs"] == 200 * sanity["tiles"]
     assert -1.0 <= sanity["r_taps"] <= 1.0 and -1.0 <= sanity["r_factors"] <= 1.0
     assert len(sanity["paraphraser_error"]) == 2 and _finite(*sanity["paraphraser_error"])
     # λ_coco from the measured gradients, used by the CoCo arms
-    for variant, arm in (("plain", "coco"), ("paraphraser", "coco_p"), ("paraphraser", "coco_p_adv")):
-        chosen = choose_lambda(result["gradients"][variant], 1.0)
+    for variant, arm in (("plain", "coco"), ("standardized", "coco_std"), ("standardized", "kd_coco_pool"),
+                         ("paraphraser", "full_pool")):  # fmt: skip
+        chosen = choose_lambda(result["gradients"][variant]["warm"], 1.0)
         assert result["lambdas"][variant] == chosen > 0
         run = next(r for r in result["runs"] if r["arm"] == arm)
         assert run["terms"]["coco"]["weight"] == pytest.approx(chosen)
@@ -183,15 +209,16 @@ def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
     assert all("vs_student" in r and r["vs_student"]["n"] == 2 for r in rows if r["name"] != "none")
 
 
-def _train_yaml_terms(distill: str, lambda_coco: float) -> dict:
+def _train_yaml_terms(distill: str, lambda_coco: float, standardize: bool = False) -> dict:
     """``train.yaml``'s ``distill_terms[distill]``, parsed alone (base.yaml + train.yaml, no preset)."""
-    parser = load_stage([CONFIGS / "base.yaml", CONFIGS / "train.yaml"], {"lambda_coco": lambda_coco}).parser
+    overrides = {"lambda_coco": lambda_coco, "coco_standardize": standardize}
+    parser = load_stage([CONFIGS / "base.yaml", CONFIGS / "train.yaml"], overrides).parser
     return term_signature(parser.get_parsed_content(f"distill_terms#{distill}"))
 
 
 def test_each_arm_ran_the_terms_of_its_distill_choice(smoke_run):
     result = smoke_run[1]["accuracy"]["result"]
-    arms = {a["name"]: a for a in result["arms"]}
+    arms = {a["name"]: a for a in result["arms"] + result["curve"]["arms"]}
     for run in result["runs"] + result["screening"]:
         arm = arms.get(run["arm"]) or {
             "distill": run["arm"],
@@ -200,7 +227,8 @@ def test_each_arm_ran_the_terms_of_its_distill_choice(smoke_run):
         weight = next(
             (t["weight"] for t in run["terms"].values() if t["loss"] == "CoCoDistillationLoss"), 1.0
         )
-        assert run["terms"] == _train_yaml_terms(arm["distill"], weight), run["arm"]
+        standardize = "--coco_standardize True" in arm["command"]
+        assert run["terms"] == _train_yaml_terms(arm["distill"], weight, standardize), run["arm"]
         assert run["adversarial"] == (arm["distill"] != "none" and "--lambda_adv 0" not in arm["command"])
     # the baselines' published weights: KD 10, AT 1000 on each tap, CWD 3
     assert _train_yaml_terms("kd", 1.0)["kd"]["weight"] == 10.0
@@ -327,13 +355,14 @@ def test_every_stage_is_a_monai_config_workflow(tmp_path):
 
 
 def test_unlabelled_arms_only_with_a_pool_and_the_setting():
-    names = [a.name for a in protocol_arms("cwd", 0.5, 0.25, 1e-4)]
-    assert names == ["none", "kd", "coco", "coco_p", "coco_p_adv", "cwd", "noop"]
-    with_pool = {a.name: a for a in protocol_arms("kd", 0.5, 0.25, 1e-4, unlabelled_dir="/data/unlabelled")}
-    assert list(with_pool)[-2:] == ["kd_unlabelled", "coco_p_adv_unlabelled"] and "kd" in with_pool
-    assert with_pool["coco_p_adv_unlabelled"].overrides == {**with_pool["coco_p_adv"].overrides,
-                                                            "unlabelled_dir": "/data/unlabelled"}  # fmt: skip
-    assert with_pool["coco_p_adv"].command() == "--distill coco --lambda_coco 0.25"
+    lambdas = {"plain": 0.5, "standardized": 0.75, "paraphraser": 0.25}
+    names = [a.name for a in protocol_arms("cwd", lambdas, 1e-4)]
+    assert names == ["none", "kd", "coco", "coco_std", "cwd", "noop", "random_teacher"]
+    pool = "/data/unlabelled"
+    with_pool = {a.name: a for a in protocol_arms("kd", lambdas, 1e-4, unlabelled_dir=pool)}
+    assert list(with_pool) == ["none", "kd", "kd_pool", "coco", "coco_std", "kd_coco_pool", "full_pool",
+                               "noop", "random_teacher"]  # fmt: skip
+    assert with_pool["full_pool"].command() == f"--distill coco --lambda_coco 0.25 --unlabelled_dir {pool}"
     recipe = Recipe("smoke", Path("/nonexistent"))
     assert recipe.has_setting("train.yaml", "distill") and not recipe.has_setting("train.yaml", "no_such_id")
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .datalist import check_dataset
+from .datalist import check_dataset, exif_oriented
 from .suffixes import IMAGE_SUFFIXES
 
 __all__ = ["main"]
@@ -51,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for problem in problems:
         print(problem)
+    rotated = exif_oriented([pair for pairs in found.values() for pair in pairs])
+    if rotated:
+        path, orientation = rotated[0]
+        print(f"note: {len(rotated)} image(s) store their pixels rotated or mirrored with an EXIF "
+              f"orientation (e.g. {path}: {orientation}); they are read upright, as viewers show them: their "
+              "masks must be drawn upright too.")  # fmt: skip
     counts = ", ".join(f"{split}: {len(pairs)}" for split, pairs in found.items())
     total = sum(len(pairs) for pairs in found.values())
     if problems:

@@ -40,6 +40,7 @@ import tifffile
 from monai.data import load_decathlon_datalist
 from PIL import Image
 
+from .orientation import exif_orientation, swaps_sides, upright
 from .suffixes import IMAGE_SUFFIXES, TIFF_SUFFIXES
 
 __all__ = [
@@ -93,6 +94,7 @@ class _FileInfo:
     values: frozenset[int] | None = None
     error: str | None = None
     bits: int = 8  # bits per sample
+    orientation: int = 1  # EXIF orientation (applied by every reader: monai_coco.data.orientation)
 
 
 _PIL_COLOURS = {
@@ -125,7 +127,7 @@ def _tiff_colour(photometric: str, samples: int) -> str:
 # ---------------------------------------------------------------------------------------------- reading
 def _read_info(path: str, role: str) -> _FileInfo:
     """Read a header (``role="image"``), decode a whole image (``"image-full"``) or a mask (``"mask"``)."""
-    array = None
+    array, orientation = None, 1
     try:
         if path.lower().endswith(TIFF_SUFFIXES):
             with tifffile.TiffFile(path) as tif:
@@ -138,11 +140,14 @@ def _read_info(path: str, role: str) -> _FileInfo:
         else:
             with Image.open(path) as im:
                 size, channels = im.size, len(im.getbands())
+                orientation = exif_orientation(im)
+                if swaps_sides(orientation):  # read upright, as the mask was drawn (orientation.upright)
+                    size = size[::-1]
                 colour = _PIL_COLOURS.get(im.mode, im.mode)
                 bits = _PIL_BITS.get(im.mode, 8)
                 if role != "image":
                     im.load()
-                    array = np.asarray(im) if role == "mask" else None
+                    array = np.asarray(upright(im)) if role == "mask" else None
     except Exception as e:  # any decoder failure is reported, not raised from deep inside a library
         return _FileInfo(error=f"cannot be decoded ({type(e).__name__}: {e})")
     values = None
@@ -150,7 +155,8 @@ def _read_info(path: str, role: str) -> _FileInfo:
         flat = np.asarray(array).ravel()
         small = flat.dtype in (np.uint8, np.bool_)
         values = frozenset((np.flatnonzero(np.bincount(flat)) if small else np.unique(flat)).tolist())
-    return _FileInfo((int(size[0]), int(size[1])), colour, int(channels), values, bits=bits)
+    size = (int(size[0]), int(size[1]))
+    return _FileInfo(size, colour, int(channels), values, bits=bits, orientation=orientation)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -307,6 +313,13 @@ def _flat_masks(files: Sequence[Path], mask_suffix: str, suffixes: Sequence[str]
         if key not in explicit and (not is_image or stems.get(key, set()) - {f}):
             masks[key] = f
     return masks
+
+
+def exif_oriented(pairs: Sequence[Mapping[str, str]]) -> list[tuple[str, int]]:
+    """``(image, EXIF orientation)`` of the paired images that store their pixels rotated or mirrored (read
+    upright by every reader of the project, :mod:`~monai_coco.data.orientation`)."""
+    found = [(pair["image"], _info(pair["image"], "image").orientation) for pair in pairs]
+    return [(path, orientation) for path, orientation in found if orientation != 1]
 
 
 def mask_files(

@@ -34,6 +34,7 @@ from monai.data import WSIReader
 from monai.data.wsi_reader import TiffFileWSIReader
 from PIL import Image
 
+from .orientation import upright
 from .resample import resample_region
 from .slide_mpp import MAX_INCH_MPP, MIN_MPP, openslide_mpp, tiff_mpp
 from .suffixes import TIFF_SUFFIXES, TILE_SUFFIXES
@@ -462,7 +463,8 @@ def is_slide(path: str | os.PathLike) -> bool:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """A whole tile image (JPEG, PNG or single-level TIFF) as RGB, shape ``(3, H, W)``, ``uint8``.
 
-    Grayscale images are repeated to three channels and an alpha channel is dropped.
+    Grayscale images are repeated to three channels and an alpha channel is dropped; an EXIF orientation is
+    applied (:func:`~monai_coco.data.orientation.upright`), as training's loader does.
     """
     path = Path(path)
     if not path.is_file():
@@ -472,7 +474,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             array = tifffile.imread(path)
         else:
             with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"))
+                array = np.asarray(upright(image).convert("RGB"))
     except Exception as exc:
         raise ValueError(f"cannot decode image {path}: {exc}") from exc
     if array.dtype != np.uint8:

@@ -191,6 +191,12 @@ def _pixels(
     return x[pick], label.flatten()[pick]
 
 
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A MONAI ``MetaTensor`` (a data loader's batch) as a plain tensor: slicing a batch of them with
+    per-image metadata fails."""
+    return tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor
+
+
 def _teacher_maps(
     teacher: torch.nn.Module, taps: Sequence[str], batches: Sequence[dict]
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -201,12 +207,12 @@ def _teacher_maps(
     labels = []
     with feature_taps(teacher, list(taps)) as tapped, torch.no_grad():
         for batch in batches:
-            _, found = tapped(batch["image"].to(device))
-            raw = [found[tap].float() for tap in taps]
+            _, found = tapped(_plain(batch["image"]).to(device))
+            raw = [_plain(found[tap]).float() for tap in taps]
             aligned = align_feature_pairs("tap_report", *raw, *raw)[:2]
             for k, feature in enumerate(aligned):
                 maps[k].append(feature.cpu())
-            labels.append(F.interpolate(batch["label"][:, :1].float(), size=aligned[0].shape[-2:]))
+            labels.append(F.interpolate(_plain(batch["label"])[:, :1].float(), size=aligned[0].shape[-2:]))
     return [torch.cat(m) for m in maps], torch.cat(labels)
 
 

@@ -51,3 +51,24 @@ def test_the_tap_report_sees_the_transposed_convolution_s_checkerboard_and_not_t
     assert set(by_tap) == {"encoder.2", "decoder.0.up", "encoder.2 x decoder.0.up"}
     assert by_tap["decoder.0.up"]["checkerboard_r"] > 0.7 and abs(by_tap["encoder.2"]["checkerboard_r"]) < 0.1
     assert all(0 <= row["label_auc"] <= 1 for row in rows)
+
+
+def test_the_tap_report_slices_plain_tensors_of_a_data_loader_s_metatensor_batches():
+    """A data loader's batches are MONAI MetaTensors, whose per-image metadata makes slicing the gathered
+    maps by tile fail (as it did on the CPU protocol's validation batches): the maps are plain tensors."""
+    from benchmarks.target import _teacher_maps
+    from monai.data import DataLoader, Dataset, MetaTensor
+
+    torch.manual_seed(0)
+    teacher = FANet(3, 2, features=(4, 8, 16, 32)).eval()
+    g = torch.Generator().manual_seed(2)
+    items = [
+        {"image": MetaTensor(torch.rand(3, 32, 32, generator=g), meta={"filename_or_obj": f"t{i}.jpg"}),
+         "label": MetaTensor((torch.rand(1, 32, 32, generator=g) > 0.5).float(), meta={"id": f"t{i}.png"})}
+        for i in range(4)
+    ]  # fmt: skip
+    batches = list(DataLoader(Dataset(items), batch_size=2))
+    maps, label = _teacher_maps(teacher, ["encoder.2", "decoder.0"], batches)
+    assert all(type(t) is torch.Tensor for t in (*maps, label)) and label.shape == (4, 1, 8, 8)
+    rows = tap_report({"trained": teacher}, ["encoder.2", "decoder.0"], batches, pairs=500, probe_pixels=200)
+    assert len(rows) == 3 and all(math.isfinite(row["label_r"]) for row in rows)

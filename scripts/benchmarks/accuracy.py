@@ -449,7 +449,9 @@ def _sanity(recipe: Recipe, student: Mapping[str, Any], seed: int) -> dict[str, 
     sanity = target_label_correlation(teacher_net, taps, tests, paraphrasers, pairs)
     sanity["paraphraser_error"] = reconstruction_error(teacher_net, taps, paraphrasers, tests)
     torch.manual_seed(seed)  # the control: the same architecture, randomly initialised
-    teachers = {"trained": teacher_net, "random": parser.get_parsed_content("teacher_def")}
+    # a new parser: teacher_def of `parser` is the very network `teacher` loaded the trained weights into
+    random_teacher = recipe.parser("train.yaml", student).get_parsed_content("teacher_def")
+    teachers = {"trained": teacher_net, "random": random_teacher}
     tap_sets = [list(taps)] + ([list(PAPER_FANET_TAPS)] if type(teacher_net).__name__ == "FANet" else [])
     sanity["tap_report"] = [
         row

@@ -36,7 +36,16 @@ __all__ = [
 # as ``np.int64``, a small array): rebuilding them runs no code of the file's choosing, so they are
 # allowed on top of ``weights_only=True``'s tensors and plain Python values.
 _NUMERIC = "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 complex128"
-_NUMPY_GLOBALS = [np.dtype, np.ndarray, np._core.multiarray.scalar, np._core.multiarray._reconstruct] + [
+# numpy 2 keeps them in numpy._core; numpy 1 in numpy.core, and reads numpy 2's files by their numpy._core
+# names (torch's allow-list then takes (object, name) pairs)
+if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+    _MULTIARRAY, _FROM_NUMPY_2 = np._core.multiarray, []
+else:
+    _MULTIARRAY = np.core.multiarray
+    _FROM_NUMPY_2 = [
+        (getattr(_MULTIARRAY, n), f"numpy._core.multiarray.{n}") for n in ("scalar", "_reconstruct")
+    ]
+_NUMPY_GLOBALS = [np.dtype, np.ndarray, _MULTIARRAY.scalar, _MULTIARRAY._reconstruct] + [
     type(np.dtype(name)) for name in _NUMERIC.split()
 ]
 
@@ -151,7 +160,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """
     path = Path(path)
     try:
-        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS + _FROM_NUMPY_2):
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
         unsafe = _unsafe_globals(path)
@@ -174,6 +183,7 @@ def _unsafe_globals(path: Path) -> list[str]:
     except Exception:
         return []
     allowed = {f"{g.__module__}.{g.__qualname__}" for g in _NUMPY_GLOBALS} | {"numpy.dtype", "numpy.ndarray"}
+    allowed |= {name for _, name in _FROM_NUMPY_2}
     return [name for name in names if name not in allowed and not name.startswith("numpy.dtypes.")]
 
 

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 from pathlib import Path
+
+import filelock
 
 __all__ = ["FolderLock"]
 
 
 class FolderLock:
-    """An exclusive lock on a folder (``fcntl.flock`` on ``<folder>/<name>``) against other processes.
+    """An exclusive lock on a folder (filelock's ``FileLock`` on ``<folder>/<name>``: ``flock`` on POSIX,
+    ``msvcrt.locking`` on Windows) against other processes.
 
     The operating system releases the lock when the process ends in any way (``SIGKILL`` included), so
-    a killed run never leaves the folder locked; its file then stays and means nothing on its own. A
-    release removes the file (a later holder that opened the removed file sees it and retries).
+    a killed run never leaves the folder locked. The file stays after a release, as filelock keeps it (a
+    waiter and the next holder then lock the same file); it holds the last holder's description, which a
+    second process's message quotes, and means nothing on its own.
     Within one process the lock is shared: every ``FolderLock`` of the same folder holds it (a config built
     twice in one Python session is no second run), and it is released when the last one releases it.
 
@@ -30,11 +32,11 @@ class FolderLock:
     ``with FolderLock(...):`` holds it for the block.
 
     Raises (from :meth:`acquire`):
-        ValueError: when another process holds the folder, naming the folder and that process's id; when the
+        ValueError: when another process holds the folder, naming the folder and that process; when the
             folder cannot be made or written to.
     """
 
-    _held: dict[str, list[int]] = {}  # realpath of the lock file -> [descriptor, holders] in this process
+    _held: dict[str, list] = {}  # realpath of the lock file -> [filelock.FileLock, holders] in this process
 
     def __init__(
         self,
@@ -57,42 +59,31 @@ class FolderLock:
             raise ValueError(f"{self.path.parent} cannot be made: {exc.strerror or exc}.") from None
         key = os.path.realpath(self.path)
         if key not in self._held:
-            fd = self._lock_file()
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{self.purpose} (process {os.getpid()})".encode())
-            self._held[key] = [fd, 0]
+            self._held[key] = [self._lock_file(), 0]
         self._held[key][1] += 1
         self.held = True
         return self
 
-    def _lock_file(self) -> int:
-        """A descriptor of the lock file, flocked; retried when the file was removed by its previous holder
-        between our ``open`` and our ``flock`` (the lock would then be on a file nobody else sees)."""
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:  # a read-only folder, no permission
-                reason = exc.strerror or exc
-                raise ValueError(
-                    f"{self.path.parent} cannot be written to: {reason}; expected a writable folder."
-                ) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-                os.close(fd)
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                raise ValueError(
-                    f"{self.path.parent} is in use by {holder}; wait for it to finish, or {self.instead}."
-                ) from None
-            try:
-                current = os.stat(self.path).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                return fd
-            os.close(fd)
+    def _lock_file(self) -> filelock.FileLock:
+        """The lock file, locked without waiting, with this holder's description written in it."""
+        lock = filelock.FileLock(self.path, timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = self.path.read_text(errors="replace").strip()[:64]
+            raise ValueError(
+                f"{self.path.parent} is in use by {holder or 'another process'}; wait for it to finish, or "
+                f"{self.instead}."
+            ) from None
+        except OSError as exc:  # a read-only folder, no permission
+            raise ValueError(
+                f"{self.path.parent} cannot be written to: {exc.strerror or exc}; expected a writable folder."
+            ) from None
+        with contextlib.suppress(OSError):  # only a description: Windows may refuse a second handle
+            self.path.write_text(f"{self.purpose} (process {os.getpid()})")
+        return lock
 
     def release(self) -> None:
         if not self.held:
@@ -101,10 +92,8 @@ class FolderLock:
         key = os.path.realpath(self.path)
         entry = self._held[key]
         entry[1] -= 1
-        if entry[1] == 0:  # the file goes first, then the flock with the descriptor (see _lock_file)
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            os.close(entry[0])
+        if entry[1] == 0:
+            entry[0].release()
             del self._held[key]
 
     def __enter__(self) -> FolderLock:

@@ -9,7 +9,8 @@ from .metrics import PathologySegmentationMetric
 from .model_saver import AtomicCheckpointSaver
 from .progress import TerminalProgressBar, loss_line_filter
 from .resume import RandomStates, ResumableCheckpoint, check_training_state
-from .tracking import training_scalars
+from .tensorboard_images import TensorBoardTileImages
+from .tracking import grouped_metrics, mlflow_tracked, training_scalars
 
 __all__ = [
     "AdversarialDistillationHandler",
@@ -19,8 +20,11 @@ __all__ = [
     "PathologySegmentationMetric",
     "RandomStates",
     "ResumableCheckpoint",
+    "TensorBoardTileImages",
     "TerminalProgressBar",
     "check_training_state",
+    "grouped_metrics",
     "loss_line_filter",
+    "mlflow_tracked",
     "training_scalars",
 ]

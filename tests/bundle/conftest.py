@@ -2,8 +2,9 @@
 
 The bundle's configs are copied to ``<tmp>/configs`` and run with ``--bundle_root <tmp>`` and overrides
 that make everything tiny (bundle_runs.py): 64² synthetic tiles (4 train, 2 val, 2 test), a 512² slide,
-a narrow teacher and critic, one epoch of batch 2. Stages chain (teacher -> paraphrasers -> distilled
-student -> evaluation -> inference on a tile and the slide), so each test reads the files they left.
+a narrow teacher and critic, one epoch of batch 2; training and evaluation with ``--tracking mlflow`` (one
+SQLite store, ``<tmp>/mlruns.db``). Stages chain (teacher -> paraphrasers -> distilled student ->
+evaluation -> inference on a tile and the slide), so each test reads the files they left.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ def trained_bundle(tmp_path_factory) -> TrainedBundle:
                             "--bundle_root", str(root), *overrides)  # fmt: skip
         logs[name] = result.stdout + result.stderr
 
-    stage("teacher", "train_teacher.yaml", *cli(DATA, LOADER, TEACHER))
-    stage("paraphraser", "train_paraphraser.yaml", *cli(DATA, LOADER, TEACHER))
-    stage("distill", "train.yaml", *cli(DATA, LOADER, TEACHER, CRITIC))
-    stage("evaluate", "evaluate.yaml", *cli(DATA, {"num_workers": 0}), run_id="evaluating")
+    tracking = ("--tracking", "mlflow")
+    stage("teacher", "train_teacher.yaml", *cli(DATA, LOADER, TEACHER), *tracking)
+    stage("paraphraser", "train_paraphraser.yaml", *cli(DATA, LOADER, TEACHER), *tracking)
+    stage("distill", "train.yaml", *cli(DATA, LOADER, TEACHER, CRITIC), *tracking)
+    stage("evaluate", "evaluate.yaml", *cli(DATA, {"num_workers": 0}), *tracking, run_id="evaluating")
     inputs = root / "inference_inputs"  # one synthetic test tile and the synthetic slide
     inputs.mkdir()
     shutil.copy(root / "data" / "synthetic" / "test" / "gastric_0000.jpg", inputs)

@@ -137,23 +137,26 @@ def test_every_epoch_logs_a_loss_line_and_the_splits_their_counts(pair_runs):
     assert "train split: 4 tile(s), from the folder " in log and "val split: 2 tile(s)" in log
 
 
-def test_mlflow_tracking_keeps_an_experiment_per_stage_with_params_and_metrics(pair_runs):
+def test_mlflow_tracking_keeps_an_experiment_per_kind_of_stage_with_a_run_per_model(pair_runs):
     from mlflow.tracking import MlflowClient
     from monai.utils import path_to_sqlite_uri
 
     root, _ = pair_runs[PAIRS[0]]
-    client = MlflowClient(path_to_sqlite_uri(str(root / "eval" / "mlruns.db")))
+    client = MlflowClient(path_to_sqlite_uri(str(root / "mlruns.db")))  # <output_root>/mlruns.db
     names = {e.name for e in client.search_experiments()}
-    expected = {"monai_coco.teacher", "monai_coco.paraphraser", "monai_coco.model", "monai_coco.student_kd",
-                "monai_coco.student_none"}  # fmt: skip
-    assert expected <= names
+    assert {"monai_coco.teacher", "monai_coco.paraphraser", "monai_coco.student"} <= names
     (run,) = client.search_runs([client.get_experiment_by_name("monai_coco.teacher").experiment_id])
     assert run.data.params["max_epochs"] == "1" and run.data.params["epoch_length"] == "2"
-    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in losses] == [1, 2] and all(m.value > 0 for m in losses)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "miou")] == [1]
     assert 0.0 <= run.data.metrics["miou"] <= 1.0
     assert run.data.metrics["lr_group_0"] >= 0.0
+    students = client.search_runs([client.get_experiment_by_name("monai_coco.student").experiment_id])
+    by_name = {r.info.run_name: r.data.params for r in students}  # the distillation runs, side by side
+    assert {n: p["distill"] for n, p in by_name.items()} == {"model": "coco", "student_kd": "kd",
+                                                             "student_none": "none"}  # fmt: skip
+    assert by_name["student_kd"]["lambda_kd"] == "10.0" and "lambda_coco" not in by_name["student_kd"]
 
 
 if __name__ == "__main__":  # one pair's stages, for _run_pair

@@ -1,6 +1,7 @@
 """What the bundle's stages report (see conftest.py: every stage run once by ``python -m monai.bundle``):
-TensorBoard event files of every training stage, read back with TensorBoard's ``EventAccumulator``; tile
-counts, loss lines and no warning flood in the logs."""
+TensorBoard event files of every training stage, read back with TensorBoard's ``EventAccumulator``; the
+``--tracking mlflow`` store, read back with MLflow's client; tile counts, loss lines and no warning flood in
+the logs."""
 
 from __future__ import annotations
 
@@ -27,25 +28,70 @@ def _events(folder: Path) -> EventAccumulator:
 def test_distillation_writes_each_loss_term_the_learning_rate_metrics_and_panels(trained_bundle):
     scalars, images = _events(trained_bundle.root / "logs" / "model")
     for term in ("loss", "ce", "coco", "adv", "critic", "lr"):
-        assert len(scalars[term]) == 2, term  # 1 epoch of 2 iterations (4 tiles, batch 2)
-    total = [sum(scalars[term][i] for term in ("ce", "coco", "adv")) for i in range(2)]
-    assert scalars["loss"] == pytest.approx(total, rel=1e-5)
+        assert len(scalars[f"train/{term}"]) == 2, term  # 1 epoch of 2 iterations (4 tiles, batch 2)
+    total = [sum(scalars[f"train/{term}"][i] for term in ("ce", "coco", "adv")) for i in range(2)]
+    assert scalars["train/loss"] == pytest.approx(total, rel=1e-5)
     # poly(0.9) decay over 2 iterations, stepped before the value is logged: 0.003 * (1 - k / 2) ** 0.9
-    assert scalars["lr"] == pytest.approx([0.003 * 0.5**0.9, 0.0])
+    assert scalars["train/lr"] == pytest.approx([0.003 * 0.5**0.9, 0.0])
     for metric in ("miou", "accuracy", "dice"):
-        assert len(scalars[metric]) == 1 and 0.0 <= scalars[metric][0] <= 1.0, metric  # 1 validation
-    # image | label | prediction of the first validation tile: MONAI names them input_0, input_1, output
-    assert any(tag.startswith("input_0") for tag in images), images
-    assert any(tag.startswith("input_1") for tag in images), images
-    assert any(tag.startswith("output") for tag in images), images
+        assert len(scalars[f"val/{metric}"]) == 1 and 0.0 <= scalars[f"val/{metric}"][0] <= 1.0, metric
+    assert all(tag.startswith(("train/", "val/")) for tag in scalars), sorted(scalars)  # two groups
+    assert images == {"val/image", "val/label", "val/prediction"}  # of the first validation tile
 
 
 def test_teacher_and_paraphraser_stages_write_their_own_event_files(trained_bundle):
     teacher, teacher_images = _events(trained_bundle.root / "logs" / "teacher")
-    assert {"loss", "lr", "miou", "dice"} <= set(teacher) and teacher_images
+    assert {"train/loss", "train/lr", "val/miou", "val/dice"} <= set(teacher) and teacher_images
     paraphraser, _ = _events(trained_bundle.root / "logs" / "paraphraser")
-    mse = [tag for tag in paraphraser if tag.startswith("mse[")]
-    assert len(mse) == 2 and {"loss", "lr"} <= set(paraphraser)  # one reconstruction loss per teacher tap
+    mse = [tag for tag in paraphraser if tag.startswith("train/mse[")]
+    assert len(mse) == 2 and {"train/loss", "train/lr"} <= set(paraphraser)  # one loss per teacher tap
+
+
+def _mlflow_runs(root: Path) -> tuple[object, dict[str, object]]:
+    """MLflow's client on the ``--tracking mlflow`` store ``<output_root>/mlruns.db`` and ``{experiment: its
+    one run}``."""
+    from mlflow.tracking import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+
+    client = MlflowClient(path_to_sqlite_uri(str(root / "mlruns.db")))
+    runs = {}
+    for experiment in client.search_experiments():
+        if experiment.name.startswith("monai_coco."):
+            (runs[experiment.name],) = client.search_runs([experiment.experiment_id])
+    return client, runs
+
+
+def test_mlflow_keeps_every_stage_in_one_store_with_its_terms_params_and_model(trained_bundle):
+    client, runs = _mlflow_runs(trained_bundle.root)
+    assert set(runs) == {"monai_coco.teacher", "monai_coco.paraphraser", "monai_coco.student",
+                         "monai_coco.evaluation"}  # fmt: skip
+    assert all(run.info.status == "FINISHED" for run in runs.values())
+    student = runs["monai_coco.student"]
+    assert student.info.run_name == "model"
+    params = student.data.params
+    assert {"distill": "coco", "lambda_coco": "1.0", "lambda_adv": "0.1", "learning_rate": "0.003",
+            "epochs": "1", "roi_size": "[64, 64]", "seed": "0", "network": "MobileUNet", "teacher": "FANet",
+            "dataset": "<bundle_root>/data/synthetic"}.items() <= params.items()  # fmt: skip
+    assert int(params["network_parameters"]) > 0 and int(params["teacher_parameters"]) > 0
+    for term in ("loss", "ce", "coco", "adv", "critic"):
+        history = client.get_metric_history(student.info.run_id, f"train/{term}")
+        assert [m.step for m in history] == [1, 2], term  # every iteration
+    for score in ("miou", "accuracy", "dice"):
+        assert [m.step for m in client.get_metric_history(student.info.run_id, score)] == [1], score
+    artifacts = {a.path for a in client.list_artifacts(student.info.run_id)}
+    assert "model.pt" in artifacts and any(a.startswith("config_") for a in artifacts)
+    paraphraser = runs["monai_coco.paraphraser"]
+    mse = [k for k in paraphraser.data.metrics if k.startswith("train/mse.")]  # MLflow-safe names
+    assert len(mse) == 2 and "paraphraser.pt" in {
+        a.path for a in client.list_artifacts(paraphraser.info.run_id)
+    }
+    assert "teacher.pt" in {a.path for a in client.list_artifacts(runs["monai_coco.teacher"].info.run_id)}
+    evaluation = runs["monai_coco.evaluation"]
+    assert {"eval_split": "test", "model_name": "model.pt", "network": "MobileUNet"}.items() <= (
+        evaluation.data.params.items()
+    )
+    assert 0.0 <= evaluation.data.metrics["miou"] <= 1.0
+    assert "metrics.csv" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
 
 
 def test_logs_count_the_tiles_of_each_split_and_stay_free_of_warning_floods(trained_bundle):

@@ -5,6 +5,7 @@ models/model.pt`` (:mod:`monai_coco.inference.__main__`).
 """
 
 from .cohort import run_cohort
+from .progress import InferenceProgress
 from .summary import InferenceResult
 from .whole_slide import (
     BLEND_MODES,
@@ -19,6 +20,7 @@ from .whole_slide import (
 
 __all__ = [
     "BLEND_MODES",
+    "InferenceProgress",
     "InferenceResult",
     "SlideInferenceConfig",
     "infer_file",

@@ -5,7 +5,9 @@ Launch one process per worker with ``torchrun`` (as multi-GPU training does), e.
     MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \\
     torchrun --standalone --nproc_per_node 4 -m monai_coco.inference slides/ out/ --checkpoint models/model.pt
 
-Worker ``r`` of ``n`` takes slides ``r, r + n, r + 2n, ...`` of the sorted list, one at a time. A slide whose
+Worker ``r`` of ``n`` takes slides ``r, r + n, r + 2n, ...`` of the sorted list, one at a time, and says how
+far it is (:class:`~monai_coco.inference.progress.InferenceProgress`: bars for one process on a terminal, else
+a line per slide done with the slides done and the time left, and lines through a long slide). A slide whose
 ``<stem>_summary.json`` (written last and atomically by :func:`~monai_coco.inference.infer_file`) exists
 is complete and skipped, so an interrupted cohort resumes where it stopped. When every worker is done,
 worker 0 gathers the summaries of all listed slides into ``cohort_summary.csv`` (atomically). Under
@@ -29,6 +31,7 @@ from typing import Optional, Union
 import torch
 import torch.distributed as dist
 
+from monai_coco.inference.progress import InferenceProgress
 from monai_coco.inference.summary import COHORT_CSV, write_cohort_table
 from monai_coco.inference.whole_slide import (
     SlideInferenceConfig,
@@ -92,13 +95,21 @@ def run_cohort(
         logger.info("worker %d/%d: %d of its %d slides to do", rank, world, len(todo), len(mine))
         if todo:
             segmenter = make_segmenter(network, config)
-            for image in todo:
-                try:
-                    result = infer_file(segmenter, image, output_dir, config)
-                except (ValueError, FileNotFoundError) as exc:
-                    logger.error("worker %d: %s", rank, exc)
-                    continue
-                logger.info("worker %d: %s done in %.1f s", rank, image.name, result.seconds)
+            prefix = f"worker {rank}/{world}: " if world > 1 else ""
+            progress = InferenceProgress(bars=world == 1, prefix=prefix)  # workers sharing a terminal: lines
+            progress.start(len(todo), segmenter)
+            try:
+                for image in todo:
+                    progress.image_started(image.name)
+                    try:
+                        infer_file(segmenter, image, output_dir, config)
+                    except (ValueError, FileNotFoundError) as exc:
+                        logger.error("worker %d: %s", rank, exc)
+                        progress.image_done(failed=True)
+                        continue
+                    progress.image_done()
+            finally:
+                progress.close()
         if dist.is_initialized():
             dist.barrier()
         path, incomplete = None, []

@@ -94,7 +94,10 @@ class GridSegmenter:
         device: where windows are stacked and blended.
 
     ``windows_run`` / ``windows_skipped`` count the windows given to the network / left to background;
-    their sum is the number of windows in the grid(s) segmented.
+    their sum is the number of windows in the grid(s) segmented. ``progress``, when set, is called as
+    ``progress(done, total)`` with the windows of the grid being segmented done (run or skipped) and their
+    number, once before its first window and after each chunk (e.g.
+    :meth:`~monai_coco.inference.progress.InferenceProgress.windows`).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class GridSegmenter:
         self.device = device
         self.windows_run = 0
         self.windows_skipped = 0
+        self.progress: Optional[Callable[[int, int], None]] = None
 
     def _groups(self, starts: Sequence[int], axis: int) -> list[list[int]]:
         """Consecutive window starts grouped so that a group's windows span about ``chunk_size`` pixels."""
@@ -211,11 +215,16 @@ class GridSegmenter:
         # being blended (a band's windows start at acc_top and end within its span plus a window)
         capacity = max(rows[-1] - rows[0] for rows in row_groups) + self.roi[0]
         acc = torch.zeros(self.num_classes, capacity, width, device=self.device)
-        acc_top = 0
+        acc_top = done_windows = 0
+        if self.progress is not None:
+            self.progress(0, len(grid))
         for k, rows in enumerate(row_groups):
             for cols in col_groups:
                 windows = [(top, left) for top in rows for left in cols]
                 self._run_chunk(grid, read_region, tissue, windows, acc, acc_top, weights)
+                done_windows += len(windows)
+                if self.progress is not None:
+                    self.progress(done_windows, len(grid))
             done = row_groups[k + 1][0] if k + 1 < len(row_groups) else height  # no later window above
             y0, y1 = max(acc_top, pt), min(done, pt + grid.shape[0])
             if y1 > y0:

@@ -133,7 +133,7 @@ RENAMED_MODULES = {
         "monai_coco.data.datalist", ("IMAGE_SUFFIXES", "DataProblem", "check_dataset", "load_paired_datalist")
     ),
     "monai_coco.data.slides": (
-        "monai_coco.inference.whole_slide",
+        "monai_coco.inference",
         ("SlideInferenceConfig", "InferenceResult", "scale_to_unit", "segment_image", "infer_file",
          "infer_path", "BLEND_MODES"),
     ),

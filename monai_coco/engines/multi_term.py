@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
+from monai.inferers import SimpleInferer
 from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
 
@@ -35,8 +36,8 @@ class MultiTermTrainer(SupervisedTrainer):
     4. ``output[TERMS]`` is replaced by one float per term, ``output[name]``; ``MODEL_COMPLETED`` fires.
 
     Subclasses implement :meth:`forward` and :meth:`loss_terms`. Arguments are those of
-    ``SupervisedTrainer``; its ``inferer`` and ``compile`` are not supported (the forward pass reads
-    intermediate features through hooks).
+    ``SupervisedTrainer``; its ``inferer`` must be ``SimpleInferer`` (the default: a plain network call, as
+    the forward pass reads intermediate features through hooks) and ``compile`` is not supported.
     """
 
     reserved_keys = frozenset({Keys.IMAGE, Keys.LABEL, Keys.PRED, Keys.LOSS, TERMS})
@@ -51,11 +52,14 @@ class MultiTermTrainer(SupervisedTrainer):
         loss_function: Callable,
         **kwargs: Any,
     ) -> None:
-        for unsupported in ("inferer", "compile"):
-            if kwargs.get(unsupported):
-                raise ValueError(
-                    f"{type(self).__name__} does not support the SupervisedTrainer argument '{unsupported}'."
-                )
+        inferer = kwargs.get("inferer")
+        if inferer is not None and type(inferer) is not SimpleInferer:
+            raise ValueError(
+                f"{type(self).__name__} runs the network as SimpleInferer does (the forward pass reads "
+                f"intermediate features through hooks); inferer {type(inferer).__name__} is not supported."
+            )
+        if kwargs.get("compile"):
+            raise ValueError(f"{type(self).__name__} does not support the SupervisedTrainer argument 'compile'.")
         super().__init__(
             device=device,
             max_epochs=max_epochs,

@@ -31,7 +31,8 @@ from monai.bundle import ConfigParser
 
 from monai_coco.checkpoints import load_checkpoint, load_preprocessing_record
 from monai_coco.inference.cohort import run_cohort
-from monai_coco.inference.whole_slide import SlideInferenceConfig, infer_path
+from monai_coco.inference.engine import infer_path
+from monai_coco.inference.whole_slide import SlideInferenceConfig
 from monai_coco.settings import SETTINGS
 
 __all__ = ["main"]

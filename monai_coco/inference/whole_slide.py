@@ -75,7 +75,6 @@ from monai_coco.inference.summary import (
     checkpoint_sha256,
     package_version,
     read_summary,
-    write_cohort_table,
 )
 from monai_coco.inference.window_grid import GridSegmenter
 from monai_coco.settings import SETTINGS
@@ -87,7 +86,6 @@ __all__ = [
     "network_input",
     "segment_image",
     "infer_file",
-    "infer_path",
     "BLEND_MODES",
     "make_segmenter",
     "list_images",
@@ -128,7 +126,7 @@ def _default(name: str) -> object:
 
 @dataclass
 class SlideInferenceConfig:
-    """Settings of :func:`infer_file` / :func:`infer_path`.
+    """Settings of :func:`infer_file` / :func:`~monai_coco.inference.engine.infer_path`.
 
     Args:
         reader: slide backend, ``"auto"`` (chosen from the file:
@@ -408,8 +406,10 @@ def _infer_one(
             except BaseException:  # a failed slide leaves no temporary map behind
                 maps.remove()
                 raise
-        for kind, map_path, values in (("mask", mask_path, maps.labels), ("probability", probability_path,
-                                                                           maps.probability)):
+        for kind, map_path, values in (
+            ("mask", mask_path, maps.labels),
+            ("probability", probability_path, maps.probability),
+        ):
             with atomic_path(map_path) as tmp:
                 write_ome_pyramid(tmp, values, mpp, name=f"{path.stem} {kind}")
     else:
@@ -594,7 +594,9 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
     images = sorted(
         p
         for p in source.iterdir()
-        if p.is_file() and p.suffix.lower() in wanted and not p.stem.endswith(("_mask", "_overlay"))
+        if p.is_file()
+        and p.suffix.lower() in wanted
+        and not p.stem.endswith(("_mask", "_overlay"))
         and p not in masks
     )
     dicom = [p for p in images if p.suffix.lower() == ".dcm"]
@@ -624,50 +626,3 @@ def output_lock(output_dir: Union[str, os.PathLike], worker: int = 0) -> FolderL
     name = ".inference.lock" if worker == 0 else f".inference.{worker}.lock"
     instead = "give this run another output folder"
     return FolderLock(output_dir, "an inference run", name, instead)
-
-
-def infer_path(
-    network: torch.nn.Module,
-    path: Union[str, os.PathLike],
-    output_dir: Union[str, os.PathLike],
-    config: Optional[SlideInferenceConfig] = None,
-    suffixes: Optional[Sequence[str]] = None,
-    overwrite: bool = False,
-) -> list[InferenceResult]:
-    """:func:`infer_file` on one file, or on every image of a folder or CSV list (:func:`list_images`), in
-    this process, then the cohort table ``cohort_summary.csv`` of the folder's or list's images
-    (:func:`~monai_coco.inference.summary.write_cohort_table`; across processes, see
-    :func:`~monai_coco.inference.cohort.run_cohort`).
-
-    An image whose outputs are complete (its ``<stem>_summary.json``, written last, is in ``output_dir``)
-    is skipped unless ``overwrite``, so an interrupted run resumes where it stopped (as a cohort does);
-    one log line says how many were skipped.
-
-    Args:
-        suffixes: image suffixes taken from a folder (default: all supported). In the authors' layout,
-            where ``<id>.png`` masks lie beside ``<id>.jpg`` images, those masks are left out anyway
-            (:func:`list_images`).
-        overwrite: redo images whose outputs are complete.
-
-    Returns:
-        the results of the images segmented in this call.
-    """
-    path = Path(path)
-    single = path.is_file() and path.suffix.lower() != ".csv"
-    images = [path] if single else list_images(path, suffixes)
-    todo = unfinished(images, output_dir, overwrite)
-    if len(todo) < len(images):
-        logger.info(
-            "%d of %d image(s) already done in %s, skipped (overwrite redoes them)",
-            len(images) - len(todo),
-            len(images),
-            output_dir,
-        )
-    segmenter = make_segmenter(network, config or SlideInferenceConfig()) if todo else None
-    with output_lock(output_dir):  # nothing is written before the network is known to run
-        results = [infer_file(segmenter, p, output_dir, config) for p in todo]
-        if single:
-            return results
-        table, done = write_cohort_table(output_dir, images)
-    logger.info("cohort summary: %s (%d of %d images)", table, done, len(images))
-    return results

@@ -309,7 +309,7 @@ class Recipe:
         output_dir = self.workdir / "eval" / Path(model_name).stem
         overrides = {"model_name": model_name, "output_dir": str(output_dir), **overrides}
         done = self.run("evaluate.yaml", overrides)
-        metrics = done.parser.get_parsed_content("validate#evaluator").state.metrics
+        metrics = done.parser.get_parsed_content("evaluator").state.metrics
         return {name: float(value) for name, value in metrics.items()}
 
 

@@ -141,7 +141,8 @@ def benchmark_training(recipe: Recipe, iterations: int = 5, warmup: int = 1) -> 
         "ckpt_dir": str(models),
         "epochs": math.ceil((iterations + warmup) / per_epoch),
         "benchmark_timer": {"_target_": "benchmarks.training.StepTimer", "warmup": warmup},
-        "train#handlers": ["@benchmark_timer", "@train#lr_handler"],
+        "train#handlers#0": "@benchmark_timer",  # and the LR schedule (#2), nothing else
+        **{f"train#handlers#{i}#_disabled_": True for i in (1, 3, 4)},
         "train#main_handlers": [],
     }
     results = {}

@@ -1,7 +1,8 @@
 """The bundle's configs state each value once: few significant lines are copies of a line in another file.
 
-A significant line is a non-blank line of YAML that is not a comment and not a bare key opening a block
-(``loss:``), stripped of its indentation and trailing comment. A line is copied when the same text is a
+A significant line is a non-blank line of YAML that is not a comment, not a bare key opening a block
+(``loss:``) and not a setting passed on under its own name (``device: "@device"``: it states no value, it
+wires one), stripped of its indentation and trailing comment. A line is copied when the same text is a
 significant line of another config file. Before the base-plus-overlays layout, 715 of 866 significant
 lines (83 %) were copies by this measure.
 """
@@ -22,7 +23,8 @@ def significant_lines(text: str) -> list[str]:
         if not stripped or stripped.startswith("#"):
             continue
         stripped = stripped.split(" #")[0].rstrip()
-        if not stripped.endswith(":"):
+        key, _, value = stripped.lstrip("- ").partition(": ")
+        if not stripped.endswith(":") and value != f'"@{key}"':
             lines.append(stripped)
     return lines
 
@@ -38,9 +40,9 @@ def copied_fraction(texts: dict[str, str]) -> tuple[int, int]:
 
 
 def test_the_measure_counts_copies_and_ignores_comments_and_block_keys():
-    a = "# a comment\nloss:\n  _target_: DiceCELoss  # note\n  softmax: true\n"
-    b = "loss:\n  _target_: DiceCELoss\nother: 1\n"
-    assert copied_fraction({"a.yaml": a, "b.yaml": b}) == (2, 4)
+    a = "# a comment\nloss:\n  _target_: DiceCELoss  # note\n  softmax: true\n  amp: \"@amp\"\n"
+    b = "loss:\n  _target_: DiceCELoss\nother: 1\namp: \"@amp\"\nfast: \"@amp\"\n"
+    assert copied_fraction({"a.yaml": a, "b.yaml": b}) == (2, 5)
 
 
 def test_at_most_ten_percent_of_the_significant_config_lines_are_copies():

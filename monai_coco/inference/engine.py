@@ -32,7 +32,13 @@ from monai_coco.inference.whole_slide import (
     unfinished,
 )
 
-__all__ = ["SlideInferenceEvaluator", "infer_path", "inference_dataset", "is_cohort", "sliding_window_inferer"]
+__all__ = [
+    "SlideInferenceEvaluator",
+    "infer_path",
+    "inference_dataset",
+    "is_cohort",
+    "sliding_window_inferer",
+]
 
 logger = logging.getLogger(__name__)
 

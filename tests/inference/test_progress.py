@@ -6,7 +6,13 @@ import pytest
 import torch
 from terminal import PYTHON, run_in_terminal, run_piped
 
-from monai_coco.inference import InferenceProgress, infer_file, make_segmenter
+from monai_coco.inference import (
+    InferenceProgress,
+    SlideInferenceEvaluator,
+    infer_file,
+    inference_dataset,
+    make_segmenter,
+)
 
 from .test_whole_slide import ColourNet, _config, _scene, _write_slide
 
@@ -56,6 +62,21 @@ def test_a_log_gets_a_line_per_slide_done_and_lines_through_a_long_slide(slides,
     _segment(slides, tmp_path / "again", InferenceProgress(log_seconds=3600))
     assert [r.getMessage().split(" done in ")[0] for r in caplog.records if "windows" in r.getMessage()
             or " done in " in r.getMessage()] == ["s0.tif", "s1.tif"]  # fmt: skip
+
+
+def test_an_inference_evaluator_reports_the_images_it_segments(slides, tmp_path, caplog):
+    out = tmp_path / "out"
+    infer_file(ColourNet(), slides / "s0.tif", out, _config(min_tissue_fraction=0))  # done before the run
+    caplog.set_level("INFO", logger="monai_coco.inference")
+    progress = InferenceProgress(log_percent=50, log_seconds=0)
+    dataset, config = inference_dataset(slides), _config(min_tissue_fraction=0)
+    engine = SlideInferenceEvaluator(dataset, ColourNet(), out, config, val_handlers=[progress])
+    engine.run()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("s0.tif", "s1.tif"))]
+    assert lines[:2] == ["s1.tif: 32 of 40 windows (80%)", "s1.tif: 40 of 40 windows (100%)"]  # s0: skipped
+    assert len(lines) == 3 and lines[2].startswith("s1.tif done in ")
+    assert lines[2].endswith(": 1 of 1 image(s), about 00:00 left")  # the images to do, not those done before
+    assert engine.segmenter.progress is None  # given back
 
 
 @pytest.mark.parametrize("bad", [{"log_percent": 0}, {"log_percent": 101}, {"log_seconds": -1}])

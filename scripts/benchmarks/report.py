@@ -184,6 +184,13 @@ def _loss_section(rows: Sequence[Mapping], setup: Mapping) -> str:
     return "\n".join(text)
 
 
+def _achieved(row: Mapping, per_s: float, peak: float) -> tuple[str, str]:
+    """The GFLOP/s a network reaches at ``per_s`` tiles or windows a second, and that as a share of
+    ``peak`` (the matmul yardstick's GFLOP/s)."""
+    achieved = row["gflops"] * per_s
+    return _fmt(achieved, 1), f"{100 * achieved / peak:.0f} %"
+
+
 def _networks_section(net: Mapping) -> str:
     peak = net["matmul_gflops"]
     counts = []
@@ -197,22 +204,12 @@ def _networks_section(net: Mapping) -> str:
                 _fmt(r["paper_gflops"], 2),
             )
         )
-    tiles = []
-    for r in net["networks"]:
-        t = r.get("tile")
-        if t:
-            achieved = r["gflops"] * t["tiles_per_s"]
-            tiles.append(
-                (
-                    r["name"],
-                    r["config"],
-                    _fmt(t["s_per_batch"] / net["tile_batch"], 4),
-                    _fmt(t["tiles_per_s"], 2),
-                    _fmt(t["mpix_per_s"], 3),
-                    _fmt(achieved, 1),
-                    f"{100 * achieved / peak:.0f} %",
-                )
-            )
+    tiles = [
+        (r["name"], r["config"], _fmt(t["s_per_batch"] / net["tile_batch"], 4), _fmt(t["tiles_per_s"], 2))
+        + (_fmt(t["mpix_per_s"], 3), *_achieved(r, t["tiles_per_s"], peak))
+        for r in net["networks"]
+        if (t := r.get("tile"))
+    ]
     teacher = next((r for r in net["networks"] if r["config"].startswith("paper") and r.get("tile")
                     and r["name"].startswith("FANet")), None)  # fmt: skip
     speedups = [
@@ -221,23 +218,12 @@ def _networks_section(net: Mapping) -> str:
         for r in net["networks"]
         if teacher and r["config"].startswith("paper") and r.get("tile") and r["name"].startswith("Mobile")
     ]
-    windows = []
-    for r in net["networks"]:
-        w = r.get("sliding_window")
-        if w:
-            achieved = r["gflops"] * w["windows_per_s"]
-            windows.append(
-                (
-                    r["name"],
-                    r["config"],
-                    str(w["windows"]),
-                    _fmt(w["seconds"], 2),
-                    _fmt(w["windows_per_s"], 2),
-                    _fmt(w["mpix_per_s"], 3),
-                    _fmt(achieved, 1),
-                    f"{100 * achieved / peak:.0f} %",
-                )
-            )
+    windows = [
+        (r["name"], r["config"], str(w["windows"]), _fmt(w["seconds"], 2), _fmt(w["windows_per_s"], 2))
+        + (_fmt(w["mpix_per_s"], 3), *_achieved(r, w["windows_per_s"], peak))
+        for r in net["networks"]
+        if (w := r.get("sliding_window"))
+    ]
     size, side = net["tile_size"], net["large_side"]
     text = [
         "## 2. Networks: size, counted FLOPs, inference throughput",

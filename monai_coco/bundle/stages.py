@@ -97,7 +97,7 @@ def bundle_unlabelled(
     if unlabelled_dir is None:
         return {"tiles": [], "patches": []}
     try:
-        images = list_unlabelled(unlabelled_dir)
+        images = list_unlabelled(unlabelled_dir, reader, slide_mpp)
         patches = [
             entry
             for slide in images.slides

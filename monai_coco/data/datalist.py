@@ -26,7 +26,6 @@ training use MONAI's ``MapLabelValued(keys="label", orig_labels=[0, 1, 255], tar
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -36,12 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
 from monai.data import load_decathlon_datalist
-from PIL import Image
 
-from .orientation import exif_orientation, swaps_sides, upright
-from .suffixes import IMAGE_SUFFIXES, TIFF_SUFFIXES
+from .image_check import MAX_TILE_PIXELS, DataProblem, info, is_broken_link, tile_problems
+from .suffixes import IMAGE_SUFFIXES
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -60,147 +57,17 @@ _SPLIT_FOLDERS = {
 _SPLIT_ALIASES = {alias: split for split, names in _SPLIT_FOLDERS.items() for alias in names}
 _JSON_KEYS = {"train": "training", "val": "validation", "test": "test"}
 _MASK_FOLDERS = ("masks", "labels")
-MAX_TILE_PIXELS = 2**25
-"""The largest training tile, in pixels (32 Mpx, e.g. 5792x5792; the paper's tiles are 1024x1024): each
-tile is decoded whole (3 bytes per pixel, then float copies in the transforms: ~60 bytes per pixel)."""
 _DEFAULT_VALUE_SETS = (frozenset({0, 1}), frozenset({0, 255}))
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DataProblem:
-    """One problem of a data set: the offending file (or folder) and what was expected."""
-
-    path: str
-    message: str
-    missing: bool = False  # a missing file or partner (FileNotFoundError) rather than a bad one (ValueError)
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-    def error(self) -> Exception:
-        return (FileNotFoundError if self.missing else ValueError)(str(self))
-
-
-@dataclass(frozen=True)
-class _FileInfo:
-    """What one read of a file told: size (W, H), colour ("gray", "rgb", "rgba", "palette" or the format's
-    own model name), channel count, mask values (masks only), or the decoding error."""
-
-    size: tuple[int, int] = (0, 0)
-    colour: str = ""
-    channels: int = 0
-    values: frozenset[int] | None = None
-    error: str | None = None
-    bits: int = 8  # bits per sample
-    orientation: int = 1  # EXIF orientation (applied by every reader: monai_coco.data.orientation)
-
-
-_PIL_COLOURS = {
-    "1": "gray",
-    "L": "gray",
-    "I": "gray",
-    "I;16": "gray",
-    "I;16B": "gray",
-    "I;16L": "gray",
-    "F": "gray",
-    "RGB": "rgb",
-    "RGBA": "rgba",
-    "P": "palette",
-}
-
-
-_PIL_BITS = {"1": 1, "I": 32, "I;16": 16, "I;16B": 16, "I;16L": 16, "F": 32}  # other modes: 8 bits
-
-
-def _tiff_colour(photometric: str, samples: int) -> str:
-    if samples == 1 and photometric in ("MINISBLACK", "MINISWHITE"):
-        return "gray"
-    if samples == 1 and photometric == "PALETTE":
-        return "palette"
-    if photometric in ("RGB", "YCBCR") and samples in (3, 4):
-        return "rgb" if samples == 3 else "rgba"
-    return photometric
-
-
-# ---------------------------------------------------------------------------------------------- reading
-def _read_info(path: str, role: str) -> _FileInfo:
-    """Read a header (``role="image"``), decode a whole image (``"image-full"``) or a mask (``"mask"``)."""
-    array, orientation = None, 1
-    try:
-        if path.lower().endswith(TIFF_SUFFIXES):
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                size, channels = (page.imagewidth, page.imagelength), page.samplesperpixel
-                colour = _tiff_colour(page.photometric.name, channels)
-                bits = int(page.bitspersample)
-                if role != "image":
-                    array = page.asarray()
-        else:
-            with Image.open(path) as im:
-                size, channels = im.size, len(im.getbands())
-                orientation = exif_orientation(im)
-                if swaps_sides(orientation):  # read upright, as the mask was drawn (orientation.upright)
-                    size = size[::-1]
-                colour = _PIL_COLOURS.get(im.mode, im.mode)
-                bits = _PIL_BITS.get(im.mode, 8)
-                if role != "image":
-                    im.load()
-                    array = np.asarray(upright(im)) if role == "mask" else None
-    except Exception as e:  # any decoder failure is reported, not raised from deep inside a library
-        return _FileInfo(error=f"cannot be decoded ({type(e).__name__}: {e})")
-    values = None
-    if role == "mask" and array is not None:
-        flat = np.asarray(array).ravel()
-        small = flat.dtype in (np.uint8, np.bool_)
-        values = frozenset((np.flatnonzero(np.bincount(flat)) if small else np.unique(flat)).tolist())
-    size = (int(size[0]), int(size[1]))
-    return _FileInfo(size, colour, int(channels), values, bits=bits, orientation=orientation)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _cached_info(path: str, mtime_ns: int, nbytes: int, role: str) -> _FileInfo:
-    return _read_info(path, role)
-
-
-def _info(path: str, role: str) -> _FileInfo:
-    st = Path(path).stat()
-    return _cached_info(path, st.st_mtime_ns, st.st_size, role)
-
-
 def _check_pair(
     image: str, label: str, label_map: Mapping[int, int] | None, decode_images: bool
 ) -> list[DataProblem]:
-    problems = []
-    img = _info(image, "image-full" if decode_images else "image")
-    msk = _info(label, "mask")
-    if img.error:
-        problems.append(DataProblem(image, f"image {img.error}; expected a JPEG, PNG or TIFF image"))
-    elif img.size[0] * img.size[1] > MAX_TILE_PIXELS:
-        problems.append(
-            DataProblem(
-                image,
-                f"image is {img.size[0]}x{img.size[1]} pixels, above the {MAX_TILE_PIXELS // 2**20} Mpx a "
-                "training tile may have (each is decoded whole); expected tiles: cut it into tiles",
-            )
-        )
-    elif img.bits != 8:
-        problems.append(
-            DataProblem(
-                image,
-                f"image has {img.bits} bits per sample; expected 8 (the pipeline maps 0..255 to 0..1): "
-                "save it as 8-bit",
-            )
-        )
-    elif img.colour not in ("gray", "rgb", "rgba"):
-        problems.append(
-            DataProblem(
-                image,
-                f"image colour model is {img.colour} ({img.channels} channel(s)); "
-                "expected gray (1 channel), RGB (3) or RGBA (4)",
-            )
-        )
+    img = info(image, "image-full" if decode_images else "image")
+    msk = info(label, "mask")
+    problems = tile_problems(image, img)
     if msk.error:
         problems.append(DataProblem(label, f"mask {msk.error}; expected a single-channel PNG or TIFF mask"))
         return problems
@@ -262,12 +129,8 @@ def _lossy(values: frozenset[int]) -> str:
 def _files(folder: Path) -> list[Path]:
     """The visible files of ``folder``, broken links among them (:func:`_broken_links` names those)."""
     return sorted(
-        p for p in folder.iterdir() if (p.is_file() or _is_broken_link(p)) and not p.name.startswith(".")
+        p for p in folder.iterdir() if (p.is_file() or is_broken_link(p)) and not p.name.startswith(".")
     )
-
-
-def _is_broken_link(path: Path) -> bool:
-    return path.is_symlink() and not path.exists()
 
 
 def _broken_links(files: Sequence[Path]) -> list[DataProblem]:
@@ -276,7 +139,7 @@ def _broken_links(files: Sequence[Path]) -> list[DataProblem]:
     return [
         DataProblem(str(f), f"a broken link: its target {os.readlink(f)} does not exist", missing=True)
         for f in files
-        if _is_broken_link(f)
+        if is_broken_link(f)
     ]
 
 
@@ -318,7 +181,7 @@ def _flat_masks(files: Sequence[Path], mask_suffix: str, suffixes: Sequence[str]
 def exif_oriented(pairs: Sequence[Mapping[str, str]]) -> list[tuple[str, int]]:
     """``(image, EXIF orientation)`` of the paired images that store their pixels rotated or mirrored (read
     upright by every reader of the project, :mod:`~monai_coco.data.orientation`)."""
-    found = [(pair["image"], _info(pair["image"], "image").orientation) for pair in pairs]
+    found = [(pair["image"], info(pair["image"], "image").orientation) for pair in pairs]
     return [(path, orientation) for path, orientation in found if orientation != 1]
 
 

@@ -27,11 +27,19 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from .datalist import masks_folder
+from .image_check import check_images, is_broken_link, raise_first
 from .slide_io import Slide, is_slide
 from .suffixes import IMAGE_SUFFIXES, SLIDE_SUFFIXES, TIFF_SUFFIXES
 from .tissue import TissueMap, detect_tissue
 
-__all__ = ["MarkLabelledd", "ReadSlidePatchd", "UnlabelledImages", "list_unlabelled", "slide_patches"]
+__all__ = [
+    "MarkLabelledd",
+    "ReadSlidePatchd",
+    "UnlabelledImages",
+    "list_unlabelled",
+    "slide_patches",
+    "unlabelled_files",
+]
 
 LABELLED = "labelled"
 """The per-sample flag's key (``monai_coco.engines.LABELLED``, which the data floor cannot import)."""
@@ -49,15 +57,16 @@ class UnlabelledImages:
         return [{"image": path} for path in self.tiles]
 
 
-def list_unlabelled(folder: str | os.PathLike) -> UnlabelledImages:
-    """The tiles and slides under ``folder`` (recursively, sorted; hidden files skipped).
+def unlabelled_files(folder: str | os.PathLike) -> list[Path]:
+    """The image and slide files under ``folder`` (recursively, sorted; hidden files and the ``<stem>_mask``
+    TIFF pyramids of slides skipped), unchecked.
 
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
         ValueError: it holds no image (naming the suffixes looked for), an image has a same-stem PNG mask
-            beside it (``<id>.png`` or ``<id>_mask.png``), a folder under it is in the ``images/`` +
+            beside it (``<id>.png`` or ``<id>_mask.png``), or a folder under it is in the ``images/`` +
             ``masks/`` layout (:func:`~monai_coco.data.datalist.masks_folder`) — an annotated folder, to give
-            as ``dataset_dir`` —, or a TIFF file cannot be read.
+            as ``dataset_dir``.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -66,7 +75,9 @@ def list_unlabelled(folder: str | os.PathLike) -> UnlabelledImages:
     files = sorted(
         p
         for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in suffixes and not any(part.startswith(".") for part in p.parts)
+        if (p.is_file() or is_broken_link(p))  # a broken link is named by the check, not skipped
+        and p.suffix.lower() in suffixes
+        and not any(part.startswith(".") for part in p.parts)
     )
     if not files:
         raise ValueError(f"{root} holds no image; expected files ending in {', '.join(suffixes)}.")
@@ -78,7 +89,6 @@ def list_unlabelled(folder: str | os.PathLike) -> UnlabelledImages:
                 "images only (give an annotated folder as dataset_dir)."
             )
     names = {p.name.lower() for p in files}
-    tiles, slides = [], []
     for path in files:
         for mask in (f"{path.stem}_mask.png", f"{path.stem}.png" if path.suffix.lower() != ".png" else ""):
             if mask and mask.lower() in names and (path.parent / mask).exists():
@@ -86,8 +96,27 @@ def list_unlabelled(folder: str | os.PathLike) -> UnlabelledImages:
                     f"{path} has a mask beside it ({mask}); unannotated folders hold images only (give an "
                     "annotated folder as dataset_dir)."
                 )
-        if path.stem.lower().endswith("_mask") and path.suffix.lower() in TIFF_SUFFIXES:
-            continue  # a slide's mask pyramid beside it (as write_synthetic_slide writes), not an image
+    # a slide's mask pyramid beside it (as write_synthetic_slide writes) is not an image
+    return [p for p in files if not (p.stem.lower().endswith("_mask") and p.suffix.lower() in TIFF_SUFFIXES)]
+
+
+def list_unlabelled(
+    folder: str | os.PathLike, reader: str = "auto", slide_mpp: Optional[float] = None
+) -> UnlabelledImages:
+    """The tiles and slides of :func:`unlabelled_files`, each file checked first as every input image is
+    (:func:`~monai_coco.data.image_check.image_problems`: a tile decoded whole, its colour model, bit depth
+    and size; a slide opened with ``reader`` and its µm/px known, from the file or ``slide_mpp``, as patches
+    are cut at the training scale).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`unlabelled_files`; or the first problem of a file, with the
+            count of the others (:func:`~monai_coco.data.image_check.raise_first`).
+    """
+    files = unlabelled_files(folder)
+    problems = check_images(files, decode=True, reader=reader, slide_mpp=slide_mpp, needs_scale=True)
+    raise_first(problems, str(folder))
+    tiles, slides = [], []
+    for path in files:
         (slides if is_slide(path) else tiles).append(str(path))
     return UnlabelledImages(tiles, slides)
 

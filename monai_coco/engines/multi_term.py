@@ -59,7 +59,9 @@ class MultiTermTrainer(SupervisedTrainer):
                 f"intermediate features through hooks); inferer {type(inferer).__name__} is not supported."
             )
         if kwargs.get("compile"):
-            raise ValueError(f"{type(self).__name__} does not support the SupervisedTrainer argument 'compile'.")
+            raise ValueError(
+                f"{type(self).__name__} does not support the SupervisedTrainer argument 'compile'."
+            )
         super().__init__(
             device=device,
             max_epochs=max_epochs,

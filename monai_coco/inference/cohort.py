@@ -35,6 +35,7 @@ from monai_coco.inference.progress import InferenceProgress
 from monai_coco.inference.summary import COHORT_CSV, write_cohort_table
 from monai_coco.inference.whole_slide import (
     SlideInferenceConfig,
+    check_inputs,
     infer_file,
     list_images,
     make_segmenter,
@@ -86,6 +87,7 @@ def run_cohort(
     config = config or SlideInferenceConfig()
     output_dir = Path(output_dir)
     images = list_images(source, suffixes)
+    check_inputs(images, config, str(source))
     rank, world = _world()
     if config.num_threads is None:
         config = replace(config, num_threads=max(1, (os.cpu_count() or 1) // world))

@@ -25,6 +25,7 @@ from monai_coco.inference.progress import InferenceProgress
 from monai_coco.inference.summary import InferenceResult, write_cohort_table
 from monai_coco.inference.whole_slide import (
     SlideInferenceConfig,
+    check_inputs,
     infer_file,
     list_images,
     make_segmenter,
@@ -49,12 +50,23 @@ def is_cohort(source: Union[str, os.PathLike]) -> bool:
     return not source.is_file() or source.suffix.lower() == ".csv"
 
 
-def inference_dataset(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str]] = None) -> Dataset:
+def inference_dataset(
+    source: Union[str, os.PathLike],
+    suffixes: Optional[Sequence[str]] = None,
+    config: Optional[SlideInferenceConfig] = None,
+) -> Dataset:
     """A MONAI ``Dataset`` of ``{"image": path}``, one item per image of ``source``: a file (a tile or a
     slide), or the images of a folder or CSV list (:func:`~monai_coco.inference.whole_slide.list_images`,
-    with ``suffixes``; its errors, e.g. ``FileNotFoundError`` naming the missing files of a list)."""
+    with ``suffixes``), every image checked first with ``config``'s settings
+    (:func:`~monai_coco.inference.whole_slide.check_inputs`).
+
+    Raises:
+        FileNotFoundError, ValueError: one line: the missing files of a list (all named), or the first
+            problem of an image, naming it, with the count of the others.
+    """
     source = Path(source)
     images = list_images(source, suffixes) if is_cohort(source) else [source]
+    check_inputs(images, config or SlideInferenceConfig(), str(source))
     return Dataset([{"image": str(p)} for p in images])
 
 
@@ -183,7 +195,7 @@ def infer_path(
         the results of the images segmented in this call.
     """
     engine = SlideInferenceEvaluator(
-        inference_dataset(path, suffixes), network, output_dir, config, overwrite, is_cohort(path),
+        inference_dataset(path, suffixes, config), network, output_dir, config, overwrite, is_cohort(path),
         val_handlers=[InferenceProgress()],
     )  # fmt: skip
     engine.run()

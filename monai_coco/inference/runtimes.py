@@ -249,7 +249,7 @@ def _load_onnx(network, path, example, num_threads, atol) -> OnnxRuntime:
     if len(expected) != len(windows) or any(isinstance(e, int) and e != w for e, w in zip(expected, windows)):
         raise ValueError(
             f"onnx_model {path} takes windows of {expected}, not the configured {windows} (roi_size and "
-            f"input channels): export it with --input_shape \"{[1, *windows]}\" or set roi_size to match."
+            f'input channels): export it with --input_shape "{[1, *windows]}" or set roi_size to match.'
         )
     try:
         difference = _difference(loaded, network, example)

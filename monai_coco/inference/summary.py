@@ -180,6 +180,7 @@ SUMMARY_FIELDS = (
     "summary",
 )
 
+
 def read_summary(path: str | os.PathLike) -> Optional[dict[str, Any]]:
     """The summary row written by :meth:`InferenceResult.write`, or ``None`` when absent or unreadable."""
     try:

@@ -54,6 +54,7 @@ from shapely.geometry import Polygon
 
 from monai_coco.atomic_files import atomic_path
 from monai_coco.data.datalist import mask_files
+from monai_coco.data.image_check import check_images, is_broken_link, raise_first
 from monai_coco.data.ome_pyramid import write_ome_pyramid
 from monai_coco.data.raw_map import RawMap
 from monai_coco.data.slide_io import Slide, SlideView, is_slide, read_image
@@ -89,6 +90,7 @@ __all__ = [
     "BLEND_MODES",
     "make_segmenter",
     "list_images",
+    "check_inputs",
     "output_lock",
 ]
 
@@ -594,7 +596,7 @@ def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str
     images = sorted(
         p
         for p in source.iterdir()
-        if p.is_file()
+        if (p.is_file() or is_broken_link(p))  # a broken link is named by check_inputs, not skipped
         and p.suffix.lower() in wanted
         and not p.stem.endswith(("_mask", "_overlay"))
         and p not in masks
@@ -617,6 +619,22 @@ def _one_per_stem(images: list[Path], source: Path) -> list[Path]:
                              f"outputs ({image.stem}_mask.*); {choose}.")  # fmt: skip
         stems[image.stem] = image
     return images
+
+
+def check_inputs(images: Sequence[Path], config: SlideInferenceConfig, source: str) -> None:
+    """Check every image of a run before any work, as every input image is checked
+    (:func:`~monai_coco.data.image_check.image_problems`: a tile decoded whole, its colour model and bit
+    depth; a slide opened
+    with ``config.reader``, and its µm/px known, from the file or ``config.slide_mpp``, when it is read at
+    ``config.mpp``).
+
+    Raises:
+        FileNotFoundError, ValueError: the first problem, naming its file, with the count of the others in
+            ``source`` (:func:`~monai_coco.data.image_check.raise_first`).
+    """
+    scaled = config.mpp is not None and config.level is None
+    options = {"reader": config.reader, "slide_mpp": config.slide_mpp, "needs_scale": scaled}
+    raise_first(check_images(images, decode=True, max_tile_pixels=None, **options), source)
 
 
 def output_lock(output_dir: Union[str, os.PathLike], worker: int = 0) -> FolderLock:

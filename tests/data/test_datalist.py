@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from monai_coco.data import check_dataset, datalist, load_paired_datalist
+from monai_coco.data import check_dataset, image_check, load_paired_datalist
 
 
 def _image(path: Path, size=(16, 12), mode="RGB", seed=0) -> Path:
@@ -324,10 +324,10 @@ def test_problems_of_other_splits_do_not_block_a_split(tmp_path):
 def test_files_are_read_once_and_reread_when_changed(tmp_path):
     _flat(tmp_path, 3)
     load_paired_datalist(tmp_path)
-    misses = datalist._cached_info.cache_info().misses
+    misses = image_check._cached_info.cache_info().misses
     load_paired_datalist(tmp_path, "train")
     load_paired_datalist(tmp_path, "val")
-    assert datalist._cached_info.cache_info().misses == misses  # no file read again
+    assert image_check._cached_info.cache_info().misses == misses  # no file read again
     bad = np.full((12, 16), 7, np.uint8)
     Image.fromarray(bad).save(tmp_path / "case01.png")
     stamp = (tmp_path / "case01.png").stat().st_mtime_ns + 10**9

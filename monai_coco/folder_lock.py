@@ -16,9 +16,10 @@ class FolderLock:
     ``msvcrt.locking`` on Windows) against other processes.
 
     The operating system releases the lock when the process ends in any way (``SIGKILL`` included), so
-    a killed run never leaves the folder locked. The file stays after a release, as filelock keeps it (a
-    waiter and the next holder then lock the same file); it holds the last holder's description, which a
-    second process's message quotes, and means nothing on its own.
+    a killed run never leaves the folder locked (its file then stays and means nothing on its own). The file
+    holds the holder's description, which a second process's message quotes; a release removes it, first,
+    and a holder that finds its file gone after locking it (removed by the previous holder between its open
+    and its lock) lets go and locks anew, so that no two processes hold a folder.
     Within one process the lock is shared: every ``FolderLock`` of the same folder holds it (a config built
     twice in one Python session is no second run), and it is released when the last one releases it.
 
@@ -69,6 +70,10 @@ class FolderLock:
         lock = filelock.FileLock(self.path, timeout=0, thread_local=False)
         try:
             lock.acquire()
+            while not self.path.exists():  # the previous holder removed the file we locked: lock the new one
+                lock.release()
+                lock = filelock.FileLock(self.path, timeout=0, thread_local=False)
+                lock.acquire()
         except filelock.Timeout:
             holder = ""
             with contextlib.suppress(OSError):
@@ -92,7 +97,9 @@ class FolderLock:
         key = os.path.realpath(self.path)
         entry = self._held[key]
         entry[1] -= 1
-        if entry[1] == 0:
+        if entry[1] == 0:  # the file goes first, then the lock (see _lock_file)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
             entry[0].release()
             del self._held[key]
 

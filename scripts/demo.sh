@@ -2,7 +2,7 @@
 # The whole CoCo DistillNet pipeline on the built-in fine-structure synthetic data (histology.yaml), through
 # the MONAI bundle, in the regime distillation is for (a few annotated tiles, many unannotated ones):
 #   set-up -> teacher (every annotated tile) -> paraphrasers -> on 16 annotated tiles: student alone,
-#   CoCo-distilled student, CoCo-distilled student with 64 unannotated tiles -> evaluation of the four on
+#   CoCo-distilled student, KD-distilled student with 1024 unannotated tiles -> evaluation of the four on
 #   test slides never seen in training -> inference on the test tiles -> a results table and panels.
 #
 #   bash scripts/demo.sh          # CPU-sized settings without CUDA (demo_cpu.yaml),
@@ -81,9 +81,10 @@ stage "student alone (distill=none), 16 annotated tiles" run training --config_f
     "${FEW[@]}" --distill none --model_name student_none.pt
 stage "student distilled: CE + CoCo (paraphraser factors) + adversarial critic, 16 annotated tiles" \
     run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill coco
-stage "the recommended recipe: KD, 16 annotated tiles plus 64 unannotated ones (README: Which recipe to run)" \
+# the pool-size curve's budget (bundle/docs/benchmarks_pool_curve.md): epochs of 10 iterations, whatever the pool
+stage "the recommended recipe: KD, 16 annotated tiles plus 1024 unannotated ones (README: Which recipe to run)" \
     run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill kd --unlabelled_dir $POOL \
-    --model_name student_unlabelled.pt
+    --lambda_adv 0 --train#trainer#epoch_length 10 --iterations '$@epochs * 10' --model_name student_unlabelled.pt
 stage "evaluate the teacher on the test slides" run evaluating --config_file "$(configs evaluate.yaml)" \
     --network_def @teacher_def --model_name teacher.pt --output_dir $EVAL/teacher
 for run in "student_none student_none.pt" "student_coco model.pt" "student_unlabelled student_unlabelled.pt"; do

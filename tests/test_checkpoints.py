@@ -234,8 +234,9 @@ def test_a_folder_lock_that_cannot_be_made_is_a_value_error_naming_the_folder(tm
         FolderLock(tmp_path / "afile" / "sub").acquire()
 
 
-def test_a_released_folder_lock_is_taken_by_a_second_holder(tmp_path):
+def test_a_released_folder_lock_leaves_no_file_and_a_second_holder_takes_it(tmp_path):
     with FolderLock(tmp_path, "the first run", name=".x.lock"):
         assert (tmp_path / ".x.lock").read_text().startswith("the first run (process ")
+    assert not (tmp_path / ".x.lock").exists()
     with FolderLock(tmp_path, "the second run", name=".x.lock"):
         assert (tmp_path / ".x.lock").read_text().startswith("the second run (process ")

@@ -72,16 +72,24 @@ def write_bundle(folder: str | os.PathLike, overwrite: bool = False) -> Path:
         overwrite: replace the shipped files of a folder that already holds a bundle (its
             ``configs/base.yaml``); False: such a folder stops the run with one line naming it.
     """
+    if not str(folder).strip():
+        fail("the bundle folder is an empty name; expected one: python -m monai_coco.bundle init DIR.")
     target = Path(folder).expanduser()
     if target.exists() and not target.is_dir():
         fail(f"{folder} is a file; expected a folder to write the bundle to.")
+    source = bundle_source()
+    if target.resolve() == source.resolve():
+        fail(f"{folder} is the bundle this package ships from; expected another folder.")
     if (target / "configs" / "base.yaml").exists() and not overwrite:
         fail(f"{folder} already holds a bundle (configs/base.yaml); give --overwrite to replace its configs, "
              "docs and LICENSE (models/, data/ and outputs are kept), or choose another folder.")  # fmt: skip
-    source = bundle_source()
     files = {path.relative_to(source).as_posix(): path.read_bytes()
              for pattern in SHIPPED for path in sorted(source.glob(pattern)) if path.is_file()}  # fmt: skip
     files["LICENSE"] = _license().encode("utf-8")
+    taken = [name for name in files if (target / name).exists()]
+    if taken and not overwrite:  # a folder of the user's own files: nothing of theirs is replaced unasked
+        fail(f"{target / taken[0]} exists (and {len(taken) - 1} more of the bundle's files); give "
+             "--overwrite to replace them, or choose another folder.")  # fmt: skip
     base = files.pop("configs/base.yaml")
     files["configs/base.yaml"] = _with_bundle_root(base, source / "configs" / "base.yaml")  # the last one
     try:

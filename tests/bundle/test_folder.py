@@ -74,6 +74,24 @@ def test_init_refuses_a_folder_that_holds_a_bundle_unless_asked_to_overwrite(tmp
     assert (tmp_path / "coco" / "models" / "model.pt").read_bytes() == b"weights"
 
 
+def test_init_replaces_no_file_of_a_folder_of_the_users_own_unasked(tmp_path):
+    """A folder without a bundle but with files of the bundle's names (a project of the user's own) keeps
+    them: one line naming the first, and --overwrite to replace them."""
+    project = tmp_path / "proj"
+    (project / "docs").mkdir(parents=True)
+    (project / "LICENSE").write_text("MIT my licence")
+    (project / "docs" / "README.md").write_text("my notes")
+    result = init(".", cwd=project)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "monai_coco: docs/README.md exists (and 1 more of the bundle's files); give "
+        "--overwrite to replace them, or choose another folder."
+    ]
+    assert (project / "LICENSE").read_text() == "MIT my licence" and not (project / "configs").exists()
+    assert init("", cwd=project).stderr.strip() == (
+        "monai_coco: the bundle folder is an empty name; expected one: python -m monai_coco.bundle init DIR."
+    )
+
+
 def test_init_stops_with_one_line_where_it_cannot_write(tmp_path):
     (tmp_path / "a_file").write_text("")
     result = init("a_file", cwd=tmp_path)

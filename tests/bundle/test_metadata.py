@@ -17,6 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from monai.bundle import ConfigParser
 
 import monai_coco
 
@@ -61,12 +62,17 @@ def _names(requirements: list[str]) -> set[str]:
 
 def test_the_package_lists_are_pyprojects():
     """required_packages_version: every base dependency but torch, numpy and MONAI (their own fields);
-    optional_packages_version: the extras a user adds for slides, ONNX Runtime and MLflow."""
+    optional_packages: the extras a user adds for slides, ONNX Runtime and MLflow (not MONAI's old key
+    ``optional_packages_version``, which MONAI 1.6 reads as ``required_packages_version``)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = _names(project["dependencies"]) - {"torch", "numpy", "monai"}
     assert set(METADATA["required_packages_version"]) == base | {"monai-coco"}
     extras = project["optional-dependencies"]
-    assert set(METADATA["optional_packages_version"]) == _names(
+    assert "optional_packages_version" not in METADATA
+    parser = ConfigParser()
+    parser.read_meta(ROOT / "bundle" / "configs" / "metadata.json")  # as MONAI's runner reads it
+    assert parser["_meta_"]["required_packages_version"] == METADATA["required_packages_version"]
+    assert set(METADATA["optional_packages"]) == _names(
         extras["openslide"] + extras["onnx"] + extras["tracking"]
     )
 

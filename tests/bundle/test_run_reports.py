@@ -72,7 +72,8 @@ def test_mlflow_keeps_every_stage_in_one_store_with_its_terms_params_and_model(t
     assert {"distill": "coco", "lambda_coco": "1.0", "lambda_adv": "0.1", "learning_rate": "0.003",
             "epochs": "1", "roi_size": "[64, 64]", "seed": "0", "network": "MobileUNet", "teacher": "FANet",
             "dataset": "<bundle_root>/data/synthetic", "n_labelled": "None", "use_paraphraser": "True",
-            "coco_standardize": "False", "teacher_taps": "['encoder.2', 'decoder.0']"}.items() <= params.items()  # fmt: skip
+            "coco_standardize": "False", "teacher_taps": "['encoder.2', 'decoder.0']"}.items() \
+        <= params.items()  # fmt: skip
     assert int(params["network_parameters"]) > 0 and int(params["teacher_parameters"]) > 0
     for term in ("loss", "ce", "coco", "adv", "critic"):
         history = client.get_metric_history(student.info.run_id, f"train/{term}")

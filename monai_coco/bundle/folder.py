@@ -40,15 +40,18 @@ def bundle_source() -> Path:
 
 
 def _license() -> str:
-    """The text of the distribution's ``LICENSE`` (``monai_coco-<version>.dist-info/licenses/LICENSE``)."""
-    try:
-        text = importlib.metadata.distribution("monai-coco").read_text("licenses/LICENSE")
-    except importlib.metadata.PackageNotFoundError:
-        text = None
-    if text is None:
-        fail("the monai-coco distribution has no licenses/LICENSE in its metadata; reinstall it (pip install "
-             "a wheel, or pip install -e . in a checkout).")  # fmt: skip
-    return text
+    """The text of the distribution's ``LICENSE`` (``monai_coco-<version>.dist-info/licenses/LICENSE``) of
+    any installed ``monai-coco`` metadata that holds it (a checkout's ``monai_coco.egg-info`` on the path
+    has none), else a checkout's own ``LICENSE`` beside its ``bundle/``."""
+    for dist in importlib.metadata.distributions(name="monai-coco"):
+        text = dist.read_text("licenses/LICENSE")
+        if text is not None:
+            return text
+    checkout = bundle_source().parent / "LICENSE"
+    if bundle_source().name == "bundle" and checkout.is_file():
+        return checkout.read_text(encoding="utf-8")
+    fail("the monai-coco distribution has no licenses/LICENSE in its metadata; reinstall it (pip install "
+         "a wheel, or pip install -e . in a checkout).")  # fmt: skip
 
 
 def _with_bundle_root(base_yaml: bytes, source: Path) -> bytes:

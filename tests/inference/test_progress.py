@@ -14,9 +14,8 @@ from monai_coco.inference import (
     make_segmenter,
 )
 
+from .test_cohort import NETWORK
 from .test_whole_slide import ColourNet, _config, _scene, _write_slide
-
-NETWORK = '{"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}'
 
 
 @pytest.fixture

@@ -7,11 +7,15 @@ MLflow: ``python -m monai.bundle run ... --tracking mlflow`` adds MONAI's ``MLFl
 ``train#handlers`` and ``validate#handlers`` (``monai.bundle.utils.DEFAULT_MLFLOW_SETTINGS``); its store,
 experiment and run are the configs' ``tracking_uri``, ``experiment_name`` and ``run_name``, which the runner
 leaves as the configs set them. :func:`mlflow_tracked` then gives that handler what this stage adds: its
-params, its checkpoint as an artifact and every loss term.
+params, its checkpoint as an artifact and every loss term, and continues the run of its ``run_name`` that an
+interrupted stage left running, unless that run was logged with other params (a resumed stage given more
+``epochs``, say), which MLflow never changes: then that run is marked ``KILLED`` and a new one of the same
+name goes on, with a warning line naming the params that changed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
@@ -22,6 +26,8 @@ from monai.utils import flatten_dict, is_scalar
 from torch.optim import Optimizer
 
 __all__ = ["grouped_metrics", "mlflow_tracked", "training_scalars"]
+
+logger = logging.getLogger(__name__)
 
 
 def training_scalars(
@@ -67,6 +73,47 @@ def _mlflow_name(name: str) -> str:
     return re.sub(r"[^\w\-. /:]", "", name.replace("[", "."))
 
 
+def _run_to_continue(handler: MLFlowHandler) -> Callable[[Engine], None]:
+    """``handler.start``, first setting ``handler.cur_run`` to the newest run of its ``run_name`` still
+    ``RUNNING`` (one an interrupted stage left, or this stage's other handler started) whose params agree
+    with ``handler.experiment_param``; when that run's params disagree it is marked ``KILLED`` and a new run
+    of the name is created; with no such run, or no ``run_name``, MONAI's own choice stands."""
+    start = handler.start
+
+    def start_in_its_run(engine: Engine) -> None:
+        if handler.cur_run is None and handler.run_name:
+            handler.cur_run = _running(handler)
+        start(engine)
+
+    return start_in_its_run
+
+
+def _running(handler: MLFlowHandler) -> Any:
+    """The run :func:`_run_to_continue` chooses, or ``None`` for MONAI's choice."""
+    client, name = handler.client, handler.run_name
+    experiment = client.get_experiment_by_name(handler.experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], "attributes.status = 'RUNNING'", order_by=["attributes.start_time DESC"]
+    )
+    run = next((run for run in runs if run.info.run_name == name), None)
+    params = {k: str(v) for k, v in (handler.experiment_param or {}).items()}
+    changed = [
+        f"{k} {run.data.params[k]} -> {v}"
+        for k, v in params.items()
+        if run and run.data.params.get(k, v) != v
+    ]
+    if changed:
+        client.set_terminated(run.info.run_id, "KILLED")
+        run = client.create_run(experiment.experiment_id, run_name=name)
+        logger.warning(
+            f"MLflow run '{name}' was interrupted with other settings ({', '.join(changed)}); MLflow keeps a "
+            "run's params, so it is marked KILLED and this one goes on in a new run of that name."
+        )
+    return run
+
+
 def mlflow_tracked(
     handlers: Sequence[Any],
     params: Optional[Mapping[str, Any]] = None,
@@ -102,4 +149,5 @@ def mlflow_tracked(
             }
         if close_on_complete is not None:
             handler.close_on_complete = close_on_complete
+        handler.start = _run_to_continue(handler)  # before attach(), which registers handler.start
     return [h for h in handlers if not isinstance(h, MLFlowHandler)] + tracked

@@ -30,27 +30,31 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import numpy as np
+import rasterio
 import rasterio.features
 from affine import Affine
-from scipy import ndimage
-from shapely import STRtree, to_geojson
-from shapely.geometry import Polygon, shape
+from rasterio.errors import NotGeoreferencedWarning
+from shapely import STRtree, clip_by_rect, is_empty, to_geojson
+from shapely.geometry import Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import unary_union
 
 from monai_coco.atomic_files import atomic_path
+from monai_coco.data.raw_map import RawMap
 from monai_coco.settings import SETTINGS
 
 __all__ = ["mask_features", "write_geojson", "feret_diameter", "MIN_REGION_PIXELS", "QUPATH_CLASS_COLOURS"]
 
 MIN_REGION_PIXELS = SETTINGS["min_region_pixels"].default  # monai_coco.settings
-TRACE_BAND_PIXELS = 1 << 21  # pixels of the mask traced (and of the probability read) at a time: memory
-Region = tuple[Polygon, float, int]  # (polygon, sum of the probability over its pixels, its pixel count)
+TRACE_BAND_PIXELS = 1 << 21  # pixels of the probability map read (and burnt) at a time: memory
+Labels = np.ndarray | RawMap  # a (h, w) class mask: in memory, or in a raw file read by GDAL
 Rows = Any  # a (h, w) array, or any map read by row slices with a .shape (monai_coco.data.raw_map.RawMap)
 QUPATH_CLASS_COLOURS = {
     "Tumor": (200, 0, 0),
@@ -69,54 +73,68 @@ def feret_diameter(polygon: Polygon) -> float:
     return float(max((np.hypot(*(hull - point).T).max() for point in hull), default=0.0))
 
 
-def _regions(
-    labels: Rows, value: int, transform: Affine, band: int, probability: Rows | None
-) -> list[Region]:
-    """The 4-connected regions of ``value`` with their probability sums and pixel counts.
+def _filled(polygon: Polygon, min_area: float) -> Polygon | None:
+    """``polygon`` with its holes below ``min_area`` filled, or ``None`` when it is itself below it."""
+    holes = [ring for ring in polygon.interiors if Polygon(ring).area >= min_area]
+    polygon = Polygon(polygon.exterior, holes)
+    return polygon if polygon.area >= min_area else None
 
-    Traced band by band (``band`` rows): each band's components (``scipy.ndimage.label``, 4-connected) are
-    counted and summed (``bincount``) and traced by component (``rasterio.features.shapes``); the pieces
-    that reach a border between two bands are merged (``unary_union``: they share pixel edges exactly),
-    their sums and counts added, each piece found in its merged region by a point inside it (``STRtree``).
-    """
-    done, reaching = [], []
-    height = labels.shape[0]
-    borders = set(range(band, height, band))  # mask rows between two bands
+
+@contextmanager
+def _band(labels: Labels, transform: Affine) -> Iterator[tuple[Any, Any]]:
+    """``labels`` and its non-background mask as ``rasterio.features.shapes`` reads them: an array as it is
+    (integers as ``int32``), a :class:`~monai_coco.data.raw_map.RawMap` as a GDAL raster band over its file
+    (a VRT raw band with ``transform`` as its geotransform, which ``shapes`` takes from a band; its own mask:
+    ``uint8``, 0 is background), read by GDAL's polygonizer a scanline at a time through a 16 MB block
+    cache, never whole."""
+    if not isinstance(labels, RawMap):
+        labels = np.asarray(labels, dtype=np.uint8 if labels.dtype == np.uint8 else np.int32)
+        yield labels, labels != 0
+        return
+    height, width = labels.shape
+    vrt = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<GeoTransform>{', '.join(map(repr, transform.to_gdal()))}</GeoTransform>"
+        '<VRTRasterBand dataType="Byte" band="1" subClass="VRTRawRasterBand">'
+        f'<SourceFilename relativetoVRT="0">{escape(str(labels.path.resolve()))}</SourceFilename>'
+        f"<ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>{width}</LineOffset>"
+        "</VRTRasterBand></VRTDataset>"
+    )
+    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=16), rasterio.open(vrt) as dataset:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # mask pixels, not a map projection
+        yield rasterio.band(dataset, 1), rasterio.band(dataset, 1)
+
+
+def _region_sums(traced: Sequence[Polygon], transform: Affine, probability: Rows, band: int) -> np.ndarray:
+    """The sum of ``probability`` over each traced region's own pixels (its holes excluded), ``(n,)``:
+    band by band, each region clipped to the band (``shapely.clip_by_rect``) and burnt into it by pixel
+    centre (``rasterio.features.rasterize``: the pixels it was traced from), summed by ``bincount``."""
+    height, width = probability.shape
+    sums = np.zeros(len(traced) + 1)
+    tree = STRtree(traced)
     for top in range(0, height, band):
-        mask = np.asarray(labels[top : top + band]) == value
-        if not mask.any():
+        rows = min(band, height - top)
+        rect = (0.0, top * transform.e, width * transform.a, (top + rows) * transform.e)
+        hits = tree.query(box(*rect))
+        if not len(hits):
             continue
-        components, count = ndimage.label(mask)
-        flat = components.ravel()
-        pixels = np.bincount(flat, minlength=count + 1)
-        sums = np.zeros(count + 1)
-        if probability is not None:
-            weights = np.asarray(probability[top : top + band]).ravel()
-            sums = np.bincount(flat, weights=weights, minlength=count + 1)
-        at = transform * Affine.translation(0, top)
-        traced = rasterio.features.shapes(components, mask=mask, connectivity=4, transform=at)
-        for geometry, component in traced:
-            piece = shape(geometry)
-            rows = {round(y / transform.e) for y in piece.bounds[1::2]}  # exact pixel rows, any scale
-            region = (piece, float(sums[int(component)]), int(pixels[int(component)]))
-            (reaching if rows & borders else done).append(region)
-    if reaching:
-        merged = unary_union([piece for piece, _, _ in reaching])
-        groups = list(getattr(merged, "geoms", [merged]))
-        tree = STRtree(groups)
-        totals = np.zeros((len(groups), 2))
-        for piece, total, pixels in reaching:
-            group = tree.query(piece.representative_point(), predicate="within")[0]
-            totals[group] += (total, pixels)
-        done += [(group, float(total), int(pixels)) for group, (total, pixels) in zip(groups, totals)]
-    return done
+        clipped = clip_by_rect(np.asarray(traced, dtype=object)[hits], *rect)
+        hits, clipped = hits[~is_empty(clipped)], clipped[~is_empty(clipped)]  # bounding boxes only met
+        ids = rasterio.features.rasterize(
+            zip(clipped, hits + 1),
+            (rows, width),
+            transform=transform * Affine.translation(0, top),
+            dtype="int32",
+        )
+        weights = np.asarray(probability[top : top + rows], dtype=np.float64).ravel()
+        sums += np.bincount(ids.ravel(), weights=weights, minlength=len(sums))
+    return sums[1:]
 
 
 def mask_features(
-    labels: np.ndarray,
+    labels: Labels,
     classes: Mapping[int, tuple[str, Sequence[int]]],
     scale: Sequence[float] = (1.0, 1.0),
-    pixel_area: float = 1.0,
     min_area: float = MIN_REGION_PIXELS,
     level0_mpp: Sequence[float] | None = None,
     probability: Rows | None = None,
@@ -125,21 +143,19 @@ def mask_features(
     """QuPath annotation features of the regions of each class in ``classes``.
 
     Args:
-        labels: class indices ``(h, w)``, integer: an array, or a map read by row slices
-            (:class:`~monai_coco.data.raw_map.RawMap`); traced ``band`` rows at a time, so memory is bounded
-            by the band and the polygons, not by the mask.
+        labels: class indices ``(h, w)``, integer: an array, or a :class:`~monai_coco.data.raw_map.RawMap`
+            traced from its file by GDAL a scanline at a time, so memory is bounded by the regions being
+            traced and the kept polygons, not by the mask; specks are dropped as they are traced.
         classes: ``{class index: (QuPath class name, (r, g, b) colour 0..255)}``, e.g.
             ``{1: ("Tumor", (200, 0, 0))}``.
         scale: level-0 pixels per mask pixel ``(y, x)``.
-        pixel_area: area of one mask pixel in the unit of ``min_area`` (1 when ``min_area`` is in mask
-            pixels; ``d**2`` when the mask is an inference-level mask sampled every ``d`` pixels and
-            ``min_area`` is in inference-level pixels).
-        min_area: regions, and holes, smaller than this are dropped (filled); see the module docstring.
+        min_area: regions, and holes, smaller than this many mask pixels are dropped (filled); see the
+            module docstring.
         level0_mpp: µm/px ``(y, x)`` of level 0; given, each feature measures ``Area µm^2``.
         probability: ``(h, w)`` ``uint8`` tumour probability (``255 p``) on the grid of ``labels`` (an array
             or a row-sliced map); given, each feature measures ``Mean tumour probability`` (over the
             region's own pixels: a filled speck-sized hole does not count).
-        band: rows traced (and read) at a time; default: :data:`TRACE_BAND_PIXELS` pixels' worth.
+        band: rows of ``probability`` read at a time; default: :data:`TRACE_BAND_PIXELS` pixels' worth.
 
     Returns:
         GeoJSON ``Feature`` mappings, class by class, larger regions first; each ``"geometry"`` is a shapely
@@ -149,22 +165,34 @@ def mask_features(
         raise ValueError(f"labels must be a (h, w) mask, got shape {labels.shape}.")
     band = band or max(16, TRACE_BAND_PIXELS // max(1, labels.shape[1]))
     transform = Affine.scale(float(scale[1]), float(scale[0]))
-    unit = float(scale[0]) * float(scale[1]) / pixel_area  # level-0 area per unit of min_area
+    min_level0 = min_area * float(scale[0]) * float(scale[1])  # in the polygons' (level-0) units
+    traced: dict[int, list[Polygon]] = {int(value): [] for value in classes}
+    with _band(labels, transform) as (source, mask):
+        for geometry, value in rasterio.features.shapes(
+            source, mask=mask, connectivity=4, transform=transform
+        ):
+            if int(value) in traced:
+                piece = shape(geometry)
+                if Polygon(piece.exterior).area >= min_level0:  # specks dropped as they come
+                    traced[int(value)].append(piece)
     features = []
     for value, (name, colour) in classes.items():
-        kept = []
-        for polygon, total, pixels in _regions(labels, int(value), transform, band, probability):
-            holes = [ring for ring in polygon.interiors if Polygon(ring).area >= min_area * unit]
-            polygon = Polygon(polygon.exterior, holes)
-            if polygon.area >= min_area * unit:
-                kept.append((polygon, total / max(pixels, 1)))
+        pieces = traced.pop(int(value))
+        means = [None] * len(pieces)
+        if probability is not None:
+            sums = _region_sums(pieces, transform, probability, band)
+            pixel = float(scale[0]) * float(scale[1])  # level-0 area of a mask pixel
+            means = [total * pixel / piece.area for total, piece in zip(sums, pieces)]  # area: its pixels
+        kept = [
+            (p, m) for p, m in zip((_filled(piece, min_level0) for piece in pieces), means) if p is not None
+        ]
         kept.sort(key=lambda region: -region[0].area)
         for polygon, mean in kept:
             measurements = {}
             if level0_mpp is not None:
                 area = polygon.area * float(level0_mpp[0]) * float(level0_mpp[1])
                 measurements["Area µm^2"] = round(area, 2)
-            if probability is not None:
+            if mean is not None:
                 measurements["Mean tumour probability"] = round(mean / 255.0, 4)
             properties = {
                 "objectType": "annotation",

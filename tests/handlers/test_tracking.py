@@ -140,3 +140,34 @@ def test_mlflow_refuses_the_raw_term_name_that_mlflow_tracked_rewrites(tmp_path,
     run = client.create_run(client.create_experiment("e", artifact_location=tmp_path.as_uri()))
     with pytest.raises(MlflowException):
         client.log_metric(run.info.run_id, name, 1.0)
+
+
+def test_a_resumed_run_goes_on_in_its_mlflow_run_or_in_a_new_one_when_its_params_changed(tmp_path, caplog):
+    """An interrupted stage (its run left RUNNING) resumed with the same params goes on in the same run;
+    resumed with more epochs (MLflow refuses to change a param) it marks that run KILLED and goes on in a new
+    run of the same name, where the stage's second handler (the validator's) joins it."""
+    from mlflow.tracking import MlflowClient
+
+    uri = path_to_sqlite_uri(str(tmp_path / "mlruns.db"))
+
+    def stage(epochs: int, handlers: int = 1) -> None:
+        engine = Engine(lambda e, batch: [1.0])
+        for _ in range(handlers):
+            handler = MLFlowHandler(tracking_uri=uri, experiment_name="e", run_name="r", close_on_complete=False)
+            for tracked in mlflow_tracked([handler], params={"epochs": epochs, "distill": "coco"}):
+                tracked.attach(engine)
+        engine.run([0], max_epochs=1)
+
+    client = MlflowClient(uri)
+
+    def runs() -> list[tuple[str, str]]:
+        found = client.search_runs([client.get_experiment_by_name("e").experiment_id], order_by=["start_time"])
+        return [(run.info.status, run.data.params["epochs"]) for run in found]
+
+    stage(2)
+    stage(2)
+    assert runs() == [("RUNNING", "2")]
+    with caplog.at_level("WARNING", logger="monai_coco.handlers.tracking"):
+        stage(3, handlers=2)
+    assert runs() == [("KILLED", "2"), ("RUNNING", "3")]
+    assert "interrupted with other settings (epochs 2 -> 3)" in caplog.text

@@ -30,7 +30,7 @@ def test_regions_keep_holes_drop_specks_and_match_the_mask_area():
     labels[40:42, 40:42] = 0  # a 4-pixel pinhole: filled
     labels[5:7, 70:72] = 1  # a 4-pixel speck: dropped
     labels[30:60, 60:80] = 1  # a second region touching the border
-    features = mask_features(labels, TUMOR, scale=(2.0, 2.0), pixel_area=1.0, min_area=16)
+    features = mask_features(labels, TUMOR, scale=(2.0, 2.0), min_area=16)
     assert [f["geometry"].geom_type for f in features] == ["Polygon", "Polygon"]
     for f in features:
         assert f["type"] == "Feature"
@@ -152,10 +152,10 @@ def test_tumour_fraction_is_of_the_tissue_and_at_most_one(tissue, tumour, fracti
     assert result.tumour_fraction == fraction and result.row()["tumour_fraction"] == fraction
 
 
-def test_regions_traced_band_by_band_from_a_raw_map_equal_the_whole_mask_s(tmp_path):
-    """A mask in a raw file, traced 16 rows at a time (the pieces merged at band borders), gives the regions
-    of the whole mask traced at once: same count, same union; the mean probability read by bands is each
-    region's own."""
+def test_regions_traced_from_a_raw_map_s_file_equal_the_array_s(tmp_path):
+    """A mask in a raw file, traced by GDAL from the file, gives the regions of the same mask in memory:
+    same count, same union; the mean probability, read 16 rows at a time (regions clipped at the band
+    borders), is each region's own."""
     from scipy import ndimage
 
     from monai_coco.data.raw_map import RawMap
@@ -175,3 +175,18 @@ def test_regions_traced_band_by_band_from_a_raw_map_equal_the_whole_mask_s(tmp_p
         measured = f["properties"]["measurements"]
         assert measured["Mean tumour probability"] == pytest.approx(230 / 255, abs=1e-4)
     assert (raw[0:150] == labels).all() and raw[149:150].shape == (1, 110)
+
+
+def test_mean_probability_is_over_a_region_s_own_pixels_across_probability_bands():
+    """By hand: a square with a filled pinhole (its pixels at 0 do not count) has mean 200; a block whose
+    rows hold 10 * row, read 4 rows at a time (clipped at 2 band borders), has mean 45 (rows 0..9)."""
+    labels = np.zeros((12, 50), np.uint8)
+    probability = np.zeros((12, 50), np.uint8)
+    labels[1:11, 1:11], probability[1:11, 1:11] = 1, 200
+    labels[5:7, 5:7], probability[5:7, 5:7] = 0, 0  # a 4-pixel pinhole: filled, not counted
+    labels[0:10, 30:40] = 1
+    probability[0:10, 30:40] = (10 * np.arange(10))[:, None]
+    features = mask_features(labels, TUMOR, min_area=16, probability=probability, band=4)
+    means = sorted(f["properties"]["measurements"]["Mean tumour probability"] for f in features)
+    assert means == [round(45 / 255, 4), round(200 / 255, 4)]
+    assert sorted(shape(f["geometry"]).area for f in features) == [100.0, 100.0]  # the pinhole filled

@@ -183,8 +183,12 @@ def test_lazy_region_read_equals_full_decode(tmp_path):
 
 def test_ome_pyramid_halves_to_256_with_its_physical_size_and_opens_in_openslide(tmp_path):
     labels = (np.arange(600 * 520).reshape(600, 520) % 3).astype(np.uint8)
-    path = write_ome_pyramid(tmp_path / "m.ome.tif", np.lib.format.open_memmap(
-        tmp_path / "m.npy", mode="w+", dtype=np.uint8, shape=labels.shape), mpp=(2.0, 2.5), tile=16)
+    path = write_ome_pyramid(
+        tmp_path / "m.ome.tif",
+        np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=np.uint8, shape=labels.shape),
+        mpp=(2.0, 2.5),
+        tile=16,
+    )
     path.unlink()
     memmap = np.lib.format.open_memmap(tmp_path / "m.npy", mode="r+")
     memmap[:] = labels
@@ -257,10 +261,11 @@ def test_a_rerun_skips_complete_images_and_overwrite_redoes_them(tmp_path, caplo
     assert (out / "a_mask.png").stat().st_mtime_ns > written["a_mask.png"]
 
 
-def test_an_image_being_redone_is_not_complete_until_its_new_summary_and_partials_are_cleared(tmp_path):
-    """A run killed while replacing an image's outputs (here: the network fails) leaves no summary, so a
-    resume redoes the image rather than trusting a mask that no longer matches the summary; temporary
-    files a killed write left for that image are removed, another image's are not."""
+def test_a_redo_that_fails_keeps_the_earlier_outputs_whole_and_clears_what_killed_runs_left(tmp_path):
+    """An image redone with ``overwrite`` whose run fails mid-slide leaves its earlier outputs, summary
+    included, byte for byte (the new ones are made in a staging folder, moved in together at the end); the
+    staging folder and the temporary summary a killed run left for that image are removed, another image's
+    are not; a rerun skips the image as complete."""
 
     class Failing(ColourNet):
         def forward(self, x):
@@ -272,13 +277,20 @@ def test_an_image_being_redone_is_not_complete_until_its_new_summary_and_partial
     Image.fromarray(img).save(tmp_path / "a.png")
     out = tmp_path / "out"
     infer_path(ColourNet(), tmp_path, out, _config())
-    (out / ".a_mask.k1ll3d.png").write_bytes(b"partial")
-    (out / ".ab_mask.k1ll3d.png").write_bytes(b"another image's write in progress")
+    before = {p.name: p.read_bytes() for p in out.glob("a_*")}
+    assert sorted(before) == [
+        f"a_{n}" for n in ("mask.png", "overlay.png", "probability.png", "regions.geojson", "summary.json")
+    ]
+    (out / ".a.partial").mkdir()
+    (out / ".a.partial" / "a_mask.png").write_bytes(b"a killed run's")
+    (out / ".a_summary.k1ll3d.json").write_bytes(b"partial")
+    (out / ".ab_summary.k1ll3d.json").write_bytes(b"another image's write in progress")
     with pytest.raises(RuntimeError, match="killed mid-slide"):
         infer_path(Failing(), tmp_path, out, _config(), overwrite=True)
-    assert not (out / "a_summary.json").exists() and not (out / ".a_mask.k1ll3d.png").exists()
-    assert (out / ".ab_mask.k1ll3d.png").exists()
-    assert [r.image.name for r in infer_path(ColourNet(), tmp_path, out, _config())] == ["a.png"]
+    assert {p.name: p.read_bytes() for p in out.glob("a_*")} == before
+    assert not (out / ".a.partial").exists() and not (out / ".a_summary.k1ll3d.json").exists()
+    assert (out / ".ab_summary.k1ll3d.json").exists()
+    assert infer_path(ColourNet(), tmp_path, out, _config()) == []  # complete: skipped
 
 
 def test_a_short_row_or_a_binary_slide_list_is_one_line(tmp_path):
@@ -419,8 +431,9 @@ def test_a_damaged_slide_fails_loudly_under_every_backend_and_writes_no_mask(sli
 
 
 @pytest.mark.parametrize("level", [[], ["--level", "-1"]])
-def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(tmp_path, slide, caplog,
-                                                                                level):
+def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(
+    tmp_path, slide, caplog, level
+):
     """The training stage records ``mpp`` beside the checkpoint
     (``model.preprocessing.json``); the command line reads the slide (0.5 um/px at level 0) at the level
     nearest to it, here level 1, by default as with ``--level -1`` (as the bundle's ``level: null``)."""

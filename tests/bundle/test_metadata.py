@@ -2,9 +2,12 @@
 
 The schema the metadata names, MONAI's published ``meta_schema_20240725.json``, is a release asset that
 cannot be fetched here (no network but the package registries, and no package ships it): what
-``bundle/docs/meta_schema.json`` keeps is this project's transcription of the specification's mandatory
-fields (``docs/source/mb_specification.rst`` of MONAI), so that MONAI's own ``verify_metadata`` runs
-offline against it; validating against the published file is left to a machine that can download it."""
+``bundle/docs/meta_schema.json`` keeps is this project's transcription, so that MONAI's own
+``verify_metadata`` runs offline against it. It holds every constraint of the published file (its required
+fields, ``schema`` included, and each property's type, as MONAI's copy at
+project-monai.github.io/schema/meta_schema_20240725.json states them; metadata.json was validated against
+that copy once, 2026-12-07: valid) and the specification's stricter ones (``docs/source/mb_specification.rst``
+of MONAI: a tensor's ``modality``, ``is_patch_data``, ``channel_def``; a dotted version)."""
 
 import copy
 import hashlib
@@ -41,11 +44,32 @@ def test_metadata_names_this_package_at_its_version():
     assert METADATA["version"] in METADATA["changelog"]
 
 
-@pytest.mark.parametrize("field", ["version", "monai_version", "task", "network_data_format"])
-def test_schema_rejects_metadata_missing_a_mandatory_field(field):
+# the published 20240725 schema's required fields (project-monai.github.io/schema/meta_schema_20240725.json)
+PUBLISHED_REQUIRED = ("schema", "version", "monai_version", "pytorch_version", "numpy_version",
+                      "required_packages_version", "task", "description", "authors", "copyright",
+                      "network_data_format")  # fmt: skip
+
+
+@pytest.mark.parametrize("field", PUBLISHED_REQUIRED)
+def test_schema_rejects_metadata_missing_a_field_the_published_schema_requires(field):
     broken = copy.deepcopy(METADATA)
     del broken[field]
     with pytest.raises(jsonschema.ValidationError, match=field):
+        jsonschema.validate(broken, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("authors", ["a", "b"]),
+        ("eval_metrics", 0.5),
+        ("supported_apps", ["monai-label"]),
+        ("references", "x"),
+    ],
+)
+def test_schema_rejects_a_field_of_another_type_than_the_published_schema_s(field, value):
+    broken = {**copy.deepcopy(METADATA), field: value}
+    with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, SCHEMA)
 
 

@@ -215,3 +215,15 @@ def test_absurd_scales_16_bit_and_gray_pyramids_and_a_failed_slide_s_temporary_m
     with pytest.raises(RuntimeError, match="killed mid-slide"):
         infer_file(Failing(), write_stripped(tmp_path / "s.tif", PICTURE), tmp_path / "fail", _config())
     assert not list((tmp_path / "fail").glob(".*")) and not list((tmp_path / "fail").glob("*_summary.json"))
+
+
+def test_an_ome_tiff_forced_through_openslide_keeps_the_ome_xml_scale_and_runs_at_the_training_scale(layouts):
+    """Field case c02 with ``--reader openslide``: OpenSlide sees the OME-TIFF's level 0 only (its SubIFD
+    levels are tifffile's), yet the scale comes from the OME-XML and the view is level 0 reduced by 4 to the
+    training µm/px exactly: the right scale by another level, never level 0 "as if" at 2 µm/px."""
+    with Slide(layouts["ome_tiff_subifd"], "openslide") as slide:
+        assert slide.backend == "openslide" and slide.level_count == 1
+        assert slide.mpp(0) == pytest.approx((MPP0, MPP0), rel=1e-4)
+        view = slide.view(mpp=TRAIN)
+        assert (view.level, view.resampled, view.shape) == (0, True, (256, 256))
+        assert view.mpp == pytest.approx((TRAIN, TRAIN))

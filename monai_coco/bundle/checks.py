@@ -27,6 +27,7 @@ __all__ = [
     "check_roi_size",
     "check_split_size",
     "check_stain_normalization",
+    "check_tracking_store",
     "exit_on_error",
     "working_bundle_root",
 ]
@@ -99,6 +100,25 @@ def check_output_dir(setting: str, path: str | os.PathLike) -> str:
         fail(f"{setting}={str(path)!r} cannot be written to: {exc.strerror or exc}; expected a writable "
              "folder.")  # fmt: skip
     return str(folder)
+
+
+def check_tracking_store(setting: str, uri: str) -> str:
+    """``uri`` once ``--tracking mlflow`` can use the store it names: for an SQLite store (``sqlite:///PATH``,
+    the bundle's ``<output_root>/mlruns.db``), PATH's folder is one to write to and PATH, if it exists, is an
+    SQLite database (its first 16 bytes are SQLite's header, or it is empty); a server's URI as it is. Else
+    stop naming ``setting`` (MLflow's own error is a traceback from SQLAlchemy when the handler is built)."""
+    if not isinstance(uri, str) or not uri.startswith("sqlite:///"):
+        return uri
+    path = Path(uri[len("sqlite:///") :]).expanduser()
+    check_output_dir(setting, path.parent)
+    head = b""
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(16)
+    if path.is_dir() or head not in (b"", b"SQLite format 3\x00"):
+        fail(f"{setting}={uri!r}: {path} is not an SQLite database; expected MLflow's store there, or no "
+             f"file (move it away, or set {setting} to another store).")  # fmt: skip
+    return uri
 
 
 def check_split_size(split: str, datalist: Sequence[Any], world_size: int) -> Sequence[Any]:

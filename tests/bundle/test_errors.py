@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 
 import pytest
 import torch
 from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, config_arg, copy_bundle, run_bundle, stage_files
 from monai.bundle import ConfigParser
 
-from monai_coco.bundle.checks import check_split_size
+from monai_coco.bundle.checks import check_split_size, check_tracking_store
 from monai_coco.bundle.overrides import check_overrides
 from monai_coco.checkpoints import save_checkpoint
 from monai_coco.data import synthetic_dataset
@@ -319,3 +320,26 @@ def test_a_tracking_folder_that_cannot_be_written_is_one_line_before_mlflow_star
     assert done.stderr.strip().splitlines()[-1] == (
         f"monai_coco: output_dir='{tmp_path / 'eval'}' is a file; expected a folder to write to."
     )
+
+
+def test_a_tracking_store_that_is_no_sqlite_database_is_one_line_before_mlflow_starts(tmp_path):
+    """``--tracking mlflow`` with ``<output_root>/mlruns.db`` another file (or a folder): one line naming
+    ``tracking_uri``, not SQLAlchemy's traceback when MLflow's handler is built; an MLflow store, an empty
+    file and a server's URI pass."""
+    (tmp_path / "mlruns.db").write_text("notes, not a database")
+    files = config_arg(copy_bundle(tmp_path) / "configs", "train_teacher.yaml")
+    done = run_bundle("run", "training", "--config_file", files, "--bundle_root", str(tmp_path),
+                      "--tracking", "mlflow", check=False)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    store = tmp_path / "mlruns.db"
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"monai_coco: tracking_uri='sqlite:///{store}': {store} is not an SQLite database; expected MLflow's "
+        "store there, or no file (move it away, or set tracking_uri to another store)."
+    )
+    sqlite3.connect(tmp_path / "real.db").execute("create table t (x)").connection.commit()
+    (tmp_path / "empty.db").touch()
+    for uri in (f"sqlite:///{tmp_path / 'real.db'}", f"sqlite:///{tmp_path / 'empty.db'}", "http://host:5000"):
+        assert check_tracking_store("tracking_uri", uri) == uri
+    (tmp_path / "folder.db").mkdir()
+    with pytest.raises(SystemExit, match="folder.db is not an SQLite database"):
+        check_tracking_store("tracking_uri", f"sqlite:///{tmp_path / 'folder.db'}")

@@ -313,9 +313,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 from benchmarks.slide_scale import benchmark as slide_scale
                 from benchmarks.slide_scale import write_page
 
-                results["slide_scale"] = slide_scale(
-                    dep["side"], dep["rounds"], recipe.workdir / "slide_scale", dep["train_steps"]
-                )
+                results["slide_scale"] = slide_scale(  # the deployment's student, trained once
+                    dep["side"], dep["rounds"], recipe.workdir / "slide_scale", dep["train_steps"],
+                    trained=(recipe.workdir, results["deployment"]["student"]),
+                )  # fmt: skip
                 print(f"wrote {write_page(results['slide_scale'], args.out)}", flush=True)
             elif "accuracy" not in results:  # accuracy and curve: one run, one teacher
                 parts = [p for s, p in (("accuracy", "table"), ("curve", "curve")) if s in args.sections]

@@ -1,6 +1,8 @@
 """The command-line guard: a ``--id value`` of ``python -m monai.bundle run`` that no config of the stage uses
 stops the run with one line (MONAI's runner would add it to the config without a word and go on with the
-default). It re-reads the stage's config files from the command line, as the runner does.
+default). It re-reads the stage's config files from the command line, as the runner does. And text settings
+are taken as typed (:func:`as_typed`), whatever python-fire, which parses the runner's command line, makes of
+them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from monai.utils.module import locate
 from monai_coco.fail import fail
 from monai_coco.settings import SETTINGS
 
-__all__ = ["check_overrides"]
+__all__ = ["as_typed", "check_overrides"]
 
 logger = logging.getLogger("monai_coco.bundle")
 
@@ -167,6 +169,53 @@ def _component_arguments(config: Any, override: str) -> list[str] | None:
     return [f"{prefix}#{n}" for n in names]
 
 
+def _bundle_argv() -> list[str] | None:
+    """The arguments of this process's ``python -m monai.bundle`` command line, else ``None``."""
+    return sys.argv[1:] if Path(sys.argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py") else None
+
+
+def as_typed(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with each text setting (:data:`~monai_coco.settings.SETTINGS`, kind ``str``) that the
+    command line gave as something else, the text typed: python-fire, which parses the arguments of
+    ``python -m monai.bundle``, reads ``--model_name 2024`` as the number 2024 and ``--dataset_dir a,b`` as a
+    tuple.
+
+    The text also replaces the value in the running MONAI config (the ``ConfigParser`` and
+    ``ReferenceResolver`` evaluating the calling expression, found on the call stack: MONAI gives an
+    expression no handle on them), so every later ``@id`` reads it. A value not from the command line, or a
+    run whose config cannot be reached, is left as it is (:func:`~monai_coco.settings.check_settings` then
+    refuses it in one line with how to quote it).
+    """
+    argv = _bundle_argv()
+    if argv is None:
+        return dict(settings)
+    typed = _override_ids(argv)[1]
+    text = {name for name, s in SETTINGS.items() if s.kind is str and s.choices is None}
+    fixed = {
+        name: typed[name]
+        for name, value in settings.items()
+        if name in typed and name in text and value is not None and not isinstance(value, str)
+    }
+    owners = {}
+    frame = sys._getframe(1) if fixed else None
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        for kind in (ConfigParser, ReferenceResolver):
+            if isinstance(owner, kind):
+                owners.setdefault(kind, owner)
+        frame = frame.f_back
+    if len(owners) < 2:
+        return dict(settings)
+    parser, resolver = owners[ConfigParser], owners[ReferenceResolver]
+    for name, text in fixed.items():
+        parser.config[name] = text  # the config's content, as read from the files and the command line
+        if name in resolver.items:
+            resolver.items[name].update_config(text)
+        if name in resolver.resolved_content:
+            resolver.resolved_content[name] = text
+    return {**settings, **fixed}
+
+
 def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
     """Stop, naming it, on a ``--id value`` of the bundle command line that is no id of its configs.
 
@@ -184,10 +233,9 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
     Returns:
         the override ids checked.
     """
+    argv = _bundle_argv() if argv is None else argv
     if argv is None:
-        if Path(sys.argv[0]).parts[-3:] != ("monai", "bundle", "__main__.py"):
-            return []
-        argv = sys.argv[1:]
+        return []
     files, overrides, run_id = _override_ids(argv)
     if not files:
         return []

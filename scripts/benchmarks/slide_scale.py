@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import candidates
-from benchmarks.candidates import ROI
+from benchmarks.candidates import ROI, STUDENT_FILE
 from benchmarks.candidates import SCALE_MPP as MPP
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,11 +79,20 @@ def view_difference(slides: dict[str, Path]) -> float:
     return total / count
 
 
-def benchmark(side: int, rounds: int, workdir: Path, train_steps: int = 60) -> dict:
+def benchmark(
+    side: int, rounds: int, workdir: Path, train_steps: int = 60, trained: tuple[Path, dict] | None = None
+) -> dict:
+    """Every candidate ``rounds`` times, interleaved, on the 20x and 40x slides of ``side`` pixels, the
+    student trained for ``train_steps`` iterations, or ``trained``: ``(folder holding its student file,
+    its train_student record)`` of a student already trained so (the deployment section's), reused."""
     from benchmarks.deployment import extract_package, run_in_process, train_student
 
     slides = write_slides(workdir, side)
-    student = train_student(workdir, train_steps)
+    if trained is None:
+        student = train_student(workdir, train_steps)
+    else:
+        shutil.copyfile(trained[0] / STUDENT_FILE, workdir / STUDENT_FILE)
+        student = trained[1]
     scripts = {name: candidates.__file__ for name in CANDIDATES}
     scripts["before"] = extract_package(BEFORE, workdir / "before")
     names = [name for name in CANDIDATES if scripts[name] is not None]

@@ -5,9 +5,13 @@ the logs."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from bundle_runs import DATA, bundle_env, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.slow  # reads the bundle stages run through python -m monai.bundle
@@ -105,3 +109,35 @@ def test_logs_count_the_tiles_of_each_split_and_stay_free_of_warning_floods(trai
         assert "Mean of empty slice" not in log, stage
         assert "RuntimeWarning" not in log, stage
         assert "tqdm is not installed" not in log, stage
+
+
+def test_text_settings_are_taken_as_typed_whatever_python_fire_makes_of_them(trained_bundle, tmp_path):
+    """Field case c14: python-fire, which parses the bundle runner's command line, reads ``site1,site2`` and
+    ``gastric,v2`` as tuples and ``2024`` as a number; the run takes each as the text typed: the data folder
+    named with a comma (relative to the working folder), the checkpoint named by a year, the experiment."""
+    shutil.copytree(trained_bundle.root / "data" / "synthetic", tmp_path / "site1,site2")
+    (tmp_path / "ckpt").mkdir()
+    shutil.copy(trained_bundle.models / "model.pt", tmp_path / "ckpt" / "2024")
+    shutil.copy(
+        trained_bundle.models / "model.preprocessing.json", tmp_path / "ckpt" / "2024.preprocessing.json"
+    )
+    store = tmp_path / "mlruns.db"
+    command = [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file",
+               repr(trained_bundle.stage("evaluate.yaml")), "--bundle_root", str(trained_bundle.root),
+               *cli(DATA, {"num_workers": 0}), "--dataset_dir", "site1,site2", "--model_name", "2024",
+               "--ckpt_dir", str(tmp_path / "ckpt"), "--output_dir", str(tmp_path / "eval"),
+               "--tracking", "mlflow", "--experiment_name", "gastric,v2",
+               "--tracking_uri", f"sqlite:///{store}"]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=tmp_path, env=bundle_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        f"test split: 2 tile(s), from the folder {tmp_path / 'site1,site2' / 'test'}"
+        in done.stdout + done.stderr
+    )
+    assert (tmp_path / "eval" / "metrics.csv").is_file()
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(f"sqlite:///{store}").get_experiment_by_name("gastric,v2")
+    assert experiment is not None

@@ -25,7 +25,7 @@ from monai.utils.module import locate
 from monai_coco.fail import fail
 from monai_coco.settings import SETTINGS
 
-__all__ = ["as_typed", "check_overrides"]
+__all__ = ["as_typed", "check_overrides", "stage_config_files"]
 
 logger = logging.getLogger("monai_coco.bundle")
 
@@ -172,6 +172,18 @@ def _component_arguments(config: Any, override: str) -> list[str] | None:
 def _bundle_argv() -> list[str] | None:
     """The arguments of this process's ``python -m monai.bundle`` command line, else ``None``."""
     return sys.argv[1:] if Path(sys.argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py") else None
+
+
+def stage_config_files(stage: str, bundle_root: str) -> list[str]:
+    """The ``--config_file`` list that runs ``stage`` (e.g. ``"train_teacher.yaml"``) as this command runs its
+    own: the running ``python -m monai.bundle`` command's files with the last one (its stage) replaced by
+    ``stage`` of the same folder, so every settings overlay (``cpu.yaml``, ``own_data.yaml``, ...) is kept;
+    else ``base.yaml`` and ``stage`` of ``<bundle_root>/configs``."""
+    argv = _bundle_argv()
+    files = _override_ids(argv)[0] if argv is not None else []
+    if not files:
+        return [f"{bundle_root}/configs/base.yaml", f"{bundle_root}/configs/{stage}"]
+    return [*files[:-1], str(Path(files[-1]).parent / stage)]
 
 
 def as_typed(settings: Mapping[str, Any]) -> dict[str, Any]:

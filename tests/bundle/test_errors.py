@@ -343,3 +343,18 @@ def test_a_tracking_store_that_is_no_sqlite_database_is_one_line_before_mlflow_s
     (tmp_path / "folder.db").mkdir()
     with pytest.raises(SystemExit, match="folder.db is not an SQLite database"):
         check_tracking_store("tracking_uri", f"sqlite:///{tmp_path / 'folder.db'}")
+
+
+def test_the_command_that_makes_a_missing_teacher_keeps_the_running_command_s_overlays(tmp_path):
+    """Run with a settings overlay (``cpu.yaml``) between ``base.yaml`` and the stage, the hint for the
+    missing teacher is the same list with the stage replaced, so the teacher it makes fits this run."""
+    configs = copy_bundle(tmp_path) / "configs"
+    files = [str(configs / name) for name in ("base.yaml", "cpu.yaml", "train.yaml")]
+    done = run_bundle("run", "training", "--config_file", repr(files), "--bundle_root", str(tmp_path),
+                      *cli(DATA), check=False)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    teacher = repr([*files[:2], str(configs / "train_teacher.yaml")])
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"monai_coco: {tmp_path}/models/teacher.pt not found; make it first with: python -m monai.bundle run "
+        f'training --config_file "{teacher}" --bundle_root {tmp_path}'
+    )

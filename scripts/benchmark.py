@@ -308,8 +308,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
                 dep = preset["deployment"]
                 results["deployment"] = deployment(
-                    dep["side"], dep["rounds"], args.threads, recipe.workdir, dep["train_steps"]
-                )
+                    dep["side"], dep["rounds"], args.threads, recipe.workdir, dep["train_steps"],
+                    dep.get("memory_side", 0),
+                )  # fmt: skip
                 from benchmarks.slide_scale import benchmark as slide_scale
                 from benchmarks.slide_scale import write_page
 

@@ -182,7 +182,7 @@ def mask_features(
         if probability is not None:
             sums = _region_sums(pieces, transform, probability, band)
             pixel = float(scale[0]) * float(scale[1])  # level-0 area of a mask pixel
-            means = [total * pixel / piece.area for total, piece in zip(sums, pieces)]  # area: its pixels
+            means = [float(total) * pixel / piece.area for total, piece in zip(sums, pieces)]  # area: pixels
         kept = [
             (p, m) for p, m in zip((_filled(piece, min_level0) for piece in pieces), means) if p is not None
         ]

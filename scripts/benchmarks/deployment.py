@@ -146,9 +146,12 @@ def run_in_process(script: str | Path, benchmark: str, name: str, slide: Path, w
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def benchmark(side: int, rounds: int, threads: int, workdir: Path, train_steps: int = 150) -> dict:
+def benchmark(
+    side: int, rounds: int, threads: int, workdir: Path, train_steps: int = 150, memory_side: int = 0
+) -> dict:
     """Every candidate ``rounds`` times, interleaved, on each of the synthetic ``side x side`` slides of
-    :data:`SLIDES`, with the student :func:`train_student` trains for ``train_steps`` iterations."""
+    :data:`SLIDES`, with the student :func:`train_student` trains for ``train_steps`` iterations; and, given
+    ``memory_side`` (0: none), the peak memory of deployment on a large slide (:func:`large_slide_memory`)."""
     from monai_coco.data.synthetic import write_synthetic_slide
 
     slides = {
@@ -178,7 +181,25 @@ def benchmark(side: int, rounds: int, threads: int, workdir: Path, train_steps: 
         "export_s": export_s,
         "student": student,
         "int8": int8_probe(workdir, slides["dense"][0]),
+        **({"memory": large_slide_memory(workdir, memory_side)} if memory_side else {}),
     }
+
+
+def large_slide_memory(workdir: Path, side: int) -> dict:
+    """The ``onnxruntime`` candidate, as deployed (one thread, the ONNX file, the README's malloc settings),
+    once on a ``side x side`` synthetic slide whose section fills it, at level 0 (0.5 µm/px: every output at
+    full resolution, the GeoJSON traced from the whole-level mask): seconds and peak RSS (``VmHWM``), the
+    figure of the deployment goal "peak RSS ≤ 1 GiB at 20,000²". The slide is removed afterwards."""
+    from monai_coco.data.synthetic import write_synthetic_slide
+
+    path, truth = write_synthetic_slide(workdir / "slide_memory.tif", size=side, tile=256, section_fraction=1)
+    try:
+        run = run_in_process(candidates.__file__, "deployment", "onnxruntime", path, workdir, threads="1")
+    finally:
+        outputs = (workdir / "onnxruntime").glob(f"{path.stem}_*")
+        for leftover in (path, truth, workdir / f"{path.stem}_onnxruntime.npy", *outputs):
+            leftover.unlink(missing_ok=True)
+    return {"side": side, **run}
 
 
 def _slide_rows(workdir: Path, slide: str, part: float, path: Path, truth: Path, runs: dict) -> dict:

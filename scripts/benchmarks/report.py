@@ -693,6 +693,13 @@ def _deployment_section(dep: dict) -> str:
             "",
             table(slide),
         ]
+    memory = dep.get("memory")
+    if memory:
+        parts += ["", "**Peak memory on a large slide**: `onnxruntime` as deployed (one thread, the ONNX "
+                  f"file, the README's malloc settings) on a {memory['side']}² synthetic slide whose section "
+                  f"fills it, at level 0 (every output at full resolution): **{memory['peak_rss_mib']:.0f} "
+                  f"MiB** (`VmHWM`), {memory['seconds']:.0f} s, {memory['windows_run']} of "
+                  f"{memory['windows_in_grid']} windows run (goal: ≤ 1 GiB at 20,000²)."]  # fmt: skip
     parts += [
         "",
         f"Not offered, measured: int8. ONNX Runtime's static quantization of the same file (QDQ, "

@@ -67,6 +67,9 @@ def test_smoke_writes_report_plots_and_raw_numbers(smoke_run):
         assert heading in report
     slides = {slide["name"]: slide for slide in results["deployment"]["slides"]}
     assert list(slides) == ["dense", "sparse"]
+    memory = results["deployment"]["memory"]  # the peak-RSS slide: the smoke's 512², level 0, run for real
+    assert memory["side"] == 512 and memory["candidate"] == "onnxruntime" and memory["peak_rss_mib"] > 100
+    assert 0 < memory["windows_run"] <= memory["windows_in_grid"] and "Peak memory on a large slide" in report
     for slide in slides.values():
         deployment = {r["candidate"]: r for r in slide["rows"]}
         assert set(deployment) == set(candidates.DEPLOYMENT)  # release_0.1.0 from git

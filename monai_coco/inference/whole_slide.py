@@ -489,7 +489,7 @@ def _release_freed_heap() -> None:
     """Hand the memory the segmentation freed back to the system before the GeoJSON is traced (glibc's
     ``malloc_trim(0)``; elsewhere nothing). Under the deployment's malloc settings (``MALLOC_TRIM_THRESHOLD_``
     at 1 GiB, README.md) freed buffers otherwise stay resident, and the tracing's own allocations come on top:
-    on a 20,000² slide at level 0, peak RSS 971 MiB with this, 1110 MiB without
+    on a 20,000² slide at level 0, peak RSS 969 MiB with this, 1110 MiB without
     (bundle/docs/benchmarks_slide_scale.md)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim

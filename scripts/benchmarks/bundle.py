@@ -324,13 +324,16 @@ def run_stage(workflow: ConfigWorkflow) -> StageRun:
 
 def training_record(done: StageRun, validated: bool = True) -> dict[str, Any]:
     """``{"train_s", "best_val_miou", "best_epoch", "epochs"}`` of a finished training stage (without
-    validation, ``validated=False``: the mIoU NaN and the epoch 0)."""
+    validation, ``validated=False``: the mIoU NaN and the epoch 0). The best is the checkpoint saver's
+    (``validate#checkpoint_saver``), which a resumed stage restores: a stage rerun on a finished work folder
+    runs no validation, and its validator's own record would say epoch -1."""
     trainer = done.parser.get_parsed_content("train#trainer")
-    validator = done.parser.get_parsed_content("validate#evaluator") if validated else None
+    saver = done.parser.get_parsed_content("validate#checkpoint_saver") if validated else None
+    best = None if saver is None else saver.best_metric
     return {
         "train_s": done.seconds,
-        "best_val_miou": float(validator.state.best_metric) if validator is not None else math.nan,
-        "best_epoch": int(validator.state.best_metric_epoch) if validator is not None else 0,
+        "best_val_miou": math.nan if best is None else float(best),
+        "best_epoch": int(saver.best_metric_epoch) if saver is not None else 0,
         "epochs": int(trainer.state.max_epochs),
     }
 

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from inspect import signature
@@ -18,7 +19,16 @@ import pytest
 import torch
 from benchmarks import candidates, deployment
 from benchmarks.accuracy import choose_lambda, summarise
-from benchmarks.bundle import CONFIGS, PRESETS, Recipe, load_stage, protocol_arms, term_signature
+from benchmarks.bundle import (
+    CONFIGS,
+    PRESETS,
+    Recipe,
+    load_stage,
+    protocol_arms,
+    run_stage,
+    term_signature,
+    training_record,
+)
 from benchmarks.networks import sliding_window_windows
 from benchmarks.stats import paired_interval, verdict
 from PIL import Image
@@ -495,3 +505,18 @@ def test_a_bad_results_file_or_out_is_one_line(tmp_path, capsys):
         with pytest.raises(SystemExit) as stop:
             benchmark.main(["--smoke", *argv])
         assert stop.value.code == 2 and expected in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_stage_rerun_on_its_finished_folder_reports_the_same_best_epoch(tmp_path):
+    """A training stage run again on its finished work folder resumes past its last epoch and validates
+    nothing; its record keeps the best validation mIoU and epoch of the run (the checkpoint saver's, which
+    the training state restores), not the fresh validator's -1."""
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    files = [tmp_path / "configs" / "base.yaml", tmp_path / "configs" / "train.yaml"]
+    overrides = {"bundle_root": str(tmp_path), "roi_size": [64, 64], "synthetic#n_train": 4,
+                 "synthetic#n_val": 2, "synthetic#n_test": 2, "synthetic#slide_size": 0, "batch_size": 2,
+                 "num_workers": 0, "epochs": 2, "distill": "none", "network_def#width_mult": 0.25}
+    first = training_record(run_stage(load_stage(files, overrides)))
+    again = training_record(run_stage(load_stage(files, overrides)))
+    assert first["best_epoch"] in (1, 2) and 0 <= first["best_val_miou"] <= 1
+    assert (again["best_epoch"], again["best_val_miou"]) == (first["best_epoch"], first["best_val_miou"])

@@ -8,7 +8,10 @@ Scanners and converters keep the scale in different places; each is read here, f
 2. Aperio's ImageDescription ``Aperio Image Library ...|AppMag = 20|MPP = 0.4990|...`` (the SVS layout:
    ``|``-separated ``key = value`` fields after the first line, as OpenSlide's aperio reader parses them).
 3. OpenSlide's ``openslide.mpp-x/y`` properties (what OpenSlide derived from the vendor's metadata).
-4. The TIFF resolution tags, ``XResolution``/``YResolution`` in pixels per ``ResolutionUnit``:
+4. ImageJ's (and Fiji's) ImageDescription ``ImageJ=...`` with ``unit=micron`` (or ``um``, ``\\u00B5m``,
+   ``nm``, ``mm``, ...): the TIFF resolution tags then hold pixels per that unit, their ``ResolutionUnit``
+   NONE (ImageJ's ``TiffEncoder``; tifffile's ``imagej_metadata`` reads the description).
+5. The TIFF resolution tags, ``XResolution``/``YResolution`` in pixels per ``ResolutionUnit``:
    centimetre (``1e4 / res`` µm/px) or inch (``25400 / res``). An inch resolution coarser than
    :data:`MAX_INCH_MPP` µm/px (below 508 dpi) is taken for an image editor's screen or print default (72,
    96, 300 dpi), not a microscope's scale, and ignored; so are unit NONE and absent tags.
@@ -28,7 +31,16 @@ from typing import Any, Optional
 
 import tifffile
 
-__all__ = ["MAX_INCH_MPP", "MIN_MPP", "aperio_mpp", "ome_mpp", "openslide_mpp", "resolution_mpp", "tiff_mpp"]
+__all__ = [
+    "MAX_INCH_MPP",
+    "MIN_MPP",
+    "aperio_mpp",
+    "imagej_mpp",
+    "ome_mpp",
+    "openslide_mpp",
+    "resolution_mpp",
+    "tiff_mpp",
+]
 
 MAX_INCH_MPP = 50.0
 """The coarsest scale taken from a file, µm/px (508 dpi); coarser inch resolutions are editors' defaults."""
@@ -37,6 +49,9 @@ MIN_MPP = 0.01
 
 _UNIT_IN_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6,
                "Å": 1e-4, "in": 25400.0}  # fmt: skip
+# ImageJ's unit names beyond those (its Calibration: "micron", the escaped "\u00B5m" of its descriptions)
+_IMAGEJ_UNITS = {**_UNIT_IN_UM, "micron": 1.0, "microns": 1.0, "\\u00b5m": 1.0, "nanometer": 1e-3,
+                 "millimeter": 1e3, "centimeter": 1e4, "inch": 25400.0}  # fmt: skip
 
 Mpp = Optional[tuple[float, float]]
 _APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
@@ -78,6 +93,18 @@ def aperio_mpp(description: Optional[str]) -> Mpp:
     return None if match is None else _valid(float(match.group(1)), float(match.group(1)))
 
 
+def imagej_mpp(metadata: Optional[Mapping[str, Any]], y_resolution: float, x_resolution: float) -> Mpp:
+    """``(y, x)`` µm/px of an ImageJ TIFF: its resolutions (pixels per unit) in the ``unit`` of its
+    description's metadata (tifffile's ``imagej_metadata``), or ``None`` (no metadata, unit ``pixel`` or
+    unknown, a zero resolution, an inch resolution of an editor's default as :func:`resolution_mpp` says)."""
+    unit = str((metadata or {}).get("unit", "")).strip().lower()
+    if unit not in _IMAGEJ_UNITS or not (y_resolution and x_resolution):
+        return None
+    if _IMAGEJ_UNITS[unit] == 25400.0:
+        return resolution_mpp(y_resolution, x_resolution, "inch")
+    return _valid(_IMAGEJ_UNITS[unit] / float(y_resolution), _IMAGEJ_UNITS[unit] / float(x_resolution))
+
+
 def resolution_mpp(y_resolution: float, x_resolution: float, unit: Any) -> Mpp:
     """``(y, x)`` µm/px of TIFF resolutions (pixels per ``unit``: 3/"centimeter"/"cm", 2/"inch"), or
     ``None`` (unit NONE or unknown, a zero resolution, or an editor's inch default, see the module doc)."""
@@ -108,7 +135,7 @@ def openslide_mpp(properties: Mapping[str, str]) -> Mpp:
 
 def tiff_mpp(tif: tifffile.TiffFile) -> Mpp:
     """``(y, x)`` µm/px of a TIFF's first image series at full resolution: OME-XML, Aperio description,
-    then resolution tags (see the module doc), or ``None``."""
+    ImageJ description, then resolution tags (see the module doc), or ``None``."""
     if tif.is_ome:
         mpp = ome_mpp(tif.ome_metadata)
         if mpp is not None:
@@ -123,5 +150,7 @@ def tiff_mpp(tif: tifffile.TiffFile) -> Mpp:
     (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
     if not (xd and yd):
         return None
+    if tif.is_imagej:
+        return imagej_mpp(tif.imagej_metadata, yn / yd, xn / xd)
     unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2  # the TIFF default: inch
     return resolution_mpp(yn / yd, xn / xd, int(unit))

@@ -100,8 +100,16 @@ def write_generic_pyramid(path, img, mpp=0.5, factors=(1, 2, 4), tile=256, unit=
 
 
 def write_stripped(path, img, mpp=0.5):
-    """A single-level stripped TIFF (ImageJ, QuPath's "export whole image", flat exports) with its scale
-    in px/cm resolution tags."""
+    """A single-level stripped TIFF (QuPath's "export whole image", flat exports) with its scale in px/cm
+    resolution tags."""
     resolution = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
     tifffile.imwrite(path, img, photometric="rgb", rowsperstrip=64, compression="zlib", **resolution)
+    return path
+
+
+def write_imagej(path, img, mpp=0.5, unit="micron"):
+    """A single-level TIFF as ImageJ/Fiji saves one: its scale only as ``unit=...`` in the ImageJ
+    description, the resolution tags in pixels per that unit, their ResolutionUnit NONE."""
+    metadata = {"unit": unit, "axes": "YXS"}
+    tifffile.imwrite(path, img, imagej=True, resolution=(1 / mpp, 1 / mpp), metadata=metadata)
     return path

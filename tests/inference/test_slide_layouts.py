@@ -25,6 +25,7 @@ from .slide_layouts import (
     tissue,
     write_aperio_svs,
     write_generic_pyramid,
+    write_imagej,
     write_ome_tiff,
     write_stripped,
 )
@@ -53,6 +54,10 @@ LAYOUTS = {
         "openslide", 4, 1, True,
     ),
     "stripped_single_level": (lambda d: write_stripped(d / "s.tif", PICTURE), "tifffile", 1, 0, True),
+    "imagej_micron": (lambda d: write_imagej(d / "s.tif", PICTURE), "tifffile", 1, 0, True),
+    "fiji_escaped_um": (  # Fiji writes µm as the escape \u00B5m
+        lambda d: write_imagej(d / "s.tif", PICTURE, unit="\\u00B5m"), "tifffile", 1, 0, True
+    ),
 }  # fmt: skip
 
 

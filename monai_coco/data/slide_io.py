@@ -98,7 +98,8 @@ def choose_reader(path: str | os.PathLike, reader: str = "auto") -> str:
     """The backend that reads ``path`` right: ``reader`` unless ``"auto"``; else ``"tifffile"`` for
     OME-TIFF and stripped TIFF, ``"openslide"`` for what OpenSlide recognises (but ``"tifffile"`` for a
     generic TIFF in which tifffile finds more pyramid levels: reduced pages not marked reduced, which
-    OpenSlide's generic reader skips), ``"tifffile"`` for other TIFF.
+    OpenSlide's generic reader skips; and for a TIFF OpenSlide recognises but cannot open, e.g. an SVS whose
+    tiles are JPEG 2000 as compression 34712, which tifffile decodes), ``"tifffile"`` for other TIFF.
 
     Raises:
         ValueError: ``reader`` is not one of :data:`SLIDE_READERS`, or no backend opens ``path`` (naming it).
@@ -117,10 +118,11 @@ def choose_reader(path: str | os.PathLike, reader: str = "auto") -> str:
             vendor = openslide.OpenSlide.detect_format(str(path))
         except Exception:  # an unreadable file: said below
             vendor = None
-        if vendor == "generic-tiff" and _tiff_levels(path) > _openslide_levels(openslide, path):
+        levels = _openslide_levels(openslide, path) if vendor is not None else 0
+        if vendor == "generic-tiff" and _tiff_levels(path) > levels:
             return "tifffile"  # reduced pages not marked reduced (NewSubfileType 0): OpenSlide sees level 0
-        if vendor is not None:
-            return "openslide"
+        if vendor is not None and (levels or kind is None):
+            return "openslide"  # a TIFF it recognises but cannot open (JPEG 2000 as 34712): tifffile, below
     if kind is not None:
         return "tifffile"
     hint = "" if openslide is not None else " (OpenSlide is not installed: pip install monai-coco[openslide])"

@@ -48,10 +48,11 @@ def _jp2k_tiles(img: np.ndarray, tile: int = 256):
             yield imagecodecs.jpeg2k_encode(_ycbcr(block), level=100, codecformat="J2K", mct=False)
 
 
-def write_aperio_svs(path, img, mpp=0.5, factors=(1, 4, 16), jpeg2000=False, tile=256):
+def write_aperio_svs(path, img, mpp=0.5, factors=(1, 4, 16), jpeg2000=False, tile=256, compression="jpeg"):
     """An Aperio SVS as ScanScope/GT450 write it: tiled level 0 with the Aperio description (``MPP`` only
     there, no TIFF resolution tags), a stripped thumbnail as page 1, then the tiled reduced levels; JPEG
-    tiles, or JPEG 2000 YCbCr tiles (compression 33003, PhotometricInterpretation RGB)."""
+    tiles (or another ``compression`` of tifffile's, e.g. ``"jpeg2000"``: TIFF's 34712, which OpenSlide
+    refuses), or JPEG 2000 YCbCr tiles (compression 33003, PhotometricInterpretation RGB)."""
     h, w = img.shape[:2]
     codec = "J2K/YUV16" if jpeg2000 else "JPEG/RGB"
     head = f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] ({tile}x{tile}) {codec} Q=70"
@@ -64,7 +65,8 @@ def write_aperio_svs(path, img, mpp=0.5, factors=(1, 4, 16), jpeg2000=False, til
                 tw.write(_jp2k_tiles(level, tile), shape=level.shape, dtype=np.uint8, tile=(tile, tile),
                          compression=33003, photometric="rgb", description=description, metadata=None)
             else:
-                tw.write(level, tile=(tile, tile), compression="jpeg", compressionargs={"level": 95},
+                tw.write(level, tile=(tile, tile), compression=compression,
+                         compressionargs={"level": 95} if compression == "jpeg" else None,
                          photometric="rgb", description=description, metadata=None)
             if i == 0:
                 thumb = img[:: max(1, h // 128), :: max(1, w // 128)]
@@ -86,14 +88,16 @@ def write_ome_tiff(path, img, mpp=0.5, factors=(1, 2, 4), tile=256):
     return path
 
 
-def write_generic_pyramid(path, img, mpp=0.5, factors=(1, 2, 4), tile=256, unit="CENTIMETER"):
+def write_generic_pyramid(
+    path, img, mpp=0.5, factors=(1, 2, 4), tile=256, unit="CENTIMETER", compression="zlib"
+):
     """A generic tiled pyramid (OpenSlide's generic-tiff; NDPI-like x2 steps, or a scanner's x4 steps),
     reduced levels as further pages (``subfiletype=1``), the scale in resolution tags (cm or inch)."""
     per_unit = 1e4 if unit == "CENTIMETER" else 25400.0
     with tifffile.TiffWriter(path) as tw:
         for i, factor in enumerate(factors):
             level = img if factor == 1 else _reduce(img, factor)
-            tw.write(level, tile=(tile, tile), compression="zlib", photometric="rgb",
+            tw.write(level, tile=(tile, tile), compression=compression, photometric="rgb",
                      subfiletype=1 if i else 0, metadata=None,
                      resolution=(per_unit / (mpp * factor),) * 2, resolutionunit=unit)  # fmt: skip
     return path

@@ -232,3 +232,19 @@ def test_an_ome_tiff_forced_through_openslide_keeps_the_ome_xml_scale_and_runs_a
         view = slide.view(mpp=TRAIN)
         assert (view.level, view.resampled, view.shape) == (0, True, (256, 256))
         assert view.mpp == pytest.approx((TRAIN, TRAIN))
+
+
+def test_a_tiff_openslide_recognises_but_cannot_open_is_read_by_tifffile(tmp_path):
+    """An SVS whose tiles are JPEG 2000 as TIFF compression 34712 (not Aperio's 33003), which OpenSlide
+    recognises as Aperio and refuses to open: reader auto takes tifffile, at the description's µm/px."""
+    path = write_aperio_svs(tmp_path / "s.svs", PICTURE, compression="jpeg2000")
+    assert openslide.OpenSlide.detect_format(str(path)) == "aperio"
+    with pytest.raises(openslide.OpenSlideError, match="34712"):
+        openslide.OpenSlide(str(path))
+    assert choose_reader(path) == "tifffile"
+    with Slide(path) as slide:
+        assert slide.backend == "tifffile" and slide.mpp(0) == pytest.approx((MPP0, MPP0), rel=1e-4)
+        view = slide.view(mpp=TRAIN)
+        region = view.read(0, 0, *view.shape)
+    truth = _reduce(PICTURE, 4)
+    assert np.abs(region.astype(int) - np.moveaxis(truth, -1, 0)).mean() < 3  # JPEG 2000 at quality 95

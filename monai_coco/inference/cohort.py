@@ -93,7 +93,7 @@ def run_cohort(
         config = replace(config, num_threads=max(1, (os.cpu_count() or 1) // world))
     mine = images[rank::world]
     with output_lock(output_dir, rank):
-        todo = unfinished(mine, output_dir, overwrite)
+        todo = unfinished(mine, output_dir, overwrite, config.checkpoint)
         logger.info("worker %d/%d: %d of its %d slides to do", rank, world, len(todo), len(mine))
         if todo:
             segmenter = make_segmenter(network, config)
@@ -117,7 +117,7 @@ def run_cohort(
         path, incomplete = None, []
         if rank == 0:
             path, done = write_cohort_table(output_dir, images)
-            incomplete = unfinished(images, output_dir, overwrite=False)
+            incomplete = unfinished(images, output_dir, False, config.checkpoint)
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

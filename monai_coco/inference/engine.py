@@ -142,7 +142,7 @@ class SlideInferenceEvaluator(Evaluator):
 
     def run(self, global_epoch: int = 1) -> None:
         """Segment every image not done yet (see the class doc); ``state.results`` holds their results."""
-        todo = unfinished(self.images, self.output_dir, self.overwrite)
+        todo = unfinished(self.images, self.output_dir, self.overwrite, self.config.checkpoint)
         if len(todo) < len(self.images):
             logger.info(
                 "%d of %d image(s) already done in %s, skipped (overwrite redoes them)",

@@ -559,12 +559,28 @@ _OUTPUTS = ("mask", "probability", "overlay", "geojson")  # InferenceResult's fi
 
 
 def unfinished(
-    images: Sequence[Path], output_dir: Union[str, os.PathLike], overwrite: bool = False
+    images: Sequence[Path],
+    output_dir: Union[str, os.PathLike],
+    overwrite: bool = False,
+    checkpoint: Optional[Union[str, os.PathLike]] = None,
 ) -> list[Path]:
     """The ``images`` whose outputs in ``output_dir`` are not complete (no readable ``<stem>_summary.json``,
-    which :func:`infer_file` writes last), in order; all of them with ``overwrite``."""
+    which :func:`infer_file` writes last) or, given the ``checkpoint`` file, were made by another one (their
+    summary's ``checkpoint_sha256`` differs: a rerun with a new model never keeps the old one's results
+    silently; one log line says how many), in order; all of them with ``overwrite``."""
     output_dir = Path(output_dir)
-    return [p for p in images if overwrite or read_summary(output_dir / f"{p.stem}_summary.json") is None]
+    sha = checkpoint_sha256(checkpoint)
+    todo, stale = [], 0
+    for image in images:
+        summary = read_summary(output_dir / f"{image.stem}_summary.json")
+        other = summary is not None and sha is not None and summary.get("checkpoint_sha256") != sha
+        stale += other and not overwrite
+        if overwrite or summary is None or other:
+            todo.append(image)
+    if stale:
+        message = "%d image(s) in %s were segmented by another checkpoint than %s: redone"
+        logger.info(message, stale, output_dir, checkpoint)
+    return todo
 
 
 def list_images(source: Union[str, os.PathLike], suffixes: Optional[Sequence[str]] = None) -> list[Path]:

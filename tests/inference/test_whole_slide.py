@@ -1,3 +1,4 @@
+import hashlib
 import logging
 
 import numpy as np
@@ -13,6 +14,7 @@ from monai_coco.data.synthetic import write_synthetic_slide
 from monai_coco.data.tissue import TissueMap, detect_tissue
 from monai_coco.inference import SlideInferenceConfig, infer_file, infer_path, list_images, segment_image
 from monai_coco.inference.__main__ import main
+from monai_coco.inference.summary import read_summary
 
 WHITE, PINK, PURPLE = (240, 240, 240), (200, 100, 180), (90, 40, 160)  # glass, benign tissue, "cancer"
 
@@ -450,3 +452,24 @@ def test_command_line_reads_at_the_training_scale_recorded_with_the_checkpoint(
     levels, _ = _mask_levels(tmp_path / "out" / "case_mask.ome.tif")
     assert levels[0].shape == (128, 192)  # level 1 of the slide: 1.0 um/px
     assert _mismatch(levels[0], expected[::2, ::2]) < 0.01
+
+
+def test_a_rerun_with_another_checkpoint_redoes_the_images_the_old_one_segmented(tmp_path, caplog):
+    """Outputs are done for the checkpoint that made them (their summary's sha256): a rerun with the same
+    checkpoint skips them, one with another checkpoint file (a retrained model) redoes them and says so."""
+    img, _ = _scene(96, 160)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    (tmp_path / "old.pt").write_bytes(b"the first model")
+    (tmp_path / "new.pt").write_bytes(b"a retrained model")
+    out = tmp_path / "out"
+    first = infer_path(ColourNet(), tmp_path / "a.png", out, _config(checkpoint=tmp_path / "old.pt"))
+    assert [r.image.name for r in first] == ["a.png"]
+    assert infer_path(ColourNet(), tmp_path / "a.png", out, _config(checkpoint=tmp_path / "old.pt")) == []
+    caplog.set_level(logging.INFO, logger="monai_coco.inference")
+    again = infer_path(ColourNet(), tmp_path / "a.png", out, _config(checkpoint=tmp_path / "new.pt"))
+    assert [r.image.name for r in again] == ["a.png"]
+    assert f"1 image(s) in {out} were segmented by another checkpoint than {tmp_path / 'new.pt'}: redone" in (
+        caplog.text
+    )
+    made_by = read_summary(out / "a_summary.json")["checkpoint_sha256"]
+    assert made_by == hashlib.sha256(b"a retrained model").hexdigest()

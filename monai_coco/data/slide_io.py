@@ -344,9 +344,9 @@ class Slide:
         mpp0 = self.mpp(0)
         if mpp0 is None:
             raise ValueError(
-                f"slide {self.path} does not record its µm/px (OME-XML, Aperio MPP, OpenSlide mpp or TIFF "
-                f"resolution in cm/inch); give its level-0 µm/px as slide_mpp (bundle: --slide_mpp, command "
-                f"line: --slide-mpp) to segment it at {mpp:g} µm/px."
+                f"slide {self.path} does not record its µm/px (OME-XML, Aperio MPP, ImageJ unit, OpenSlide "
+                f"mpp or TIFF resolution in cm/inch); give its level-0 µm/px as slide_mpp (bundle: "
+                f"--slide_mpp, command line: --slide-mpp) to segment it at {mpp:g} µm/px."
             )
         if mpp * _MAX_UPSAMPLING < max(mpp0):
             raise ValueError(

@@ -176,7 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             message = message.replace(f"SlideInferenceConfig.{field}=", f"{flag} ")
         parser.exit(2, f"error: {message}\n")
     for r in results:
-        print(f"{r.image}: {r.mask} {r.overlay} (windows run {r.windows_run}, skipped {r.windows_skipped})")
+        print(f"{r.image}: {r.mask} {r.probability} {r.overlay} {r.geojson} {r.summary} (windows run "
+              f"{r.windows_run}, skipped {r.windows_skipped})")
     _say(fallback)
     return 0
 

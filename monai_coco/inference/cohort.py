@@ -40,6 +40,7 @@ from monai_coco.inference.whole_slide import (
     list_images,
     make_segmenter,
     output_lock,
+    remove_staging,
     unfinished,
 )
 
@@ -81,8 +82,10 @@ def run_cohort(
         the cohort CSV's path on worker 0, ``None`` on the others.
 
     Raises:
-        ValueError: on worker 0, after the table, when slides of the cohort have no complete outputs (named);
-            on any worker, when another run holds its lock on ``output_dir``.
+        ValueError: after the table, naming them, when slides failed in this run (on the worker that ran
+            them; an earlier run's outputs of a failed slide are kept, but the run is not complete) or, on
+            worker 0, have no complete outputs; on any worker, when another run holds its lock on
+            ``output_dir``.
     """
     config = config or SlideInferenceConfig()
     output_dir = Path(output_dir)
@@ -92,7 +95,9 @@ def run_cohort(
     if config.num_threads is None:
         config = replace(config, num_threads=max(1, (os.cpu_count() or 1) // world))
     mine = images[rank::world]
+    failed: list[Path] = []
     with output_lock(output_dir, rank):
+        remove_staging(output_dir, mine)
         todo = unfinished(mine, output_dir, overwrite, config.checkpoint)
         logger.info("worker %d/%d: %d of its %d slides to do", rank, world, len(todo), len(mine))
         if todo:
@@ -107,6 +112,7 @@ def run_cohort(
                         infer_file(segmenter, image, output_dir, config)
                     except (ValueError, FileNotFoundError) as exc:
                         logger.error("worker %d: %s", rank, exc)
+                        failed.append(image)
                         progress.image_done(failed=True)
                         continue
                     progress.image_done()
@@ -121,10 +127,12 @@ def run_cohort(
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-    if incomplete:
-        shown = ", ".join(p.name for p in incomplete[:5]) + (" ..." if len(incomplete) > 5 else "")
+    unfinished_here = list(dict.fromkeys([*failed, *incomplete]))
+    if unfinished_here:
+        shown = ", ".join(p.name for p in unfinished_here[:5]) + (" ..." if len(unfinished_here) > 5 else "")
+        listed = f"; {path} lists the others" if path is not None else ""
         raise ValueError(
-            f"{len(incomplete)} of {len(images)} slides have no complete outputs in {output_dir}: {shown} "
-            f"(their errors are above; {path} lists the others)."
+            f"{len(unfinished_here)} of {len(images)} slides failed in this run or have no complete outputs "
+            f"in {output_dir}: {shown} (their errors are above{listed})."
         )
     return path

@@ -30,6 +30,7 @@ from monai_coco.inference.whole_slide import (
     list_images,
     make_segmenter,
     output_lock,
+    remove_staging,
     unfinished,
 )
 
@@ -154,6 +155,7 @@ class SlideInferenceEvaluator(Evaluator):
         self.segmenter = make_segmenter(self.network, self.config) if todo else None
         self.state.results = []
         with output_lock(self.output_dir):  # nothing is written before the network is known to run
+            remove_staging(self.output_dir, self.images)
             super().run(global_epoch)
             if self.cohort_table:
                 table, done = write_cohort_table(self.output_dir, self.images)

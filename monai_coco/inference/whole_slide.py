@@ -537,10 +537,11 @@ def infer_file(
         )
     segmenter = network if isinstance(network, GridSegmenter) else make_segmenter(network, config)
     output_dir.mkdir(parents=True, exist_ok=True)  # after the runtime is built: a refused one writes nothing
-    staging = output_dir / f".{path.stem}.partial"  # one process writes a given image's outputs
-    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left, with a killed summary write's file
-    for partial in output_dir.glob(f".{path.stem}_summary.*"):
-        partial.unlink(missing_ok=True)
+    staging = _staging(output_dir, path)  # one process writes a given image's outputs
+    _remove_staging(staging)  # what a killed run left, and a killed summary write's temporary file
+    for partial in output_dir.glob(f".{path.stem}_summary.*.json"):  # atomic_path's .<name>.<random><suffix>
+        if partial.is_file():
+            partial.unlink(missing_ok=True)
     staging.mkdir()
     try:
         made = _infer_one(segmenter, path, staging, config)
@@ -551,8 +552,29 @@ def infer_file(
         result = replace(made, summary=output_dir / made.summary.name, **moved)
         result.write()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_staging(staging)
     return result
+
+
+def remove_staging(output_dir: Union[str, os.PathLike], images: Sequence[Path]) -> None:
+    """Remove the staging folders that killed runs left in ``output_dir`` for ``images`` (an image found
+    done keeps its outputs; one to do makes its folder afresh). Call it holding the folder's
+    :func:`output_lock`, for the images this process writes."""
+    for image in images:
+        _remove_staging(_staging(Path(output_dir), image))
+
+
+def _staging(output_dir: Path, image: Path) -> Path:
+    """The folder where :func:`infer_file` makes ``image``'s outputs before moving them into place."""
+    return output_dir / f".{image.stem}.partial"
+
+
+def _remove_staging(staging: Path) -> None:
+    """Remove a staging folder (or a file of its name in the way), if there."""
+    if staging.is_dir() and not staging.is_symlink():
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        staging.unlink(missing_ok=True)
 
 
 _OUTPUTS = ("mask", "probability", "overlay", "geojson")  # InferenceResult's files, the summary last

@@ -153,7 +153,7 @@ def test_a_resumed_run_goes_on_in_its_mlflow_run_or_in_a_new_one_when_its_params
     def stage(epochs: int, handlers: int = 1) -> None:
         engine = Engine(lambda e, batch: [1.0])
         for _ in range(handlers):
-            handler = MLFlowHandler(tracking_uri=uri, experiment_name="e", run_name="r", close_on_complete=False)
+            handler = MLFlowHandler(uri, experiment_name="e", run_name="r", close_on_complete=False)
             for tracked in mlflow_tracked([handler], params={"epochs": epochs, "distill": "coco"}):
                 tracked.attach(engine)
         engine.run([0], max_epochs=1)
@@ -161,7 +161,8 @@ def test_a_resumed_run_goes_on_in_its_mlflow_run_or_in_a_new_one_when_its_params
     client = MlflowClient(uri)
 
     def runs() -> list[tuple[str, str]]:
-        found = client.search_runs([client.get_experiment_by_name("e").experiment_id], order_by=["start_time"])
+        experiment = client.get_experiment_by_name("e").experiment_id
+        found = client.search_runs([experiment], order_by=["start_time"])
         return [(run.info.status, run.data.params["epochs"]) for run in found]
 
     stage(2)

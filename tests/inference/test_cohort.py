@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from monai_coco.inference import list_images
@@ -116,3 +117,32 @@ def test_a_second_run_on_an_output_folder_in_use_is_refused_in_one_line(cohort, 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_redo_in_which_a_slide_fails_exits_non_zero_and_keeps_its_earlier_outputs(tmp_path, capsys):
+    """A slide whose level-0 tiles are damaged (it passes the up-front checks, which read its thumbnail
+    from the reduced level) fails mid-cohort: the run goes on with the others, exits non-zero naming it, and
+    the outputs an earlier run made of it are kept whole (an --overwrite redo is made aside)."""
+    folder, out = tmp_path / "slides", tmp_path / "out"
+    folder.mkdir()
+    img, _ = _scene(256, 256)
+    for name in ("a", "b"):
+        _write_slide(folder / f"{name}.tif", img, levels=2)
+    torch.save({"model": ColourNet().conv.state_dict()}, tmp_path / "model.pt")
+    args = ["--checkpoint", str(tmp_path / "model.pt"), "--network", NETWORK, "--roi", "32", "32",
+            "--level", "0", "--chunk-size", "64", "--device", "cpu", "--runtime", "torch", "--threads", "1"]
+    assert main([str(folder), str(out), *args]) == 0
+    before = {p.name: p.read_bytes() for p in out.glob("b_*")}
+    with tifffile.TiffFile(folder / "b.tif") as tif:
+        offset, count = tif.pages[0].dataoffsets[5], tif.pages[0].databytecounts[5]
+    with open(folder / "b.tif", "r+b") as f:  # one level-0 tile's JPEG data overwritten
+        f.seek(offset)
+        f.write(b"\xff" * count)
+    with pytest.raises(SystemExit) as stop:
+        main([str(folder), str(out), *args, "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2
+    expected = f"error: 1 of 2 slides failed in this run or have no complete outputs in {out}: b.tif"
+    assert err[-1].startswith(expected)
+    assert {p.name: p.read_bytes() for p in out.glob("b_*")} == before
+    assert not list(out.glob(".b*"))  # no staging folder left

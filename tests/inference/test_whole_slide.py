@@ -473,3 +473,16 @@ def test_a_rerun_with_another_checkpoint_redoes_the_images_the_old_one_segmented
     )
     made_by = read_summary(out / "a_summary.json")["checkpoint_sha256"]
     assert made_by == hashlib.sha256(b"a retrained model").hexdigest()
+
+
+def test_a_rerun_that_skips_an_image_removes_the_staging_folder_a_killed_redo_left(tmp_path):
+    img, _ = _scene(96, 160)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    infer_path(ColourNet(), tmp_path / "a.png", out, _config())
+    (out / ".a.partial").mkdir()
+    (out / ".a.partial" / "a_probability.png").write_bytes(b"a killed redo's")
+    (out / ".a_summary.partial").mkdir()  # another image's (stem a_summary), not matched by a's cleanup
+    assert infer_path(ColourNet(), tmp_path / "a.png", out, _config()) == []
+    assert not (out / ".a.partial").exists() and (out / ".a_summary.partial").is_dir()
+    assert [r.image.name for r in infer_path(ColourNet(), tmp_path / "a.png", out, _config(), overwrite=True)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,14 +104,42 @@ def check_output_dir(setting: str, path: str | os.PathLike) -> str:
     return str(folder)
 
 
-def check_tracking_store(setting: str, uri: str) -> str:
-    """``uri`` once ``--tracking mlflow`` can use the store it names: for an SQLite store (``sqlite:///PATH``,
-    the bundle's ``<output_root>/mlruns.db``), PATH's folder is one to write to and PATH, if it exists, is an
-    SQLite database (its first 16 bytes are SQLite's header, or it is empty); a server's URI as it is. Else
-    stop naming ``setting`` (MLflow's own error is a traceback from SQLAlchemy when the handler is built)."""
-    if not isinstance(uri, str) or not uri.startswith("sqlite:///"):
+_DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "databricks")  # MLflow's other stores, as they are
+
+
+def check_tracking_store(setting: str, uri: str | None) -> str | None:
+    """``uri`` once ``--tracking mlflow`` can use the store it names, else stop naming ``setting`` (MLflow's
+    own errors are a traceback when MONAI builds its handler, or minutes of retries for a server that is
+    not there):
+
+    * ``sqlite:///PATH`` (the bundle's ``<output_root>/mlruns.db``; PATH as MLflow takes it, relative to the
+      working folder): PATH's folder is one to write to and PATH, if it exists, is an SQLite database (its
+      first 16 bytes are SQLite's header, or it is empty);
+    * ``http(s)://HOST:PORT``, an MLflow server: it answers (its ``/health``, within 5 s);
+    * a database URI (``postgresql://``, ``mysql://``, ``mssql://``, ``databricks``): as it is;
+    * anything else (a bare path, ``file://``: MLflow 3 has no file store; an in-memory ``sqlite://``, whose
+      runs end with the process; empty) is refused. ``None`` is MLflow's own default.
+    """
+    if uri is None:
         return uri
-    path = Path(uri[len("sqlite:///") :]).expanduser()
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme in _DATABASE_SCHEMES:
+        return uri
+    if scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+        except urllib.error.HTTPError:  # a server answered
+            return uri
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            fail(f"{setting}={uri!r}: no MLflow server answers there ({reason}); start it, or give a local "
+                 "store, sqlite:///PATH.")  # fmt: skip
+        return uri
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///":
+        fail(f"{setting}={uri!r} is no store MLflow keeps runs in; expected sqlite:///PATH (a file, e.g. "
+             "the bundle's <output_root>/mlruns.db), an MLflow server's http(s)://HOST:PORT or a database "
+             "URI.")  # fmt: skip
+    path = Path(uri[len("sqlite:///") :])
     check_output_dir(setting, path.parent)
     head = b""
     if path.is_file():

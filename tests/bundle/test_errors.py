@@ -325,7 +325,8 @@ def test_a_tracking_folder_that_cannot_be_written_is_one_line_before_mlflow_star
 def test_a_tracking_store_that_is_no_sqlite_database_is_one_line_before_mlflow_starts(tmp_path):
     """``--tracking mlflow`` with ``<output_root>/mlruns.db`` another file (or a folder): one line naming
     ``tracking_uri``, not SQLAlchemy's traceback when MLflow's handler is built; an MLflow store, an empty
-    file and a server's URI pass."""
+    file and a database's URI pass; a file store, a bare path, an in-memory store and a server that is not
+    there are one line too."""
     (tmp_path / "mlruns.db").write_text("notes, not a database")
     files = config_arg(copy_bundle(tmp_path) / "configs", "train_teacher.yaml")
     done = run_bundle("run", "training", "--config_file", files, "--bundle_root", str(tmp_path),
@@ -338,11 +339,16 @@ def test_a_tracking_store_that_is_no_sqlite_database_is_one_line_before_mlflow_s
     )
     sqlite3.connect(tmp_path / "real.db").execute("create table t (x)").connection.commit()
     (tmp_path / "empty.db").touch()
-    for uri in (f"sqlite:///{tmp_path / 'real.db'}", f"sqlite:///{tmp_path / 'empty.db'}", "http://host:5000"):
+    for uri in (f"sqlite:///{tmp_path / 'real.db'}", f"sqlite:///{tmp_path / 'empty.db'}", "postgresql://h/db"):
         assert check_tracking_store("tracking_uri", uri) == uri
     (tmp_path / "folder.db").mkdir()
     with pytest.raises(SystemExit, match="folder.db is not an SQLite database"):
         check_tracking_store("tracking_uri", f"sqlite:///{tmp_path / 'folder.db'}")
+    for uri in ("file:///tmp/x", "a_folder", "", "sqlite://"):  # MLflow 3 keeps no runs there (or none after)
+        with pytest.raises(SystemExit, match=r"is no store MLflow keeps runs in; expected sqlite:///PATH"):
+            check_tracking_store("tracking_uri", uri)
+    with pytest.raises(SystemExit, match=r"'http://127.0.0.1:1': no MLflow server answers there"):
+        check_tracking_store("tracking_uri", "http://127.0.0.1:1")  # refused at once, not minutes of retries
 
 
 def test_the_command_that_makes_a_missing_teacher_keeps_the_running_command_s_overlays(tmp_path):

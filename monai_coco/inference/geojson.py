@@ -88,7 +88,11 @@ def _band(labels: Labels, transform: Affine) -> Iterator[tuple[Any, Any]]:
     ``uint8``, 0 is background), read by GDAL's polygonizer a scanline at a time through a 16 MB block
     cache, never whole."""
     if not isinstance(labels, RawMap):
-        labels = np.asarray(labels, dtype=np.uint8 if labels.dtype == np.uint8 else np.int32)
+        labels = np.asarray(labels)
+        limits = (labels.min(), labels.max()) if labels.size and labels.dtype != np.uint8 else (0, 0)
+        if not -(2**31) <= limits[0] <= limits[1] < 2**31:
+            raise ValueError("labels must be class indices within int32, got values beyond it.")
+        labels = labels.astype(np.uint8 if labels.dtype == np.uint8 else np.int32, copy=False)
         yield labels, labels != 0
         return
     height, width = labels.shape
@@ -160,9 +164,17 @@ def mask_features(
     Returns:
         GeoJSON ``Feature`` mappings, class by class, larger regions first; each ``"geometry"`` is a shapely
         ``Polygon`` (its ``__geo_interface__`` is the GeoJSON geometry; :func:`write_geojson` writes it).
+
+    Raises:
+        ValueError: ``labels`` not 2D or with values beyond int32; ``probability`` on another grid.
     """
     if len(labels.shape) != 2:
         raise ValueError(f"labels must be a (h, w) mask, got shape {labels.shape}.")
+    if probability is not None and tuple(probability.shape) != tuple(labels.shape):
+        grids = f"{tuple(labels.shape)}, got {tuple(probability.shape)}"
+        raise ValueError(f"probability must be on the grid of labels {grids}.")
+    if 0 in labels.shape:
+        return []
     band = band or max(16, TRACE_BAND_PIXELS // max(1, labels.shape[1]))
     transform = Affine.scale(float(scale[1]), float(scale[0]))
     min_level0 = min_area * float(scale[0]) * float(scale[1])  # in the polygons' (level-0) units

@@ -190,3 +190,14 @@ def test_mean_probability_is_over_a_region_s_own_pixels_across_probability_bands
     means = sorted(f["properties"]["measurements"]["Mean tumour probability"] for f in features)
     assert means == [round(45 / 255, 4), round(200 / 255, 4)]
     assert sorted(shape(f["geometry"]).area for f in features) == [100.0, 100.0]  # the pinhole filled
+
+
+def test_a_probability_map_on_another_grid_or_labels_beyond_int32_are_refused_and_an_empty_mask_has_none():
+    labels = np.zeros((8, 8), np.int64)
+    labels[2:6, 2:6] = 1
+    with pytest.raises(ValueError, match=r"probability must be on the grid of labels \(8, 8\), got \(4, 4\)"):
+        mask_features(labels, TUMOR, min_area=1, probability=np.zeros((4, 4), np.uint8))
+    labels[0, 0] = 2**32 + 1  # would wrap to class 1 in int32
+    with pytest.raises(ValueError, match="beyond it"):
+        mask_features(labels, TUMOR, min_area=1)
+    assert mask_features(np.zeros((0, 5), np.uint8), TUMOR) == []

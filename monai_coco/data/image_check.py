@@ -204,6 +204,12 @@ def image_problems(
     if not path.is_file():
         return [DataProblem(str(path), "does not exist; expected an image or slide file", missing=True)]
     try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system took that are no UTF-8: shown escaped
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        why = "its name is not valid UTF-8 (the outputs and summaries name it in UTF-8 text)"
+        return [DataProblem(shown, f"{why}; expected a UTF-8 file name: rename it")]
+    try:
         slide = is_slide(path)
     except (ValueError, FileNotFoundError) as exc:
         return [DataProblem(str(path), _about(path, exc))]

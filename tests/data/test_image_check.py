@@ -14,6 +14,7 @@ from PIL import Image
 
 from monai_coco.data import check_dataset
 from monai_coco.data.check import main as check_main
+from monai_coco.data.image_check import image_problems
 from monai_coco.data.unlabelled import list_unlabelled
 from monai_coco.inference import SlideInferenceConfig, inference_dataset
 
@@ -115,4 +116,18 @@ def test_the_first_problem_counts_the_others_and_names_the_command_that_lists_th
     assert message.startswith(f"{tmp_path / 'bad.jpg'}: image colour model is CMYK")
     assert message.endswith(
         f"(1 more problem(s) in {tmp_path}: python -m monai_coco.data.check --images lists them all)"
+    )
+
+
+def test_a_file_name_that_is_not_utf8_is_named_escaped_before_any_work(tmp_path):
+    """A name of bytes that are no UTF-8 (a file system takes them; JSON summaries and GeoJSON are UTF-8
+    text) is one problem, the name shown with its bytes escaped, never an encoding error after the work."""
+    raw = os.path.join(os.fsencode(tmp_path), b"bad\xff\xfename.png")
+    with open(raw, "wb") as f:
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(f, format="PNG")
+    (problem,) = image_problems(Path(os.fsdecode(raw)))
+    assert problem.path == f"{tmp_path}/bad\\xff\\xfename.png"
+    assert problem.message == (
+        "its name is not valid UTF-8 (the outputs and summaries name it in UTF-8 text); expected a UTF-8 "
+        "file name: rename it"
     )

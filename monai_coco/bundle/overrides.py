@@ -12,6 +12,7 @@ import copy
 import difflib
 import inspect
 import logging
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from monai.utils.module import locate
 from monai_coco.fail import fail
 from monai_coco.settings import SETTINGS
 
-__all__ = ["as_typed", "check_overrides", "stage_config_files"]
+__all__ = ["as_typed", "check_overrides", "stage_command"]
 
 logger = logging.getLogger("monai_coco.bundle")
 
@@ -174,16 +175,36 @@ def _bundle_argv() -> list[str] | None:
     return sys.argv[1:] if Path(sys.argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py") else None
 
 
-def stage_config_files(stage: str, bundle_root: str) -> list[str]:
-    """The ``--config_file`` list that runs ``stage`` (e.g. ``"train_teacher.yaml"``) as this command runs its
-    own: the running ``python -m monai.bundle`` command's files with the last one (its stage) replaced by
-    ``stage`` of the same folder, so every settings overlay (``cpu.yaml``, ``own_data.yaml``, ...) is kept;
-    else ``base.yaml`` and ``stage`` of ``<bundle_root>/configs``."""
+# the settings a stage's checkpoint must agree on with the stage that loads it, or that say where files are:
+# a command that makes a missing prerequisite repeats them as the running command gives them
+_CARRIED = ("dataset_dir", "ckpt_dir", "output_root", "roi_size", "mpp", "in_channels", "num_classes",
+            "stain_normalization", "label_map", "teacher_def", "teacher_taps")  # fmt: skip
+
+
+def stage_command(stage: str, bundle_root: str) -> str:
+    """The command that runs the training stage ``stage`` (e.g. ``"train_teacher.yaml"``) as this command
+    runs its own, for a message about a missing prerequisite: the running ``python -m monai.bundle``
+    command's ``--config_file`` list with its last file (its stage) replaced by ``stage`` of the same folder
+    (every settings overlay kept), its overrides of :data:`_CARRIED` settings (locations, the data, the
+    networks' shapes; as typed), and ``--bundle_root`` unless it is the repository's ``bundle``; values
+    quoted for a POSIX shell. Outside such a command: ``base.yaml`` and ``stage`` of
+    ``<bundle_root>/configs``."""
     argv = _bundle_argv()
-    files = _override_ids(argv)[0] if argv is not None else []
-    if not files:
-        return [f"{bundle_root}/configs/base.yaml", f"{bundle_root}/configs/{stage}"]
-    return [*files[:-1], str(Path(files[-1]).parent / stage)]
+    files, overrides, _ = _override_ids(argv) if argv is not None else ([], {}, "")
+    files = [*files[:-1], str(Path(files[-1]).parent / stage)] if files else [
+        f"{bundle_root}/configs/base.yaml", f"{bundle_root}/configs/{stage}"]  # fmt: skip
+    words = ["python", "-m", "monai.bundle", "run", "training", "--config_file", repr(files)]
+    words += [w for k, v in overrides.items() if k.split("#")[0] in _CARRIED for w in (f"--{k}", v)]
+    words += [] if bundle_root == "bundle" else ["--bundle_root", str(bundle_root)]
+    return " ".join(_shell_word(word) for word in words)
+
+
+def _shell_word(word: str) -> str:
+    """``word`` as a POSIX shell reads it back: as it is when safe, else in double quotes (readable for a
+    config list's single quotes) when nothing in it is special there, else ``shlex.quote``'s form."""
+    if shlex.quote(word) == word:
+        return word
+    return f'"{word}"' if not set(word) & set('"$`\\!') else shlex.quote(word)
 
 
 def as_typed(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -352,15 +352,20 @@ def test_a_tracking_store_that_is_no_sqlite_database_is_one_line_before_mlflow_s
 
 
 def test_the_command_that_makes_a_missing_teacher_keeps_the_running_command_s_overlays(tmp_path):
-    """Run with a settings overlay (``cpu.yaml``) between ``base.yaml`` and the stage, the hint for the
-    missing teacher is the same list with the stage replaced, so the teacher it makes fits this run."""
-    configs = copy_bundle(tmp_path) / "configs"
+    """Run with a settings overlay (``cpu.yaml``) between ``base.yaml`` and the stage, and a checkpoint
+    folder of its own, the hint for the missing teacher is the same list with the stage replaced, the same
+    data, shapes and folders (as typed, quoted for the shell), so the teacher it makes is where, and what,
+    this run loads; the student's own settings (``--epochs``) are left out."""
+    root = tmp_path / "my bundle"
+    configs = copy_bundle(root) / "configs"
     files = [str(configs / name) for name in ("base.yaml", "cpu.yaml", "train.yaml")]
-    done = run_bundle("run", "training", "--config_file", repr(files), "--bundle_root", str(tmp_path),
-                      *cli(DATA), check=False)  # fmt: skip
+    done = run_bundle("run", "training", "--config_file", repr(files), "--bundle_root", str(root),
+                      "--ckpt_dir", str(tmp_path / "ckpt"), "--epochs", "3", *cli(DATA),
+                      check=False)  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     teacher = repr([*files[:2], str(configs / "train_teacher.yaml")])
     assert done.stderr.strip().splitlines()[-1] == (
-        f"monai_coco: {tmp_path}/models/teacher.pt not found; make it first with: python -m monai.bundle run "
-        f'training --config_file "{teacher}" --bundle_root {tmp_path}'
+        f"monai_coco: {tmp_path}/ckpt/teacher.pt not found; make it first with: python -m monai.bundle run "
+        f'training --config_file "{teacher}" --ckpt_dir {tmp_path}/ckpt --roi_size "[64,64]" '
+        f'--bundle_root "{root}"'
     )

@@ -589,7 +589,8 @@ def unfinished(
     """The ``images`` whose outputs in ``output_dir`` are not complete (no readable ``<stem>_summary.json``,
     which :func:`infer_file` writes last) or, given the ``checkpoint`` file, were made by another one (their
     summary's ``checkpoint_sha256`` differs: a rerun with a new model never keeps the old one's results
-    silently; one log line says how many), in order; all of them with ``overwrite``."""
+    silently; one log line says how many), in order; all of them with ``overwrite``. An image whose stem's
+    outputs are another image's is not redone (that would replace them) but named in a warning line."""
     output_dir = Path(output_dir)
     sha = checkpoint_sha256(checkpoint)
     todo, stale = [], 0
@@ -599,6 +600,10 @@ def unfinished(
         stale += other and not overwrite
         if overwrite or summary is None or other:
             todo.append(image)
+        elif Path(str(summary.get("image"))).resolve() != image.resolve():  # another image of that stem
+            message = "%s: %s holds the outputs of %s under the same name, kept (not redone): give this "
+            logger.warning(message + "image another output folder, or overwrite to replace them", image,
+                           output_dir, summary.get("image"))  # fmt: skip
     if stale:
         message = "%d image(s) in %s were segmented by another checkpoint than %s: redone"
         logger.info(message, stale, output_dir, checkpoint)

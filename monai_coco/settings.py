@@ -306,8 +306,7 @@ SETTINGS: Mapping[str, Setting] = {setting.name: setting for setting in _DECLARE
 
 def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``settings`` if each is valid (:data:`SETTINGS`), else stop the run with one line naming the first bad
-    one, its value and what is expected (:func:`~monai_coco.fail.fail`). Text settings are first taken as
-    typed on ``python -m monai.bundle``'s command line (:func:`monai_coco.bundle.overrides.as_typed`).
+    one, its value and what is expected (:func:`~monai_coco.fail.fail`).
 
     Args:
         settings: ``{name: value}``, e.g. ``{"amp": @amp, "epochs": @epochs}`` in a bundle config.
@@ -315,14 +314,9 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         KeyError: for a name that is not declared (a config's mistake, not a user's).
     """
-    from monai_coco.bundle.overrides import (
-        as_typed,
-    )  # the bundle's runner (this module is the package's base)
-
-    settings = as_typed(settings)
     for name, value in settings.items():
         try:
             SETTINGS[name].validate(value)
         except ValueError as exc:
             fail(str(exc))
-    return settings
+    return dict(settings)

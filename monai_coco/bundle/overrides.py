@@ -1,8 +1,8 @@
 """The command-line guard: a ``--id value`` of ``python -m monai.bundle run`` that no config of the stage uses
 stops the run with one line (MONAI's runner would add it to the config without a word and go on with the
 default). It re-reads the stage's config files from the command line, as the runner does. And text settings
-are taken as typed (:func:`as_typed`), whatever python-fire, which parses the runner's command line, makes of
-them.
+are taken as typed (:func:`_take_text_as_typed`), whatever python-fire, which parses the runner's command
+line, makes of them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from monai.utils.module import locate
 from monai_coco.fail import fail
 from monai_coco.settings import SETTINGS
 
-__all__ = ["as_typed", "check_overrides", "stage_command"]
+__all__ = ["check_overrides", "stage_command"]
 
 logger = logging.getLogger("monai_coco.bundle")
 
@@ -207,30 +207,20 @@ def _shell_word(word: str) -> str:
     return f'"{word}"' if not set(word) & set('"$`\\!') else shlex.quote(word)
 
 
-def as_typed(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """``settings`` with each text setting (:data:`~monai_coco.settings.SETTINGS`, kind ``str``) that the
-    command line gave as something else, the text typed: python-fire, which parses the arguments of
-    ``python -m monai.bundle``, reads ``--model_name 2024`` as the number 2024 and ``--dataset_dir a,b`` as a
-    tuple.
+def _take_text_as_typed(typed: Mapping[str, str]) -> dict[str, str]:
+    """Put each text setting (:data:`~monai_coco.settings.SETTINGS`, kind ``str``) of the command line's
+    overrides ``typed`` (``{id: text as typed}``) into the running MONAI config as that text where the config
+    holds something else: python-fire, which parses the arguments of ``python -m monai.bundle``, reads
+    ``--model_name 2024`` as the number 2024 and ``--dataset_dir a,b`` as a tuple.
 
-    The text also replaces the value in the running MONAI config (the ``ConfigParser`` and
-    ``ReferenceResolver`` evaluating the calling expression, found on the call stack: MONAI gives an
-    expression no handle on them), so every later ``@id`` reads it. A value not from the command line, or a
-    run whose config cannot be reached, is left as it is (:func:`~monai_coco.settings.check_settings` then
-    refuses it in one line with how to quote it).
-    """
-    argv = _bundle_argv()
-    if argv is None:
-        return dict(settings)
-    typed = _override_ids(argv)[1]
+    The running config is the ``ConfigParser`` and ``ReferenceResolver`` evaluating the calling expression,
+    found on the call stack (MONAI gives an expression no handle on them); every later ``@id`` reads the text.
+    Without them (a config parsed in Python) nothing changes, and
+    :func:`~monai_coco.settings.check_settings` refuses a non-text value in one line with how to quote it.
+    Returns the settings replaced."""
     text = {name for name, s in SETTINGS.items() if s.kind is str and s.choices is None}
-    fixed = {
-        name: typed[name]
-        for name, value in settings.items()
-        if name in typed and name in text and value is not None and not isinstance(value, str)
-    }
-    owners = {}
-    frame = sys._getframe(1) if fixed else None
+    owners: dict[type, Any] = {}
+    frame = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
         for kind in (ConfigParser, ReferenceResolver):
@@ -238,15 +228,17 @@ def as_typed(settings: Mapping[str, Any]) -> dict[str, Any]:
                 owners.setdefault(kind, owner)
         frame = frame.f_back
     if len(owners) < 2:
-        return dict(settings)
+        return {}
     parser, resolver = owners[ConfigParser], owners[ReferenceResolver]
-    for name, text in fixed.items():
-        parser.config[name] = text  # the config's content, as read from the files and the command line
+    fixed = {name: value for name, value in typed.items() if name in text and name in parser.config
+             and parser.config[name] is not None and not isinstance(parser.config[name], str)}  # fmt: skip
+    for name, value in fixed.items():
+        parser.config[name] = value  # the config's content, as read from the files and the command line
         if name in resolver.items:
-            resolver.items[name].update_config(text)
+            resolver.items[name].update_config(value)
         if name in resolver.resolved_content:
-            resolver.resolved_content[name] = text
-    return {**settings, **fixed}
+            resolver.resolved_content[name] = value
+    return fixed
 
 
 def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
@@ -259,6 +251,9 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
     (:data:`monai_coco.settings.SETTINGS`, e.g. ``--num_workers`` given to every stage by one script): that
     one is ignored with a warning line.
 
+    Run from the config of ``python -m monai.bundle`` (``argv`` not given), it first takes the text settings
+    of the command line as typed (:func:`_take_text_as_typed`).
+
     Args:
         argv: the command line; defaults to ``sys.argv`` when this process runs ``python -m monai.bundle``
             (for any other process, e.g. a config parsed in Python, nothing is checked).
@@ -266,10 +261,13 @@ def check_overrides(argv: Sequence[str] | None = None) -> list[str]:
     Returns:
         the override ids checked.
     """
+    running = argv is None
     argv = _bundle_argv() if argv is None else argv
     if argv is None:
         return []
     files, overrides, run_id = _override_ids(argv)
+    if running:
+        _take_text_as_typed(overrides)
     if not files:
         return []
     config = ConfigParser.load_config_files(files)

@@ -224,8 +224,8 @@ def image_problems(
         return [
             DataProblem(
                 str(path),
-                "the slide records no µm/px (no OpenSlide mpp, Aperio MPP, OME-XML PhysicalSize or TIFF "
-                "resolution in cm/inch); expected its level-0 µm/px as slide_mpp",
+                "the slide records no µm/px (no OpenSlide mpp, Aperio MPP, OME-XML PhysicalSize, ImageJ unit "
+                "or TIFF resolution in cm/inch); expected its level-0 µm/px as slide_mpp",
             )
         ]
     return []

@@ -98,12 +98,10 @@ def _running(handler: MLFlowHandler) -> Any:
         [experiment.experiment_id], "attributes.status = 'RUNNING'", order_by=["attributes.start_time DESC"]
     )
     run = next((run for run in runs if run.info.run_name == name), None)
-    params = {k: str(v) for k, v in (handler.experiment_param or {}).items()}
-    changed = [
-        f"{k} {run.data.params[k]} -> {v}"
-        for k, v in params.items()
-        if run and run.data.params.get(k, v) != v
-    ]
+    if run is None:
+        return None
+    logged, params = run.data.params, {k: str(v) for k, v in (handler.experiment_param or {}).items()}
+    changed = [f"{k} {logged[k]} -> {v}" for k, v in params.items() if logged.get(k, v) != v]
     if changed:
         client.set_terminated(run.info.run_id, "KILLED")
         run = client.create_run(experiment.experiment_id, run_name=name)

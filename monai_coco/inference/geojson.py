@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +40,6 @@ import numpy as np
 import rasterio
 import rasterio.features
 from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning
 from shapely import STRtree, clip_by_rect, is_empty, to_geojson
 from shapely.geometry import Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
@@ -104,8 +102,7 @@ def _band(labels: Labels, transform: Affine) -> Iterator[tuple[Any, Any]]:
         f"<ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>{width}</LineOffset>"
         "</VRTRasterBand></VRTDataset>"
     )
-    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=16), rasterio.open(vrt) as dataset:
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # mask pixels, not a map projection
+    with rasterio.Env(GDAL_CACHEMAX=16), rasterio.open(vrt) as dataset:
         yield rasterio.band(dataset, 1), rasterio.band(dataset, 1)
 
 
@@ -115,15 +112,17 @@ def _region_sums(traced: Sequence[Polygon], transform: Affine, probability: Rows
     centre (``rasterio.features.rasterize``: the pixels it was traced from), summed by ``bincount``."""
     height, width = probability.shape
     sums = np.zeros(len(traced) + 1)
-    tree = STRtree(traced)
+    regions = np.asarray(traced, dtype=object)
+    tree = STRtree(regions)
     for top in range(0, height, band):
         rows = min(band, height - top)
         rect = (0.0, top * transform.e, width * transform.a, (top + rows) * transform.e)
         hits = tree.query(box(*rect))
         if not len(hits):
             continue
-        clipped = clip_by_rect(np.asarray(traced, dtype=object)[hits], *rect)
-        hits, clipped = hits[~is_empty(clipped)], clipped[~is_empty(clipped)]  # bounding boxes only met
+        clipped = clip_by_rect(regions[hits], *rect)
+        met = ~is_empty(clipped)  # not only the bounding boxes
+        hits, clipped = hits[met], clipped[met]
         ids = rasterio.features.rasterize(
             zip(clipped, hits + 1),
             (rows, width),

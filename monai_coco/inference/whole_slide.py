@@ -688,9 +688,8 @@ def _one_per_stem(images: list[Path], source: Path) -> list[Path]:
 def check_inputs(images: Sequence[Path], config: SlideInferenceConfig, source: str) -> None:
     """Check every image of a run before any work, as every input image is checked
     (:func:`~monai_coco.data.image_check.image_problems`: a tile decoded whole, its colour model and bit
-    depth; a slide opened
-    with ``config.reader``, and its µm/px known, from the file or ``config.slide_mpp``, when it is read at
-    ``config.mpp``).
+    depth; a slide opened with ``config.reader``, and its µm/px known, from the file or ``config.slide_mpp``,
+    when it is read at ``config.mpp``).
 
     Raises:
         FileNotFoundError, ValueError: the first problem, naming its file, with the count of the others in

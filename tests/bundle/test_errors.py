@@ -308,15 +308,22 @@ def test_a_validation_split_smaller_than_the_processes_is_one_line():
     )
 
 
+def _tracked_teacher_refused(bundle_root):
+    """The teacher stage of a bundle folder at ``bundle_root`` with ``--tracking mlflow``, refused (exit 1)
+    without a traceback."""
+    files = config_arg(copy_bundle(bundle_root) / "configs", "train_teacher.yaml")
+    done = run_bundle("run", "training", "--config_file", files, "--bundle_root", str(bundle_root),
+                      "--tracking", "mlflow", check=False)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done
+
+
 def test_a_tracking_folder_that_cannot_be_written_is_one_line_before_mlflow_starts(tmp_path):
     """``--tracking mlflow`` writes its store and the run's config into ``output_dir``
     (``<output_root>/eval``) as MONAI's runner sets the workflow up, before any stage code: a file in its
     way is one line there."""
     (tmp_path / "eval").write_text("not a folder")
-    files = config_arg(copy_bundle(tmp_path) / "configs", "train_teacher.yaml")
-    done = run_bundle("run", "training", "--config_file", files, "--bundle_root", str(tmp_path),
-                      "--tracking", "mlflow", check=False)  # fmt: skip
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    done = _tracked_teacher_refused(tmp_path)
     assert done.stderr.strip().splitlines()[-1] == (
         f"monai_coco: output_dir='{tmp_path / 'eval'}' is a file; expected a folder to write to."
     )
@@ -328,10 +335,7 @@ def test_a_tracking_store_that_is_no_sqlite_database_is_one_line_before_mlflow_s
     file and a database's URI pass; a file store, a bare path, an in-memory store and a server that is not
     there are one line too."""
     (tmp_path / "mlruns.db").write_text("notes, not a database")
-    files = config_arg(copy_bundle(tmp_path) / "configs", "train_teacher.yaml")
-    done = run_bundle("run", "training", "--config_file", files, "--bundle_root", str(tmp_path),
-                      "--tracking", "mlflow", check=False)  # fmt: skip
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    done = _tracked_teacher_refused(tmp_path)
     store = tmp_path / "mlruns.db"
     assert done.stderr.strip().splitlines()[-1] == (
         f"monai_coco: tracking_uri='sqlite:///{store}': {store} is not an SQLite database; expected MLflow's "

@@ -192,7 +192,7 @@ def run_accuracy_section(
 ) -> dict:
     """The accuracy protocol's ``parts`` (``"table"``: the arms, section ``accuracy``; ``"curve"``: the
     pool-size curve, section ``curve``) in one run, sharing the teacher; the raw numbers and summaries."""
-    from benchmarks.accuracy import run_protocol, summarise, summarise_curve
+    from benchmarks.accuracy import run_protocol, summarise, summarise_comparison, summarise_curve
 
     log = lambda line: print("  " + line, flush=True)  # noqa: E731
     result = run_protocol(recipe, unlabelled_dir, log=log, jobs=jobs, parts=tuple(parts))
@@ -202,6 +202,7 @@ def run_accuracy_section(
         "result": result,
         "summary": summarise(result, confidence, power) if "arms" in result else [],
         "curve": summarise_curve(result, confidence, power),
+        "comparison": summarise_comparison(result, confidence, power),
         "setup": {"note": note},
     }
 

@@ -25,7 +25,10 @@
    (:mod:`benchmarks.stats`).
 7. The pool-size curve (``parts`` holding ``"curve"``): ``benchmark#curve#arm`` with the first
    ``pool_sizes`` tiles of the unlabelled pool, on ``benchmark#curve#seeds``, at a fixed iteration budget,
-   against the student alone of the same seeds (:func:`summarise_curve`).
+   against the student alone of the same seeds (:func:`summarise_curve`); with ``benchmark#curve#compare``,
+   the curve arm at the largest pool and each of ``compare#arms`` at that pool and budget, on
+   ``compare#seeds`` (more seeds than the curve's: the comparison needs the power), paired against the curve
+   arm (:func:`summarise_comparison`).
 
 Runs are independent processes' work: with ``jobs > 1`` each training run (the teacher, the screening and
 every arm) goes to one of ``jobs`` fresh processes (``spawn``) of ``threads`` threads, so a run's numbers do
@@ -322,6 +325,8 @@ def _protocol(
     curve_settings = dict(settings["curve"])
     seeds = [int(s) for s in settings["seeds"]]
     curve_seeds = [int(s) for s in curve_settings["seeds"]] if "curve" in parts else []
+    comparison = dict(curve_settings.get("compare") or {}) if curve_seeds else {}
+    compare_seeds = [int(s) for s in comparison.get("seeds", [])]
     sizes = _network_sizes(recipe)
     pending: dict[tuple[int, str], Future] = {}
 
@@ -335,7 +340,8 @@ def _protocol(
         return row
 
     teacher_run = executor.submit(train_teacher, recipe, settings["teacher"])
-    pending |= arm_runs([STUDENT_ALONE], list(dict.fromkeys((seeds if table else []) + curve_seeds)))
+    alone_seeds = list(dict.fromkeys((seeds if table else []) + curve_seeds + compare_seeds))
+    pending |= arm_runs([STUDENT_ALONE], alone_seeds)
     trained = teacher_run.result()
     log(
         f"teacher: test mIoU {trained['best']['miou']:.4f} at its best validation epoch "
@@ -394,7 +400,8 @@ def _protocol(
         rest = [a for a in known if a != STUDENT_ALONE]
         pending |= arm_runs(sorted(rest, key=lambda a: "unlabelled_dir" not in a.overrides), seeds)
     if curve_seeds and unlabelled_dir:
-        if not lambdas and curve_settings["arm"] not in ("kd", "kd_pool"):
+        named = [str(curve_settings["arm"]), *map(str, comparison.get("arms", []))]
+        if not lambdas and set(named) - {"kd", "kd_pool"}:
             _, lambdas = measure_lambdas(recipe, student, curve_seeds[0], ratio, warmup)
         by_name = {a.name: a for a in protocol_arms("kd", lambdas or _NO_LAMBDAS, noop, "-", control=control)}
         folders = {
@@ -412,6 +419,17 @@ def _protocol(
             "pools": {str(n): f for n, f in folders.items()},
             "arms": [_arm_record(a) for a in curve],
         }
+        if comparison:
+            largest = max(folders)
+            others = [curve_arms(by_name[name], {largest: folders[largest]}, budget)[0] for name in named[1:]]
+            extra = [s for s in compare_seeds if s not in curve_seeds]
+            pending |= arm_runs([curve[-1]], extra) | arm_runs(others, compare_seeds)
+            runs += [(s, curve[-1]) for s in extra] + [(s, a) for s in compare_seeds for a in others]
+            result["curve"]["compare"] = {
+                "pool": largest,
+                "seeds": compare_seeds,
+                "arms": [_arm_record(a) for a in [curve[-1], *others]],
+            }
     elif curve_seeds:
         result["curve"] = {"skipped": unlabelled_note}
     if table:
@@ -421,7 +439,7 @@ def _protocol(
         pending |= arm_runs([a for a in arms if a not in known], seeds)
         result |= {"screening": screening, "baseline": baseline, "arms": [_arm_record(a) for a in arms]}
         runs = [(s, a) for s in seeds for a in arms] + runs
-    alone = [(s, STUDENT_ALONE) for s in curve_seeds if not table or s not in seeds]
+    alone = [(s, STUDENT_ALONE) for s in alone_seeds if not table or s not in seeds]
     done = [finished(pending[s, a.name], f"seed {s} {a.name}") for s, a in runs + alone]
     result["runs"] = done
     return result
@@ -526,12 +544,45 @@ def summarise_curve(result: Mapping[str, Any], confidence: float = 0.95, power: 
     curve = result.get("curve") or {}
     if "arms" not in curve:
         return []
+    sizes = sorted(int(n) for n in curve["pools"])
+    return _pool_rows(result, curve["arms"], sizes, curve["seeds"], confidence, power)
+
+
+def summarise_comparison(
+    result: Mapping[str, Any], confidence: float = 0.95, power: float = 0.8
+) -> list[dict]:
+    """The comparison at the curve's largest pool (``benchmark#curve#compare``), one row per arm, the curve
+    arm first, each as a row of :func:`summarise_curve` over the comparison's seeds; every other arm also has
+    ``vs_reference``: the arm minus the curve arm, paired per seed, with its MDD. Empty when no comparison
+    ran."""
+    comparison = (result.get("curve") or {}).get("compare")
+    if not comparison:
+        return []
+    arms = comparison["arms"]
+    rows = _pool_rows(result, arms, [comparison["pool"]] * len(arms), comparison["seeds"], confidence, power)
+    reference = rows[0]["runs"]
+    for row in rows[1:]:
+        row["vs_reference"] = compare(row["runs"], reference, confidence, power)
+    return rows
+
+
+def _pool_rows(
+    result: Mapping[str, Any],
+    arms: list[Mapping[str, Any]],
+    sizes: list[int],
+    seeds: list[int],
+    confidence: float,
+    power: float,
+) -> list[dict]:
+    """One row per arm (its pool size in ``sizes``) over the ``seeds`` the student alone ran: mIoU, the
+    paired interval against the student alone, the gap closed and its interval's ends (``runs``: the
+    arm's mIoU per seed)."""
     by: dict[tuple[str, int], Mapping] = {(r["arm"], r["seed"]): r for r in result["runs"]}
-    seeds = [s for s in curve["seeds"] if ("none", s) in by]
+    seeds = [s for s in seeds if ("none", s) in by]
     base = [by["none", s]["miou"] for s in seeds]
     gap = result["teacher"]["miou"] - statistics.fmean(base)
     rows = []
-    for arm, size in zip(curve["arms"], sorted(int(n) for n in curve["pools"])):
+    for arm, size in zip(arms, sizes):
         miou = [by[arm["name"], s]["miou"] for s in seeds]
         d = compare(miou, base, confidence, power)
         closed = [v / gap if gap > 0 else math.nan for v in (d["mean"], d["low"], d["high"])]
@@ -539,6 +590,7 @@ def summarise_curve(result: Mapping[str, Any], confidence: float = 0.95, power: 
             **arm,
             "pool": size,
             "n": len(seeds),
+            "runs": miou,
             "miou": statistics.fmean(miou),
             "miou_std": statistics.stdev(miou) if len(miou) > 1 else math.nan,
             "student": statistics.fmean(base),

@@ -594,6 +594,12 @@ def _cmd(overrides: Mapping) -> str:
     return " ".join(f"--{k} {v}" for k, v in overrides.items())
 
 
+def _closed(row: Mapping) -> str:
+    """The share of the gap closed with its interval's ends, as percentages."""
+    low, high = _percent(row["gap_closed_low"]), _percent(row["gap_closed_high"])
+    return f"{_percent(row['gap_closed'])} [{low}, {high}]"
+
+
 def _curve_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
     """The pool-size curve: gap closed against the unlabelled pool's size, paired over the curve's seeds."""
     curve, settings, teacher = acc["curve"], acc["settings"], acc["teacher"]
@@ -607,8 +613,7 @@ def _curve_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
             f"{r['miou']:.4f}" + ("" if math.isnan(r["miou_std"]) else f" ± {r['miou_std']:.4f}"),
             _interval(r["vs_student"]),
             _mdd(r["vs_student"]),
-            f"{_percent(r['gap_closed'])} [{_percent(r['gap_closed_low'])}, "
-            f"{_percent(r['gap_closed_high'])}]",
+            _closed(r),
             _fmt(r["train_s"], 0),
         )
         for r in rows
@@ -634,6 +639,52 @@ def _curve_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
         f"![gap closed against pool size]({PLOT_DIR}/pool_curve.png)",
     ]
     return "\n".join(text)
+
+
+def _comparison_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
+    """The arms compared at the curve's largest pool, on the comparison's seeds, paired against the curve's
+    arm: each difference's interval and MDD against the protocol's goal."""
+    settings, comparison = acc["settings"], acc["curve"]["compare"]
+    level, goal = f"{100 * float(settings['confidence']):.0f} %", float(settings["mdd_goal"])
+    reference = rows[0]
+    others = ", ".join(f"`{r['name']}`" for r in rows[1:])
+    table = [
+        (
+            r["label"],
+            _mean_std(r, "miou"),
+            _interval(r["vs_student"]),
+            _closed(r),
+            _interval(r.get("vs_reference")),
+            _mdd(r.get("vs_reference")),
+            _fmt(r["train_s"], 0),
+        )
+        for r in rows
+    ]
+    lines = []
+    for r in rows[1:]:
+        d = r["vs_reference"]
+        lines.append(
+            f"- {r['label']} minus {reference['label']}: {_interval(d)} over {d['n']} seeds, MDD "
+            f"{_mdd(d)} ({'within' if d['mdd'] <= goal else 'above'} the goal of {goal:g}); "
+            + (
+                f"the interval rules out a gain above {d['high']:+.4f} mIoU."
+                if d["high"] < goal
+                else f"the interval allows a gain up to {d['high']:+.4f} mIoU."
+            )
+        )
+    return "\n".join([
+        f"### 5.1 At the largest pool ({comparison['pool']} tiles), on {reference['n']} seeds",
+        "",
+        f"The curve's arm at its largest pool and budget against {others} "
+        f"at the same pool and budget, on seeds {comparison['seeds']} (paired per seed; {level} t "
+        "intervals; MDD at the protocol's power); the student alone of the same seeds "
+        f"{_fmt(reference['student'], 4)}, the teacher {_fmt(acc['teacher']['miou'], 4)}.",
+        "",
+        _table(("arm", "mIoU", "Δ vs student alone", "gap closed [interval]", f"Δ vs `{reference['name']}`",
+                "MDD", "train (s)"), table, "lrrrrrr"),  # fmt: skip
+        "",
+        *lines,
+    ])
 
 
 def _kv(overrides: Mapping) -> str:
@@ -743,6 +794,8 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
             if acc.get("curve"):
                 plot_curve(acc["curve"], out_dir / PLOT_DIR / "pool_curve.png")
             parts += ["", _curve_section(acc["result"], acc.get("curve", []))]
+            if acc.get("comparison"):
+                parts += ["", _comparison_section(acc["result"], acc["comparison"])]
     if "deployment" in results:
         parts += ["", _deployment_section(results["deployment"])]
     path = out_dir / "benchmarks.md"

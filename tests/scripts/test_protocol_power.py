@@ -7,9 +7,15 @@ import math
 from pathlib import Path
 
 import pytest
-from benchmarks.accuracy import link_prerequisites, select_teacher, summarise, summarise_curve
+from benchmarks.accuracy import (
+    link_prerequisites,
+    select_teacher,
+    summarise,
+    summarise_comparison,
+    summarise_curve,
+)
 from benchmarks.bundle import Recipe, budget_overrides, curve_arms, pool_subset, protocol_arms
-from benchmarks.report import _curve_section, _teacher_scores
+from benchmarks.report import _comparison_section, _curve_section, _teacher_scores
 from benchmarks.stats import minimum_detectable_difference
 
 LAMBDAS = {"plain": 0.5, "standardized": 0.75, "paraphraser": 0.25}
@@ -155,3 +161,33 @@ def test_curve_summary_by_hand():
          "curve": {**result["curve"], "budget": budget_overrides(25, 10)}}, rows)  # fmt: skip
     assert "| 64 | 0.4700 ± 0.0300 |" in text and "25 % [13 %, 37 %]" in text
     assert summarise_curve({"teacher": {"miou": 0.6}, "runs": []}) == []
+
+
+def test_comparison_at_the_largest_pool_by_hand():
+    def run(arm, seed, miou):
+        return {"arm": arm, "seed": seed, "miou": miou, "train_s": 2.0}
+
+    runs = [run("none", s, m) for s, m in enumerate((0.40, 0.42, 0.44, 0.42))]  # mean 0.42, teacher 0.62
+    runs += [run("kd_pool_1024", s, m) for s, m in enumerate((0.55, 0.57, 0.59, 0.57))]  # +0.15 each
+    runs += [run("kd_coco_pool_1024", s, m) for s, m in enumerate((0.54, 0.57, 0.57, 0.55))]
+    arms = [{"name": "kd_pool_1024", "label": "+ KD, + pool (1024 tiles)"},
+            {"name": "kd_coco_pool_1024", "label": "+ KD + CoCo, + pool (1024 tiles)"}]  # fmt: skip
+    result = {
+        "teacher": {"miou": 0.62},
+        "runs": runs,
+        "settings": {"confidence": 0.95, "mdd_goal": 0.03},
+        "curve": {"compare": {"pool": 1024, "seeds": [0, 1, 2, 3, 4], "arms": arms}},  # seed 4 never ran
+    }
+    rows = summarise_comparison(result)
+    assert [r["n"] for r in rows] == [4, 4] and "vs_reference" not in rows[0]
+    assert rows[0]["gap_closed"] == pytest.approx(0.75) and rows[0]["vs_student"]["mdd"] == pytest.approx(0)
+    # differences -0.01, 0, -0.02, -0.02: mean -0.0125, sd 0.009574; t(0.975, 3) = 3.182446
+    d = rows[1]["vs_reference"]
+    assert d["mean"] == pytest.approx(-0.0125) and d["sd"] == pytest.approx(0.0095743, abs=1e-6)
+    assert d["high"] == pytest.approx(-0.0125 + 3.182446 * 0.0095743 / 2, abs=1e-6)
+    # MDD: (t(0.975, 3) + t(0.8, 3)) * sd / sqrt(4), t(0.8, 3) = 0.978472
+    assert d["mdd"] == pytest.approx((3.182446 + 0.978472) * 0.0095743 / 2, abs=1e-6)
+    text = _comparison_section(result, rows)
+    assert "on 4 seeds" in text and "| + KD, + pool (1024 tiles) | 0.5700 ± 0.0163 |" in text
+    assert "rules out a gain above +0.0027 mIoU" in text and "(within the goal of 0.03)" in text
+    assert summarise_comparison({"curve": {"arm": "kd_pool"}, "runs": []}) == []

@@ -211,7 +211,7 @@ _DECLARED: Sequence[Setting] = (
     _number("momentum", "SGD momentum of the paraphrasers", 0.9, maximum=1.0),
     _switch("stain_augmentation", "random per-channel RGB scale and shift of training tiles"),
     _number("lambda_coco", "weight of the distillation term (CoCo or a baseline)", 1.0),
-    _number("lambda_adv", "weight of the adversarial term (0: off)", 0.1),
+    _number("lambda_adv", "weight of the adversarial term (0: off, the default; the paper's: 0.1)", 0.0),
     _switch(
         "coco_standardize",
         "CoCo on every channel standardised over its image's pixels (a variant; off: the paper's CoCo)",

@@ -9,8 +9,8 @@
 #                                 # the paper's networks at 256² (demo_full.yaml) with CUDA
 #   bash scripts/demo.sh --full   # the paper's settings whatever the device
 #
-# Checkpoints go to bundle/models (teacher.pt, paraphraser.pt, student_none.pt, model.pt,
-# student_unlabelled.pt), scores to bundle/eval/demo, masks to bundle/outputs/demo; the data set to
+# Checkpoints go to bundle/models (teacher.pt, paraphraser.pt, student_none.pt, student_coco.pt, and model.pt:
+# the recommended recipe's student, the one inference uses), scores to bundle/eval/demo, masks to bundle/outputs/demo; the data set to
 # bundle/data/histology.
 # A rerun starts the training stages afresh (their resumable training states are removed first).
 set -euo pipefail
@@ -70,7 +70,7 @@ stage() {  # stage TITLE ARGS...: one `python -m monai.bundle` run, with a banne
 }
 
 echo "=== monai_coco demo: $MODE"
-rm -f bundle/models/train_state_{teacher,paraphraser,student_none,model,student_unlabelled}.pt
+rm -f bundle/models/train_state_{teacher,paraphraser,student_none,student_coco,model}.pt
 rm -rf "$EVAL" "$OUT"
 
 stage "teacher: FANet, cross-entropy, every annotated tile" run training \
@@ -80,14 +80,16 @@ stage "paraphrasers: reconstruct the frozen teacher's taps" run training \
 stage "student alone (distill=none), 16 annotated tiles" run training --config_file "$(configs train.yaml)" \
     "${FEW[@]}" --distill none --model_name student_none.pt
 stage "student distilled: CE + CoCo (paraphraser factors) + adversarial critic, 16 annotated tiles" \
-    run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill coco
-# the pool-size curve's budget (bundle/docs/benchmarks_pool_curve.md): epochs of 10 iterations, whatever the pool
+    run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill coco --lambda_adv 0.1 \
+    --model_name student_coco.pt
+# the bundle's default (KD, no critic) with the pool, at the pool-size curve's budget
+# (bundle/docs/benchmarks_pool_curve.md): epochs of 10 iterations, whatever the pool
 stage "the recommended recipe: KD, 16 annotated tiles plus 1024 unannotated ones (README: Which recipe to run)" \
-    run training --config_file "$(configs train.yaml)" "${FEW[@]}" --distill kd --unlabelled_dir $POOL \
-    --lambda_adv 0 --train#trainer#epoch_length 10 --iterations '$@epochs * 10' --model_name student_unlabelled.pt
+    run training --config_file "$(configs train.yaml)" "${FEW[@]}" --unlabelled_dir $POOL \
+    --train#trainer#epoch_length 10 --iterations '$@epochs * 10'
 stage "evaluate the teacher on the test slides" run evaluating --config_file "$(configs evaluate.yaml)" \
     --network_def @teacher_def --model_name teacher.pt --output_dir $EVAL/teacher
-for run in "student_none student_none.pt" "student_coco model.pt" "student_unlabelled student_unlabelled.pt"; do
+for run in "student_none student_none.pt" "student_coco student_coco.pt" "student_unlabelled model.pt"; do
     set -- $run
     stage "evaluate $1 on the test slides" run evaluating --config_file "$(configs evaluate.yaml)" \
         --model_name "$2" --output_dir "$EVAL/$1"

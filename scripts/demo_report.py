@@ -52,12 +52,12 @@ class Model:
 MODELS = (
     Model("teacher (FANet)", "teacher", "teacher_def", "teacher.pt", "teacher"),
     Model("student, no distillation", "student", "network_def", "student_none.pt", "student_none"),
-    Model("student, CoCo distilled", "distilled", "network_def", "model.pt", "student_coco"),
+    Model("student, CoCo distilled", "distilled", "network_def", "student_coco.pt", "student_coco"),
     Model(
         "student, KD + unannotated tiles (recommended)",
         "KD + unannotated",
         "network_def",
-        "student_unlabelled.pt",
+        "model.pt",
         "student_unlabelled",
     ),
 )

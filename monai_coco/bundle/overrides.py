@@ -13,6 +13,7 @@ import difflib
 import inspect
 import logging
 import shlex
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from monai.utils.module import locate
 from monai_coco.fail import fail
 from monai_coco.settings import SETTINGS
 
-__all__ = ["check_overrides", "stage_command"]
+__all__ = ["check_overrides", "run_with_base", "stage_command"]
 
 logger = logging.getLogger("monai_coco.bundle")
 
@@ -175,6 +176,53 @@ def _bundle_argv() -> list[str] | None:
     return sys.argv[1:] if Path(sys.argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py") else None
 
 
+def _with_config_files(argv: Sequence[str], files: Sequence[str]) -> list[str]:
+    """``argv`` with its ``--config_file`` (``--config_file X`` or ``--config_file=X``) set to the list
+    ``files``, everything else as typed."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        key = arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else ""
+        if key == "config_file":
+            out += ["--config_file", repr(list(files))]
+            skip = "=" not in arg and i + 1 < len(argv)
+        else:
+            out.append(arg)
+    return out
+
+
+def run_with_base(stage: str) -> None:
+    """Run the stage overlay ``stage`` (``"inference.yaml"``) over the bundle's ``base.yaml`` when it was
+    given alone, as the model zoo runs its ``inference.json``: ``python -m monai.bundle run inference
+    --config_file configs/inference.yaml`` (or ``"['configs/inference.yaml','my_data.yaml']"``) is run again
+    as the same command with ``base.yaml`` of the stage's folder first in its ``--config_file`` list (every
+    value stated once, in the base; the listed files still override it in their order), and this process
+    exits with that run's exit status. Nothing happens when the running config (found on the call stack, as
+    :func:`_take_text_as_typed` finds it) holds the base's ``initialize``.
+
+    Raises:
+        SystemExit: with the run's exit status; or with one line naming the list to give when the config is
+            not run by ``python -m monai.bundle`` (MONAI's Python API) or the stage's folder has no base.
+    """
+    running = _running_config()
+    if running is not None and "initialize" in running[0].config:
+        return
+    argv = _bundle_argv()
+    files = _override_ids(argv)[0] if argv is not None else []
+    own = next((Path(f) for f in files if Path(f).name == stage), Path("configs") / stage)
+    base = own.parent / "base.yaml"
+    listed = [str(base), *files] if files else [str(base), str(own)]
+    if argv is None or not base.is_file():
+        fail(f"{stage} is an overlay of base.yaml: give the config files {listed!r}.")
+    logger.info("%s is an overlay of base.yaml: running with --config_file %r", stage, listed)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    command = [sys.executable, "-m", "monai.bundle", *_with_config_files(argv, listed)]
+    raise SystemExit(subprocess.call(command))
+
+
 # the settings a stage's checkpoint must agree on with the stage that loads it, or that say where files are:
 # a command that makes a missing prerequisite repeats them as the running command gives them
 _CARRIED = ("dataset_dir", "ckpt_dir", "output_root", "roi_size", "mpp", "in_channels", "num_classes",
@@ -207,6 +255,20 @@ def _shell_word(word: str) -> str:
     return f'"{word}"' if not set(word) & set('"$`\\!') else shlex.quote(word)
 
 
+def _running_config() -> tuple[ConfigParser, ReferenceResolver] | None:
+    """The ``ConfigParser`` and ``ReferenceResolver`` evaluating the calling config expression, found on the
+    call stack (MONAI gives an expression no handle on them); ``None`` without them."""
+    owners: dict[type, Any] = {}
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        for kind in (ConfigParser, ReferenceResolver):
+            if isinstance(owner, kind):
+                owners.setdefault(kind, owner)
+        frame = frame.f_back
+    return (owners[ConfigParser], owners[ReferenceResolver]) if len(owners) == 2 else None
+
+
 def _take_text_as_typed(typed: Mapping[str, str]) -> dict[str, str]:
     """Put each text setting (:data:`~monai_coco.settings.SETTINGS`, kind ``str``) of the command line's
     overrides ``typed`` (``{id: text as typed}``) into the running MONAI config as that text where the config
@@ -219,17 +281,10 @@ def _take_text_as_typed(typed: Mapping[str, str]) -> dict[str, str]:
     :func:`~monai_coco.settings.check_settings` refuses a non-text value in one line with how to quote it.
     Returns the settings replaced."""
     text = {name for name, s in SETTINGS.items() if s.kind is str and s.choices is None}
-    owners: dict[type, Any] = {}
-    frame = sys._getframe(1)
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        for kind in (ConfigParser, ReferenceResolver):
-            if isinstance(owner, kind):
-                owners.setdefault(kind, owner)
-        frame = frame.f_back
-    if len(owners) < 2:
+    running = _running_config()
+    if running is None:
         return {}
-    parser, resolver = owners[ConfigParser], owners[ReferenceResolver]
+    parser, resolver = running
     fixed = {name: value for name, value in typed.items() if name in text and name in parser.config
              and parser.config[name] is not None and not isinstance(parser.config[name], str)}  # fmt: skip
     for name, value in fixed.items():

@@ -76,7 +76,7 @@ class Arm:
 
     @property
     def distill(self) -> str:
-        return str(self.overrides.get("distill", "coco"))
+        return str(self.overrides.get("distill", "kd"))  # base.yaml's default
 
     def command(self) -> str:
         """The overrides as typed after ``python -m monai.bundle run training --config_file ...``."""
@@ -133,7 +133,7 @@ def protocol_arms(
             Arm(
                 "full_pool",
                 "+ CoCo + paraphraser + adversarial, + pool",
-                {"distill": "coco", "lambda_coco": lambdas["paraphraser"], **pool},
+                {"distill": "coco", "lambda_coco": lambdas["paraphraser"], "lambda_adv": 0.1, **pool},
             ),
         ]
     if baseline != "kd":

@@ -302,7 +302,8 @@ def _training_section(cost: Mapping, setup: Mapping) -> str:
         f"accuracy protocol's networks ({setup['networks']}), both trainers built from `train.yaml` with "
         f"{', '.join(f'`{f}`' for f in setup['files'])}: `--distill none` (the student alone, "
         "cross-entropy) and "
-        "the default `--distill coco` (teacher forward without gradients, frozen paraphraser encoders, CE + "
+        "the paper's `--distill coco --lambda_adv 0.1` (teacher forward without gradients, frozen "
+        "paraphraser encoders, CE + "
         "λ·CoCo, and `AdversarialDistillationHandler`: generator term, then one WGAN-GP critic step). "
         "Parts are timed from the engine's `IterationEvents` and forward hooks.",
         "",

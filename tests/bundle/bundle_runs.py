@@ -19,6 +19,7 @@ DATA = {"roi_size": [64, 64], "synthetic#n_train": 4, "synthetic#n_val": 2, "syn
 LOADER = {"batch_size": 2, "num_workers": 0, "epochs": 1, "log_interval": 1}
 TEACHER = {"teacher_def#features": [8, 16, 32, 64]}
 CRITIC = {"critic_def#channels": [8, 16]}
+PAPER = {"distill": "coco", "lambda_adv": 0.1}  # the paper's method: CoCo on the factors + the critic
 TINY = {**DATA, **LOADER, **TEACHER, **CRITIC}  # all of them, for in-process parsing
 
 

@@ -8,7 +8,18 @@ import sqlite3
 
 import pytest
 import torch
-from bundle_runs import CONFIGS, DATA, TINY, applicable, cli, config_arg, copy_bundle, run_bundle, stage_files
+from bundle_runs import (
+    CONFIGS,
+    DATA,
+    PAPER,
+    TINY,
+    applicable,
+    cli,
+    config_arg,
+    copy_bundle,
+    run_bundle,
+    stage_files,
+)
 from monai.bundle import ConfigParser
 
 from monai_coco.bundle.checks import check_split_size, check_tracking_store
@@ -72,16 +83,19 @@ def test_distilling_without_a_teacher_names_the_file_and_the_command_that_makes_
 def test_distilling_without_paraphrasers_names_the_paraphraser_stage(tmp_path):
     teacher = FANet(features=TINY["teacher_def#features"])
     save_checkpoint(tmp_path / "models" / "teacher.pt", {"model": teacher})
-    message = _initialize(tmp_path)
+    message = _initialize(tmp_path, **PAPER)
     assert message.startswith(f"monai_coco: {tmp_path}/models/paraphraser.pt not found")
     assert message.endswith(f"{tmp_path}/configs/train_paraphraser.yaml']\" --bundle_root {tmp_path}")
-    # KD compares logits only: no paraphrasers needed, so the run gets past its prerequisites' checks
+    # the default, KD without the critic (the recipe the protocol picks), compares logits only: no
+    # paraphrasers needed, so the run gets past its prerequisites' checks
     parser = ConfigParser()
     parser.read_config(stage_files(CONFIGS, "train.yaml"))
     parser.read_meta(str(CONFIGS / "metadata.json"))
-    parser.update({"bundle_root": str(tmp_path), **TINY, "distill": "kd", "synthetic#slide_size": 0})
+    parser.update({"bundle_root": str(tmp_path), **TINY, "synthetic#slide_size": 0})
     parser.get_parsed_content("initialize")
     assert parser.get_parsed_content("paraphrasers") is None
+    assert parser.get_parsed_content("adversarial") is None
+    assert list(parser.get_parsed_content("train#trainer").terms) == ["kd"]
 
 
 def test_a_teacher_of_another_width_names_the_setting(tmp_path):

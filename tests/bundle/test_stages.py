@@ -9,6 +9,7 @@ import pytest
 import tifffile
 import torch
 from bundle_runs import DATA, cli, run_bundle
+from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from monai_coco.checkpoints import load_checkpoint
@@ -79,6 +80,34 @@ def test_inference_writes_a_mask_of_the_tile_size_equal_to_the_network_output(tr
     assert mask.shape == (64, 64)  # one 64² window: the network's own argmax
     np.testing.assert_array_equal(mask, _predict(_student(trained_bundle.models / "model.pt"), tile))
     assert (outputs / "gastric_0000_overlay.png").is_file()
+
+
+def test_inference_yaml_alone_runs_over_the_base_as_the_zoo_runs_it(trained_bundle, tmp_path):
+    """``--config_file configs/inference.yaml`` alone, the model zoo's way, runs as ``[base.yaml,
+    inference.yaml]``: the fixture's two-file run's mask of the tile. Through MONAI's Python API, which has no
+    command line to run again, it is one line naming the list to give."""
+    tile = trained_bundle.root / "inference_inputs" / "gastric_0000.jpg"
+    alone = tmp_path / "alone"
+    result = run_bundle("run", "inference", "--config_file", trained_bundle.config("inference.yaml"),
+                        "--bundle_root", str(trained_bundle.root), "--roi_size", "[64,64]",
+                        "--dataset_dir", str(tile), "--output_dir", str(alone))  # fmt: skip
+    listed = [trained_bundle.config("base.yaml"), trained_bundle.config("inference.yaml")]
+    assert f"overlay of base.yaml: running with --config_file {listed!r}" in result.stdout + result.stderr
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(alone / "gastric_0000_mask.png")),
+        np.asarray(Image.open(trained_bundle.root / "outputs" / "gastric_0000_mask.png")),
+    )
+    workflow = ConfigWorkflow(trained_bundle.config("inference.yaml"), trained_bundle.config("metadata.json"),
+                              workflow_type="infer", run_id="inference", bundle_root=str(trained_bundle.root),
+                              dataset_dir=str(tile), output_dir=str(tmp_path / "api"))  # fmt: skip
+    workflow.initialize()
+    with pytest.raises(SystemExit) as stop:
+        workflow.run()
+    assert str(stop.value.code) == (
+        "monai_coco: inference.yaml is an overlay of base.yaml: give the config files "
+        "['configs/base.yaml', 'configs/inference.yaml']."
+    )
+    assert not (tmp_path / "api").exists()
 
 
 def test_inference_writes_a_mask_pyramid_of_the_slide_levels_from_the_chosen_level(trained_bundle):

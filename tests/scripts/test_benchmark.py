@@ -248,7 +248,7 @@ def test_each_arm_ran_the_terms_of_its_distill_choice(smoke_run):
         )
         standardize = "--coco_standardize True" in arm["command"]
         assert run["terms"] == _train_yaml_terms(arm["distill"], weight, standardize), run["arm"]
-        assert run["adversarial"] == (arm["distill"] != "none" and "--lambda_adv 0" not in arm["command"])
+        assert run["adversarial"] == (arm["distill"] != "none" and "--lambda_adv 0.1" in arm["command"])
     # the baselines' published weights: KD 10, AT 1000 on each tap, CWD 3
     assert _train_yaml_terms("kd", 1.0)["kd"]["weight"] == 10.0
     at = _train_yaml_terms("at", 1.0)
@@ -381,7 +381,8 @@ def test_unlabelled_arms_only_with_a_pool_and_the_setting():
     with_pool = {a.name: a for a in protocol_arms("kd", lambdas, 1e-4, unlabelled_dir=pool)}
     assert list(with_pool) == ["none", "kd", "kd_pool", "coco", "coco_std", "kd_coco_pool", "full_pool",
                                "noop", "random_teacher"]  # fmt: skip
-    assert with_pool["full_pool"].command() == f"--distill coco --lambda_coco 0.25 --unlabelled_dir {pool}"
+    full = f"--distill coco --lambda_coco 0.25 --lambda_adv 0.1 --unlabelled_dir {pool}"
+    assert with_pool["full_pool"].command() == full
     recipe = Recipe("smoke", Path("/nonexistent"))
     assert recipe.has_setting("train.yaml", "distill") and not recipe.has_setting("train.yaml", "no_such_id")
 

@@ -97,7 +97,7 @@ def test_arm_list_and_the_random_teacher_control():
         and arms["kd_coco_pool"].overrides["unlabelled_dir"] == "/pool"
     )
     assert arms["kd_coco_pool"].overrides["epochs"] == 25 and "epochs" not in arms["kd"].overrides
-    assert "lambda_adv" not in arms["full_pool"].overrides  # the critic: the full method
+    assert arms["full_pool"].overrides["lambda_adv"] == 0.1  # the full method: the paper's critic
     control = arms["random_teacher"]
     assert control.teacher == "random" and control.overrides == arms["kd_pool"].overrides
     assert all(a.teacher == "trained" for n, a in arms.items() if n != "random_teacher")

@@ -422,9 +422,10 @@ def _protocol(
         if comparison:
             largest = max(folders)
             others = [curve_arms(by_name[name], {largest: folders[largest]}, budget)[0] for name in named[1:]]
-            extra = [s for s in compare_seeds if s not in curve_seeds]
-            pending |= arm_runs([curve[-1]], extra) | arm_runs(others, compare_seeds)
-            runs += [(s, curve[-1]) for s in extra] + [(s, a) for s in compare_seeds for a in others]
+            for s in compare_seeds:  # seed by seed: a run stopped early has whole pairs to resume from
+                arms = ([] if s in curve_seeds else [curve[-1]]) + others
+                pending |= arm_runs(arms, [s])
+                runs += [(s, a) for a in arms]
             result["curve"]["compare"] = {
                 "pool": largest,
                 "seeds": compare_seeds,

@@ -133,7 +133,7 @@ def benchmark_training(recipe: Recipe, iterations: int = 5, warmup: int = 1) -> 
     each trainer built from ``train.yaml`` by ``recipe`` (its data, sizes and batch). The teacher and
     paraphrasers are freshly initialised and saved to ``<workdir>/cost_models`` for the stage to load."""
     models = recipe.workdir / "cost_models"
-    parser = recipe.parser("train.yaml", {"ckpt_dir": str(models)})
+    parser = recipe.parser("train.yaml", {"ckpt_dir": str(models), **ARMS["distillation"]})
     save_checkpoint(models / "teacher.pt", {"model": parser.get_parsed_content("teacher_def")})
     save_checkpoint(models / "paraphraser.pt", {"model": parser.get_parsed_content("paraphraser_def")})
     per_epoch = math.ceil(len(parser.get_parsed_content("train#datalist")) / parser.get("batch_size"))

@@ -4,7 +4,7 @@ schedule on top of poly(0.9) and the critic's poly decay (method.md §5, §6).""
 from __future__ import annotations
 
 import pytest
-from bundle_runs import CONFIGS, CRITIC
+from bundle_runs import CONFIGS, CRITIC, PAPER
 from monai.bundle import ConfigParser
 
 from monai_coco.handlers import AdversarialDistillationHandler
@@ -42,7 +42,7 @@ def test_the_default_schedule_is_the_authors():
 
 
 def test_the_critic_learning_rate_decays_by_poly_over_the_run():
-    parser = _parser("train.yaml", epochs=3, **CRITIC, **{"train#dataloader": list(range(5))})
+    parser = _parser("train.yaml", epochs=3, **CRITIC, **PAPER, **{"train#dataloader": list(range(5))})
     handler = parser.get_parsed_content("adversarial")
     assert isinstance(handler, AdversarialDistillationHandler) and handler.gp_score == "sum"
     seen = []

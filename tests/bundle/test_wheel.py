@@ -17,8 +17,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
-from bundle_runs import CRITIC, DATA, LOADER, ROOT, TEACHER, bundle_env, cli
+from bundle_runs import CRITIC, DATA, LOADER, PAPER, ROOT, TEACHER, bundle_env, cli
+from PIL import Image
 from test_folder import files_of
 
 from monai_coco.bundle.folder import write_bundle
@@ -83,13 +85,19 @@ def test_a_wheel_in_a_fresh_environment_runs_every_stage_from_an_init_folder(tmp
 
     stage("training", "train_teacher.yaml", *cli(DATA, LOADER, TEACHER))
     stage("training", "train_paraphraser.yaml", *cli(DATA, LOADER, TEACHER))
-    stage("training", "train.yaml", *cli(DATA, LOADER, TEACHER, CRITIC))
+    stage("training", "train.yaml", *cli(DATA, LOADER, TEACHER, CRITIC, PAPER))  # the paper's, on the factors
     stage("evaluating", "evaluate.yaml", *cli(DATA, {"num_workers": 0}))
     inputs = bundle / "inputs"
     inputs.mkdir()
     shutil.copy(bundle / "data" / "synthetic" / "test" / "gastric_0000.jpg", inputs)
     shutil.copy(bundle / "data" / "synthetic" / "slide" / "gastric_slide.tif", inputs)
     stage("inference", "inference.yaml", *cli(DATA), "--dataset_dir", "inputs", "--level", "1")
+    # the model zoo's way: inference.yaml alone (top-level overrides), the same mask
+    run(python, "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.yaml",
+        "--roi_size", "[64,64]", "--dataset_dir", "inputs/gastric_0000.jpg", "--output_dir", "alone",
+        cwd=bundle)  # fmt: skip
+    masks = [np.asarray(Image.open(bundle / out / "gastric_0000_mask.png")) for out in ("alone", "outputs")]
+    np.testing.assert_array_equal(*masks)
 
     made = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert {"models/teacher.pt", "models/paraphraser.pt", "models/model.pt", "eval/metrics.csv",

@@ -199,12 +199,13 @@ def run_with_base(stage: str) -> None:
     --config_file configs/inference.yaml`` (or ``"['configs/inference.yaml','my_data.yaml']"``) is run again
     as the same command with ``base.yaml`` of the stage's folder first in its ``--config_file`` list (every
     value stated once, in the base; the listed files still override it in their order), and this process
-    exits with that run's exit status. Nothing happens when the running config (found on the call stack, as
-    :func:`_take_text_as_typed` finds it) holds the base's ``initialize``.
+    exits with that run's exit status. Nothing happens when the running config (:func:`_running_config`)
+    holds the base's ``initialize``.
 
     Raises:
         SystemExit: with the run's exit status; or with one line naming the list to give when the config is
-            not run by ``python -m monai.bundle`` (MONAI's Python API) or the stage's folder has no base.
+            not run by ``python -m monai.bundle`` (MONAI's Python API), the stage's folder has no base, or
+            the base is listed already (then it is no base of this bundle: it has no ``initialize``).
     """
     running = _running_config()
     if running is not None and "initialize" in running[0].config:
@@ -214,13 +215,15 @@ def run_with_base(stage: str) -> None:
     own = next((Path(f) for f in files if Path(f).name == stage), Path("configs") / stage)
     base = own.parent / "base.yaml"
     listed = [str(base), *files] if files else [str(base), str(own)]
-    if argv is None or not base.is_file():
-        fail(f"{stage} is an overlay of base.yaml: give the config files {listed!r}.")
-    logger.info("%s is an overlay of base.yaml: running with --config_file %r", stage, listed)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    command = [sys.executable, "-m", "monai.bundle", *_with_config_files(argv, listed)]
-    raise SystemExit(subprocess.call(command))
+    if any(Path(f).resolve() == base.resolve() for f in files):
+        listed = list(files)
+    elif argv is not None and base.is_file():
+        logger.info("%s is an overlay of base.yaml: running with --config_file %r", stage, listed)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        command = [sys.executable, "-m", "monai.bundle", *_with_config_files(argv, listed)]
+        raise SystemExit(subprocess.call(command))
+    fail(f"{stage} is an overlay of base.yaml: give the config files {listed!r}.")
 
 
 # the settings a stage's checkpoint must agree on with the stage that loads it, or that say where files are:

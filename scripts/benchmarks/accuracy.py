@@ -457,7 +457,7 @@ def _arm_record(arm: Arm) -> dict[str, Any]:
 def _sanity(recipe: Recipe, student: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The sanity figure: the CoCo target's correlation with label affinity, the paraphrasers' error and the
     tap report (trained and random teacher)."""
-    parser = recipe.parser("train.yaml", student)
+    parser = recipe.parser("train.yaml", {**student, "distill": "coco"})  # the paper's: taps and paraphrasers
     teacher_net, paraphrasers = (
         parser.get_parsed_content("teacher"),
         parser.get_parsed_content("paraphrasers"),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
+from pathlib import Path
 
+import monai.bundle
 import pytest
 import torch
 from bundle_runs import (
@@ -23,7 +26,7 @@ from bundle_runs import (
 from monai.bundle import ConfigParser
 
 from monai_coco.bundle.checks import check_split_size, check_tracking_store
-from monai_coco.bundle.overrides import check_overrides
+from monai_coco.bundle.overrides import check_overrides, run_with_base
 from monai_coco.checkpoints import save_checkpoint
 from monai_coco.data import synthetic_dataset
 from monai_coco.networks import FANet
@@ -387,3 +390,24 @@ def test_the_command_that_makes_a_missing_teacher_keeps_the_running_command_s_ov
         f'training --config_file "{teacher}" --ckpt_dir {tmp_path}/ckpt --roi_size "[64,64]" '
         f'--bundle_root "{root}"'
     )
+
+
+def test_an_overlay_given_alone_without_its_base_is_one_line(tmp_path, monkeypatch):
+    """``run_with_base`` runs ``inference.yaml`` given alone over its folder's ``base.yaml``
+    (test_stages.py); without one there, or with a base that is no base of this bundle (no ``initialize``:
+    run over it, the overlay would ask again), one line naming the list to give, and nothing is run."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "inference.yaml").write_text("inference: []\n")
+    runner = str(Path(monai.bundle.__file__).parent / "__main__.py")
+    for listed in ([configs / "inference.yaml"], [configs / "base.yaml", configs / "inference.yaml"]):
+        if len(listed) == 2:
+            (configs / "base.yaml").write_text("bundle_root: .\n")  # no initialize
+        argv = [runner, "run", "inference", "--config_file", repr([str(f) for f in listed])]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as stop:
+            run_with_base("inference.yaml")
+        assert str(stop.value.code) == (
+            "monai_coco: inference.yaml is an overlay of base.yaml: give the config files "
+            f"{[str(configs / 'base.yaml'), str(configs / 'inference.yaml')]!r}."
+        )

@@ -323,6 +323,13 @@ class ResumableCheckpoint:
         for key, fresh in schedulers.items():
             self._continue_schedule(key, self.save_dict[key], fresh)
         self.logger.info(f"resuming from {self.path} at epoch {engine.state.epoch}")
+        data = engine.state.dataloader
+        if hasattr(data, "__len__") and engine.state.epoch_length < len(data):
+            self.logger.warning(
+                f"{self.path}: epoch_length {engine.state.epoch_length} is shorter than the training data's "
+                f"{len(data)} batches; Ignite carries one data iterator across such epochs, which a resume "
+                "starts afresh, so this run sees other batches than an uninterrupted one (not bit-identical)."
+            )
 
     def _continue_schedule(self, key: str, scheduler: Any, fresh: Mapping[str, Any]) -> None:
         """Give a restored scheduler (or each scheduler of a ``ChainedScheduler``) the settings it was built

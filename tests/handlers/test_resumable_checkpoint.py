@@ -161,6 +161,22 @@ def test_resume_keeps_the_new_max_epochs_and_refuses_a_checkpoint_beyond_it(tmp_
         shorter.run([0, 1], max_epochs=2)
 
 
+def test_a_resume_inside_the_data_s_pass_says_it_is_not_bit_identical(tmp_path, caplog):
+    """An epoch shorter than the data (``epoch_length``, the pool curve's fixed budget) continues Ignite's
+    data iterator across epochs; a resume starts a new one, so it cannot replay the same batches: a warning
+    says so. An epoch of the whole data resumes silently (test above)."""
+    path = tmp_path / "state.pt"
+    first = Engine(lambda e, b: None)
+    ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}).attach(first)
+    first.run(list(range(6)), max_epochs=2, epoch_length=2)
+    resumed = Engine(lambda e, b: None)
+    ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}, name="resume-test").attach(resumed)
+    with caplog.at_level("INFO", logger="resume-test"):
+        resumed.run(list(range(6)), max_epochs=3, epoch_length=2)
+    assert "epoch_length 2 is shorter than the training data's 6 batches" in caplog.text
+    assert "not bit-identical" in caplog.text and resumed.state.iteration == 6
+
+
 def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):
     net = torch.nn.Linear(2, 2)
     engine = Engine(lambda e, b: None)

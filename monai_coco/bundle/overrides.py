@@ -12,6 +12,7 @@ import copy
 import difflib
 import inspect
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -193,6 +194,9 @@ def _with_config_files(argv: Sequence[str], files: Sequence[str]) -> list[str]:
     return out
 
 
+_RERUN = "MONAI_COCO_RUN_WITH_BASE"  # set in the run started over the base: it never starts another
+
+
 def run_with_base(stage: str) -> None:
     """Run the stage overlay ``stage`` (``"inference.yaml"``) over the bundle's ``base.yaml`` when it was
     given alone, as the model zoo runs its ``inference.json``: ``python -m monai.bundle run inference
@@ -204,8 +208,9 @@ def run_with_base(stage: str) -> None:
 
     Raises:
         SystemExit: with the run's exit status; or with one line naming the list to give when the config is
-            not run by ``python -m monai.bundle`` (MONAI's Python API), the stage's folder has no base, or
-            the base is listed already (then it is no base of this bundle: it has no ``initialize``).
+            not run by ``python -m monai.bundle`` with a ``--config_file`` (MONAI's Python API, an
+            ``args_file``), the stage's folder has no base, or the base is listed already or was added by
+            this function before (then it is no base of this bundle: it has no ``initialize``).
     """
     running = _running_config()
     if running is not None and "initialize" in running[0].config:
@@ -217,12 +222,12 @@ def run_with_base(stage: str) -> None:
     listed = [str(base), *files] if files else [str(base), str(own)]
     if any(Path(f).resolve() == base.resolve() for f in files):
         listed = list(files)
-    elif argv is not None and base.is_file():
+    elif files and base.is_file() and not os.environ.get(_RERUN):
         logger.info("%s is an overlay of base.yaml: running with --config_file %r", stage, listed)
         for handler in logging.getLogger().handlers:
             handler.flush()
         command = [sys.executable, "-m", "monai.bundle", *_with_config_files(argv, listed)]
-        raise SystemExit(subprocess.call(command))
+        raise SystemExit(subprocess.call(command, env={**os.environ, _RERUN: "1"}))
     fail(f"{stage} is an overlay of base.yaml: give the config files {listed!r}.")
 
 

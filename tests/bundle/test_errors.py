@@ -411,3 +411,10 @@ def test_an_overlay_given_alone_without_its_base_is_one_line(tmp_path, monkeypat
             "monai_coco: inference.yaml is an overlay of base.yaml: give the config files "
             f"{[str(configs / 'base.yaml'), str(configs / 'inference.yaml')]!r}."
         )
+    # a run started over the base never starts another; nor does one without --config_file (an args_file)
+    for argv, rerun in (([runner, "run", "inference", "--config_file", str(configs / "inference.yaml")], "1"),
+                        ([runner, "run", "inference"], "")):  # fmt: skip
+        monkeypatch.setattr(sys, "argv", argv)
+        monkeypatch.setenv("MONAI_COCO_RUN_WITH_BASE", rerun)
+        with pytest.raises(SystemExit, match="is an overlay of base.yaml: give the config files"):
+            run_with_base("inference.yaml")

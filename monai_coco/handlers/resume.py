@@ -2,7 +2,8 @@
 
 A resumed run ends bit-identical to an uninterrupted one (on one process, CPU or deterministic GPU
 kernels): besides the model, optimiser, schedule and handlers, the state holds every random-number
-generator the run draws from (:class:`RandomStates`).
+generator the run draws from (:class:`RandomStates`) and, for epochs shorter than the data, where the
+current pass over the data began (replayed on resume).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,16 @@ class ResumableCheckpoint:
     tile size, the batch size, the learning rate, the networks) are compared with the saved ones and a
     difference is refused, naming each and how to start afresh.
 
+    An epoch shorter than the data (``epoch_length`` below the data loader's length, e.g. a fixed
+    iteration budget over a large unannotated pool) continues Ignite's data iterator across epochs: the
+    next epoch takes the next batches of the same shuffled pass. The state therefore also holds where the
+    current pass began (its iteration and the random states just before its iterator was made, entry
+    ``data_pass``); a resume inside a pass makes the pass's iterator again from those states and draws the
+    batches it had given (loading them, without training on them), then restores the saved states, so the
+    run goes on with the very batches an uninterrupted one takes. This holds when no handler draws random
+    numbers between the engine's ``EPOCH_STARTED`` or ``DATALOADER_STOP_ITERATION`` handlers of this one
+    (attached last, when the run starts) and the iterator's creation.
+
     The handler holds the state file's folder with a :class:`~monai_coco.folder_lock.FolderLock` (the
     first process only, in distributed training), so a second run on the same folder is refused, and
     removes the temporary files that a killed run's writes left there. :meth:`check` does all of that and
@@ -222,6 +233,7 @@ class ResumableCheckpoint:
 
     random_key = "random_states"
     record_key = "record"
+    pass_key = "data_pass"
 
     def __init__(
         self,
@@ -249,6 +261,8 @@ class ResumableCheckpoint:
         self._lock = FolderLock(self.path.parent, purpose=f"the training run writing {self.path.name}")
         self._checked = False
         self._saved: Mapping[str, Any] | None = None
+        self._pass: dict[str, Any] | None = None  # where the data iterator's current pass began
+        self._first_pass_pending = False
 
     def check(self) -> ResumableCheckpoint:
         """:func:`check_training_state` of this handler's file and record, once; the saved state is kept for
@@ -273,12 +287,12 @@ class ResumableCheckpoint:
             self.logger = engine.logger
         self.check()
         engine.add_event_handler(Events.STARTED, self.resume)
+        engine.add_event_handler(Events.STARTED, self._follow_data_passes)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
         engine.add_event_handler(Events.COMPLETED | Events.TERMINATE, lambda _: self._lock.release())
 
     def _objects(self, engine: Engine) -> dict[str, Any]:
-        loader = getattr(engine, "data_loader", None) or engine.state.dataloader
-        return {**self.save_dict, self.engine_key: engine, self.random_key: RandomStates(loader)}
+        return {**self.save_dict, self.engine_key: engine, self.random_key: _random_states(engine)}
 
     def resume(self, engine: Engine) -> None:
         """Lock the folder; load the checked training state if there is one; keep the engine's own
@@ -286,9 +300,11 @@ class ResumableCheckpoint:
         if _rank() == 0:
             self._lock.acquire()
         self.check()
+        self._pass, self._first_pass_pending = None, True
         if self._saved is None:
             self.logger.info(f"no training state at {self.path}: starting from epoch 0")
             return
+        saved_pass = self._saved.get(self.pass_key)
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         schedulers = {k: v.state_dict() for k, v in self.save_dict.items() if _is_scheduler(v)}
         optimizers = {k: _hyperparameters(v) for k, v in self.save_dict.items() if _is_optimizer(v)}
@@ -323,13 +339,51 @@ class ResumableCheckpoint:
         for key, fresh in schedulers.items():
             self._continue_schedule(key, self.save_dict[key], fresh)
         self.logger.info(f"resuming from {self.path} at epoch {engine.state.epoch}")
+        if saved_pass is not None:
+            self._replay_pass(engine, saved_pass)
+
+    def _replay_pass(self, engine: Engine, saved_pass: Mapping[str, Any]) -> None:
+        """Inside a pass over the data (``0 <`` batches drawn ``<`` the data's length): make its iterator
+        again from the random states saved when it was made, draw the batches it gave, restore the run's
+        states. At the end of a pass, Ignite's own next iterator is the uninterrupted run's."""
         data = engine.state.dataloader
-        if hasattr(data, "__len__") and engine.state.epoch_length < len(data):
-            self.logger.warning(
-                f"{self.path}: epoch_length {engine.state.epoch_length} is shorter than the training data's "
-                f"{len(data)} batches; Ignite carries one data iterator across such epochs, which a resume "
-                "starts afresh, so this run sees other batches than an uninterrupted one (not bit-identical)."
-            )
+        drawn = engine.state.iteration - int(saved_pass["iteration"])
+        length = len(data) if isinstance(data, Sized) else None
+        if length is None or not 0 < drawn < length:
+            return
+        states = _random_states(engine)
+        now = states.state_dict()
+        states.load_state_dict(saved_pass["random_states"])
+        sampler = getattr(data, "sampler", None)
+        if callable(getattr(sampler, "set_epoch", None)):  # a DistributedSampler shuffles by seed + epoch
+            sampler.set_epoch(int(saved_pass["epoch"]))
+        engine.set_data(data)  # Ignite's iterator, made as the pass's was
+        for _ in range(drawn):
+            next(engine._dataloader_iter)  # the batches the pass gave before the state was saved
+        states.load_state_dict(now)
+        self._pass, self._first_pass_pending = dict(saved_pass), False
+        self.logger.info(
+            f"{self.path}: drew again the {drawn} of {length} batches the data pass had given before it was "
+            "saved (epoch_length is shorter than the data), so the run goes on with the same batches"
+        )
+
+    def _follow_data_passes(self, engine: Engine) -> None:
+        """Attach, once and after every other handler, the two marks of a new pass over the data: the
+        run's first iterator (made after ``EPOCH_STARTED``) and each next one (after
+        ``DATALOADER_STOP_ITERATION``)."""
+        for event, mark in ((Events.EPOCH_STARTED, self._mark_first_pass),
+                            (Events.DATALOADER_STOP_ITERATION, self._mark_pass)):  # fmt: skip
+            if not engine.has_event_handler(mark, event):
+                engine.add_event_handler(event, mark)
+
+    def _mark_first_pass(self, engine: Engine) -> None:
+        if self._first_pass_pending:
+            self._first_pass_pending = False
+            self._mark_pass(engine)
+
+    def _mark_pass(self, engine: Engine) -> None:
+        self._pass = {"iteration": engine.state.iteration, "epoch": engine.state.epoch,
+                      "random_states": _random_states(engine).state_dict()}  # fmt: skip
 
     def _continue_schedule(self, key: str, scheduler: Any, fresh: Mapping[str, Any]) -> None:
         """Give a restored scheduler (or each scheduler of a ``ChainedScheduler``) the settings it was built
@@ -370,8 +424,16 @@ class ResumableCheckpoint:
         """Write the training state atomically (on the first process only, in distributed training)."""
         if _rank() != 0:
             return
-        save_checkpoint(self.path, {**self._objects(engine), self.record_key: _Record(self.record)})
+        objects = {**self._objects(engine), self.record_key: _Stored(self.record)}
+        if self._pass is not None:
+            objects[self.pass_key] = _Stored(self._pass)
+        save_checkpoint(self.path, objects)
         self.logger.info(f"saved training state at epoch {engine.state.epoch} to {self.path}")
+
+
+def _random_states(engine: Engine) -> RandomStates:
+    """The generators of the engine's training data loader (a MONAI workflow's ``data_loader``)."""
+    return RandomStates(getattr(engine, "data_loader", None) or engine.state.dataloader)
 
 
 def _is_optimizer(obj: Any) -> bool:
@@ -406,11 +468,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Record:
-    """The ``record`` mapping as an object with ``state_dict`` (what ``save_checkpoint`` takes)."""
+class _Stored:
+    """A mapping (the ``record``, the ``data_pass``) as an object with ``state_dict`` (what
+    ``save_checkpoint`` takes)."""
 
-    def __init__(self, record: Mapping[str, Any]) -> None:
-        self.record = record
+    def __init__(self, content: Mapping[str, Any]) -> None:
+        self.content = content
 
     def state_dict(self) -> Mapping[str, Any]:
-        return self.record
+        return self.content

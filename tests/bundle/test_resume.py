@@ -1,10 +1,12 @@
 """A killed bundle run, rerun with the same command, ends bit-identical to an uninterrupted one (CPU).
 
 Real ``python -m monai.bundle run training`` processes of the teacher stage (64² synthetic tiles, 3 epochs
-of 2 iterations) are SIGKILLed at chosen moments, read from their log: right after a training state was
-saved, in the middle of an epoch, and while validation writes the best model. Each rerun resumes from the
-last complete state; the last one finishes. Its final weights, best model and best-metric record equal
-those of an uninterrupted run exactly, and no temporary file is left in the checkpoint folder.
+of 2 iterations over data of 3 batches, so that each epoch ends inside a pass over the shuffled, stain-
+augmented data, as the pool curve's fixed budget does) are SIGKILLed at chosen moments, read from their log:
+right after a training state was saved, in the middle of an epoch, and while validation writes the best
+model. Each rerun resumes from the last complete state, inside a pass; the last one finishes. Its final
+weights, best model and best-metric record equal those of an uninterrupted run exactly, and no temporary
+file is left in the checkpoint folder.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import pytest
 import torch
 from bundle_runs import ROOT, bundle_env, cli, config_arg, copy_bundle
 
-SETTINGS = {"roi_size": [64, 64], "synthetic#n_train": 4, "synthetic#n_val": 2, "synthetic#n_test": 2,
-            "synthetic#slide_size": 0, "batch_size": 2, "num_workers": 0, "epochs": 3, "log_interval": 1,
-            "teacher_def#features": [8, 16, 32, 64], "stain_augmentation": True}  # fmt: skip
+SETTINGS = {"roi_size": [64, 64], "synthetic#n_train": 6, "train#trainer#epoch_length": 2,
+            "synthetic#n_val": 2, "synthetic#n_test": 2, "synthetic#slide_size": 0, "batch_size": 2,
+            "num_workers": 0, "epochs": 3, "log_interval": 1, "teacher_def#features": [8, 16, 32, 64],
+            "stain_augmentation": True}  # fmt: skip
 
 
 def teacher_command(root) -> list[str]:
@@ -62,9 +65,9 @@ def test_a_run_killed_three_times_ends_bit_identical_to_an_uninterrupted_run(tmp
     killed = copy_bundle(tmp_path / "killed")
     run_until(killed, "saved training state at epoch 1")  # killed right after the state of epoch 1
     log = run_until(killed, "Epoch: 3/3, Iter: 1/2")  # resumes at epoch 1, killed in the middle of epoch 3
-    assert "resuming from" in log and "at epoch 1" in log
+    assert "resuming from" in log and "at epoch 1" in log and "drew again the 2 of 3 batches" in log
     log = run_until(killed, None)  # resumes at epoch 2, finishes
-    assert "at epoch 2" in log
+    assert "at epoch 2" in log and "drew again the 1 of 3 batches" in log
 
     for name in ("teacher.pt", "train_state_teacher.pt"):
         expected, found = weights(reference / "models" / name), weights(killed / "models" / name)

@@ -161,20 +161,43 @@ def test_resume_keeps_the_new_max_epochs_and_refuses_a_checkpoint_beyond_it(tmp_
         shorter.run([0, 1], max_epochs=2)
 
 
-def test_a_resume_inside_the_data_s_pass_says_it_is_not_bit_identical(tmp_path, caplog):
-    """An epoch shorter than the data (``epoch_length``, the pool curve's fixed budget) continues Ignite's
-    data iterator across epochs; a resume starts a new one, so it cannot replay the same batches: a warning
-    says so. An epoch of the whole data resumes silently (test above)."""
-    path = tmp_path / "state.pt"
-    first = Engine(lambda e, b: None)
-    ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}).attach(first)
-    first.run(list(range(6)), max_epochs=2, epoch_length=2)
-    resumed = Engine(lambda e, b: None)
-    ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}, name="resume-test").attach(resumed)
+def shuffled_run(path: Path, epochs: int, epoch_length: int) -> list[list[float]]:
+    """A run on 6 batches shuffled by torch's global generator, each item scaled at random by a MONAI
+    transform (its own ``R``), the step drawing from torch too; returns what each iteration saw."""
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import RandScaleIntensityd
+
+    seen = []
+
+    def step(engine, batch):
+        seen.append(batch["x"].flatten().tolist() + torch.rand(1).tolist())
+
+    torch.manual_seed(0)
+    items = [{"x": torch.full((1,), float(i + 1))} for i in range(12)]
+    transform = RandScaleIntensityd(keys="x", factors=0.5, prob=1.0).set_random_state(1)
+    loader = DataLoader(Dataset(items, transform), batch_size=2, shuffle=True, num_workers=0)
+    engine = Engine(step)
+    ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}, name="resume-test").attach(engine)
+    engine.run(loader, max_epochs=epochs, epoch_length=epoch_length)
+    return seen
+
+
+@pytest.mark.parametrize("epoch_length", [4, 3, 6])
+def test_a_resume_inside_the_data_s_pass_draws_the_batches_an_uninterrupted_run_draws(
+    tmp_path, caplog, epoch_length
+):
+    """An epoch shorter than the data (``epoch_length`` 4 or 3 of 6 batches: the pool curve's fixed budget)
+    continues Ignite's data iterator across epochs; a run stopped after epoch 2 and resumed must see the
+    batches (shuffle, random transform) and random draws of an uninterrupted run from epoch 3 on. With 4,
+    the stop falls inside the second pass (2 of its batches drawn again); with 3 and 6 at a pass's end."""
+    straight = shuffled_run(tmp_path / "straight.pt", 5, epoch_length)
+    first = shuffled_run(tmp_path / "stopped.pt", 2, epoch_length)
     with caplog.at_level("INFO", logger="resume-test"):
-        resumed.run(list(range(6)), max_epochs=3, epoch_length=2)
-    assert "epoch_length 2 is shorter than the training data's 6 batches" in caplog.text
-    assert "not bit-identical" in caplog.text and resumed.state.iteration == 6
+        resumed = shuffled_run(tmp_path / "stopped.pt", 5, epoch_length)
+    assert first + resumed == straight
+    assert len(straight) == 5 * epoch_length and len({tuple(x) for x in straight}) == len(straight)
+    replayed = "drew again the 2 of 6 batches" in caplog.text
+    assert replayed == (epoch_length == 4)
 
 
 def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):

@@ -202,6 +202,7 @@ def run_accuracy_section(
         "result": result,
         "summary": summarise(result, confidence, power) if "arms" in result else [],
         "curve": summarise_curve(result, confidence, power),
+        "budgets": summarise_comparison(result, confidence, power, "budgets"),
         "comparison": summarise_comparison(result, confidence, power),
         "setup": {"note": note},
     }

@@ -28,7 +28,9 @@
    against the student alone of the same seeds (:func:`summarise_curve`); with ``benchmark#curve#compare``,
    the curve arm at the largest pool and each of ``compare#arms`` at that pool and budget, on
    ``compare#seeds`` (more seeds than the curve's: the comparison needs the power), paired against the curve
-   arm (:func:`summarise_comparison`).
+   arm (:func:`summarise_comparison`); with ``benchmark#curve#budgets`` (epochs), the curve arm at the
+   largest pool trained for those epochs of ``iterations_per_epoch``, on the curve's seeds, paired against
+   the curve's budget.
 
 Runs are independent processes' work: with ``jobs > 1`` each training run (the teacher, the screening and
 every arm) goes to one of ``jobs`` fresh processes (``spawn``) of ``threads`` threads, so a run's numbers do
@@ -55,6 +57,7 @@ from benchmarks.bundle import (
     STUDENT_ALONE,
     Arm,
     Recipe,
+    budget_arms,
     budget_overrides,
     curve_arms,
     pool_subset,
@@ -419,8 +422,19 @@ def _protocol(
             "pools": {str(n): f for n, f in folders.items()},
             "arms": [_arm_record(a) for a in curve],
         }
+        largest = max(folders)
+        budgets = [int(n) for n in curve_settings.get("budgets") or []]
+        if budgets:
+            iterations = int(curve_settings["iterations_per_epoch"])
+            longer = budget_arms(by_name[named[0]], largest, folders[largest], budgets, iterations)
+            pending |= arm_runs(longer, curve_seeds)
+            runs += [(s, a) for s in curve_seeds for a in longer]
+            result["curve"]["budgets"] = {
+                "pool": largest,
+                "seeds": curve_seeds,
+                "arms": [_arm_record(a) for a in [curve[-1], *longer]],
+            }
         if comparison:
-            largest = max(folders)
             others = [curve_arms(by_name[name], {largest: folders[largest]}, budget)[0] for name in named[1:]]
             for s in compare_seeds:  # seed by seed: a run stopped early has whole pairs to resume from
                 arms = ([] if s in curve_seeds else [curve[-1]]) + others
@@ -550,13 +564,15 @@ def summarise_curve(result: Mapping[str, Any], confidence: float = 0.95, power: 
 
 
 def summarise_comparison(
-    result: Mapping[str, Any], confidence: float = 0.95, power: float = 0.8
+    result: Mapping[str, Any], confidence: float = 0.95, power: float = 0.8, part: str = "compare"
 ) -> list[dict]:
-    """The comparison at the curve's largest pool (``benchmark#curve#compare``), one row per arm, the curve
-    arm first, each as a row of :func:`summarise_curve` over the comparison's seeds; every other arm also has
-    ``vs_reference``: the arm minus the curve arm, paired per seed, with its MDD. Empty when no comparison
-    ran."""
-    comparison = (result.get("curve") or {}).get("compare")
+    """The comparison at the curve's largest pool, one row per arm, the curve arm (at the curve's budget)
+    first, each as a row of :func:`summarise_curve` over the part's seeds; every other arm also has
+    ``vs_reference``: the arm minus the curve arm, paired per seed, with its MDD. ``part``: ``"compare"``
+    (``benchmark#curve#compare``: other arms, on the comparison's seeds) or ``"budgets"``
+    (``benchmark#curve#budgets``: the curve's arm trained longer, on the curve's seeds). Empty when that
+    part did not run."""
+    comparison = (result.get("curve") or {}).get(part)
     if not comparison:
         return []
     arms = comparison["arms"]

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,21 @@ def curve_arms(arm: Arm, pools: Mapping[int, str], overrides: Mapping[str, Any])
         )
         for size, folder in sorted(pools.items())
     ]
+
+
+def budget_arms(
+    arm: Arm, size: int, folder: str, epochs: Sequence[int], iterations_per_epoch: int
+) -> list[Arm]:
+    """``arm`` with the pool of ``size`` tiles (``folder``) at each budget of ``epochs ×
+    iterations_per_epoch`` iterations (:func:`budget_overrides`), named ``<arm>_<size>_<iterations>it``:
+    the curve's largest pool trained longer, in runs of their own."""
+    arms = []
+    for n in epochs:
+        budget = budget_overrides(int(n), iterations_per_epoch)
+        base, iterations = curve_arms(arm, {size: folder}, budget)[0], budget["iterations"]
+        label = f"{base.label}, {iterations} iterations"
+        arms.append(replace(base, name=f"{base.name}_{iterations}it", label=label))
+    return arms
 
 
 def budget_overrides(epochs: int, iterations_per_epoch: int) -> dict[str, Any]:

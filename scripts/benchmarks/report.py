@@ -642,13 +642,33 @@ def _curve_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
     return "\n".join(text)
 
 
-def _comparison_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
-    """The arms compared at the curve's largest pool, on the comparison's seeds, paired against the curve's
-    arm: each difference's interval and MDD against the protocol's goal."""
-    settings, comparison = acc["settings"], acc["curve"]["compare"]
+def _reading(d: Mapping, goal: float) -> str:
+    """What a paired difference's interval says: a resolved gain or loss, or the largest gain it allows."""
+    if d["low"] > 0:
+        return f"a resolved gain, of at least {d['low']:+.4f} mIoU."
+    if d["high"] < goal:
+        return f"the interval rules out a gain above {d['high']:+.4f} mIoU."
+    return f"the interval allows a gain up to {d['high']:+.4f} mIoU."
+
+
+def _comparison_section(acc: Mapping, rows: Sequence[Mapping], part: str = "compare") -> str:
+    """The arms compared at the curve's largest pool, paired against the curve's arm at its budget: each
+    difference's interval and MDD against the protocol's goal. ``part``: ``"compare"`` (other arms, on the
+    comparison's seeds) or ``"budgets"`` (the curve's arm trained longer, on the curve's seeds)."""
+    settings, comparison = acc["settings"], acc["curve"][part]
     level, goal = f"{100 * float(settings['confidence']):.0f} %", float(settings["mdd_goal"])
     reference = rows[0]
     others = ", ".join(f"`{r['name']}`" for r in rows[1:])
+    if part == "budgets":
+        title = f"### 5.1 At the largest pool ({comparison['pool']} tiles), trained longer"
+        intro = (f"The curve's arm at its largest pool at its budget ({acc['curve']['budget']['iterations']} "
+                 f"iterations) against the same arm trained longer ({others}: epochs of "
+                 f"{acc['curve']['budget']['train#trainer#epoch_length']} iterations, the LR schedule over "
+                 f"each budget), on the curve's seeds {comparison['seeds']}")  # fmt: skip
+    else:
+        title = f"### 5.2 At the largest pool ({comparison['pool']} tiles), on {reference['n']} seeds"
+        intro = (f"The curve's arm at its largest pool and budget against {others} at the same pool and "
+                 f"budget, on seeds {comparison['seeds']}")  # fmt: skip
     table = [
         (
             r["label"],
@@ -667,18 +687,13 @@ def _comparison_section(acc: Mapping, rows: Sequence[Mapping]) -> str:
         lines.append(
             f"- {r['label']} minus {reference['label']}: {_interval(d)} over {d['n']} seeds, MDD "
             f"{_mdd(d)} ({'within' if d['mdd'] <= goal else 'above'} the goal of {goal:g}); "
-            + (
-                f"the interval rules out a gain above {d['high']:+.4f} mIoU."
-                if d["high"] < goal
-                else f"the interval allows a gain up to {d['high']:+.4f} mIoU."
-            )
+            + _reading(d, goal)
         )
     return "\n".join([
-        f"### 5.1 At the largest pool ({comparison['pool']} tiles), on {reference['n']} seeds",
+        title,
         "",
-        f"The curve's arm at its largest pool and budget against {others} "
-        f"at the same pool and budget, on seeds {comparison['seeds']} (paired per seed; {level} t "
-        "intervals; MDD at the protocol's power); the student alone of the same seeds "
+        f"{intro} (paired per seed; {level} t intervals; MDD at the protocol's power); the student alone of "
+        "the same seeds "
         f"{_fmt(reference['student'], 4)}, the teacher {_fmt(acc['teacher']['miou'], 4)}.",
         "",
         _table(("arm", "mIoU", "Δ vs student alone", "gap closed [interval]", f"Δ vs `{reference['name']}`",
@@ -795,8 +810,9 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
             if acc.get("curve"):
                 plot_curve(acc["curve"], out_dir / PLOT_DIR / "pool_curve.png")
             parts += ["", _curve_section(acc["result"], acc.get("curve", []))]
-            if acc.get("comparison"):
-                parts += ["", _comparison_section(acc["result"], acc["comparison"])]
+            for part, key in (("budgets", "budgets"), ("compare", "comparison")):
+                if acc.get(key):
+                    parts += ["", _comparison_section(acc["result"], acc[key], part)]
     if "deployment" in results:
         parts += ["", _deployment_section(results["deployment"])]
     path = out_dir / "benchmarks.md"

@@ -182,6 +182,7 @@ def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
     assert sorted((r["seed"], r["arm"]) for r in result["runs"]) == sorted(
         [(s, a) for s in (0, 1) for a in arms] + [(s, f"kd_pool_{n}") for s in (0, 1) for n in (1, 2)]
         + [(2, "kd_pool_2"), (2, "none")] + [(s, "kd_coco_pool_2") for s in (0, 1, 2)]
+        + [(s, "kd_pool_2_3it") for s in (0, 1)]
     )
     for row in [result["teacher"], *result["runs"]]:
         assert 0.0 <= row["miou"] <= 1.0 and 0.0 <= row["dice"] <= 1.0 and _finite(row["train_s"])
@@ -209,7 +210,14 @@ def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
     # the comparison at the largest pool: the curve's arm first, KD + CoCo paired against it on 3 seeds
     comparison = smoke_run[1]["accuracy"]["comparison"]
     assert [(r["name"], r["n"]) for r in comparison] == [("kd_pool_2", 3), ("kd_coco_pool_2", 3)]
-    assert comparison[1]["vs_reference"]["n"] == 3 and "### 5.1 At the largest pool (2 tiles)" in report
+    assert comparison[1]["vs_reference"]["n"] == 3 and "### 5.2 At the largest pool (2 tiles), on 3" in report
+    # the largest pool trained longer (3 epochs of 1 iteration), on the curve's seeds
+    budgets = smoke_run[1]["accuracy"]["budgets"]
+    assert [(r["name"], r["n"]) for r in budgets] == [("kd_pool_2", 2), ("kd_pool_2_3it", 2)]
+    assert budgets[1]["vs_reference"]["n"] == 2
+    assert "### 5.1 At the largest pool (2 tiles), trained longer" in report
+    longer = torch.load(models / "kd_pool_2_3it_s1" / "train_state_kd_pool_2_3it_s1.pt", weights_only=True)
+    assert longer["trainer"]["iteration"] == 3
     # the sanity figure saw test tiles with both classes; r is a correlation
     sanity = result["sanity"]
     assert sanity["tiles"] >= 1 and sanity["pairs"] == 200 * sanity["tiles"]
@@ -237,7 +245,8 @@ def _train_yaml_terms(distill: str, lambda_coco: float, standardize: bool = Fals
 def test_each_arm_ran_the_terms_of_its_distill_choice(smoke_run):
     result = smoke_run[1]["accuracy"]["result"]
     curve = result["curve"]
-    arms = {a["name"]: a for a in result["arms"] + curve["arms"] + curve["compare"]["arms"]}
+    curve_arms = curve["arms"] + curve["compare"]["arms"] + curve["budgets"]["arms"]
+    arms = {a["name"]: a for a in result["arms"] + curve_arms}
     for run in result["runs"] + result["screening"]:
         arm = arms.get(run["arm"]) or {
             "distill": run["arm"],

@@ -14,7 +14,7 @@ from benchmarks.accuracy import (
     summarise_comparison,
     summarise_curve,
 )
-from benchmarks.bundle import Recipe, budget_overrides, curve_arms, pool_subset, protocol_arms
+from benchmarks.bundle import Recipe, budget_arms, budget_overrides, curve_arms, pool_subset, protocol_arms
 from benchmarks.report import _comparison_section, _curve_section, _teacher_scores
 from benchmarks.stats import minimum_detectable_difference
 
@@ -134,6 +134,11 @@ def test_pool_subset_budget_and_curve_arms(tmp_path):
     arms = curve_arms(kd_pool, {256: "/p256", 64: "/p64"}, budget)
     assert [a.name for a in arms] == ["kd_pool_64", "kd_pool_256"]
     assert arms[1].overrides == {"distill": "kd", "lambda_adv": 0, "unlabelled_dir": "/p256", **budget}
+    longer = budget_arms(kd_pool, 1024, "/p1024", [50, 100], 10)
+    assert [a.name for a in longer] == ["kd_pool_1024_500it", "kd_pool_1024_1000it"]
+    assert longer[1].label == "+ KD, + pool (1024 tiles), 1000 iterations"
+    assert longer[0].overrides == {"distill": "kd", "lambda_adv": 0, "unlabelled_dir": "/p1024", "epochs": 50,
+                                   "train#trainer#epoch_length": 10, "iterations": 500}  # fmt: skip
 
 
 def test_curve_summary_by_hand():
@@ -191,3 +196,35 @@ def test_comparison_at_the_largest_pool_by_hand():
     assert "on 4 seeds" in text and "| + KD, + pool (1024 tiles) | 0.5700 ± 0.0163 |" in text
     assert "rules out a gain above +0.0027 mIoU" in text and "(within the goal of 0.03)" in text
     assert summarise_comparison({"curve": {"arm": "kd_pool"}, "runs": []}) == []
+
+
+def test_longer_budgets_at_the_largest_pool_by_hand():
+    def run(arm, seed, miou):
+        return {"arm": arm, "seed": seed, "miou": miou, "train_s": 2.0}
+
+    runs = [run("none", s, m) for s, m in enumerate((0.40, 0.42, 0.44))]  # mean 0.42, teacher 0.62: gap 0.20
+    runs += [run("kd_pool_1024", s, m) for s, m in enumerate((0.55, 0.57, 0.59))]  # 75 % closed
+    runs += [run("kd_pool_1024_500it", s, m) for s, m in enumerate((0.59, 0.60, 0.63))]  # +0.04, +0.03, +0.04
+    arms = [{"name": "kd_pool_1024", "label": "+ KD, + pool (1024 tiles)"},
+            {"name": "kd_pool_1024_500it", "label": "+ KD, + pool (1024 tiles), 500 iterations"}]  # fmt: skip
+    result = {
+        "teacher": {"miou": 0.62},
+        "runs": runs,
+        "settings": {"confidence": 0.95, "mdd_goal": 0.03},
+        "curve": {"budget": budget_overrides(25, 10),
+                  "budgets": {"pool": 1024, "seeds": [0, 1, 2], "arms": arms},
+                  "compare": {"pool": 1024, "seeds": [0, 1], "arms": arms[:1]}},
+    }  # fmt: skip
+    rows = summarise_comparison(result, part="budgets")
+    assert [r["n"] for r in rows] == [3, 3]
+    # 500 iterations: +0.19, +0.18, +0.19 over the student alone, 93.3 % of the gap of 0.20; +0.03667 over
+    # 250 iterations (+0.04, +0.03, +0.04), sd 0.005774, t(0.975, 2) = 4.302653
+    assert rows[1]["gap_closed"] == pytest.approx(0.28 / 3 / 0.10)
+    d = rows[1]["vs_reference"]
+    assert d["mean"] == pytest.approx(0.036667, abs=1e-6)
+    assert d["low"] == pytest.approx(0.036667 - 4.302653 * 0.0057735 / 3**0.5, abs=1e-5)
+    text = _comparison_section(result, rows, "budgets")
+    assert text.startswith("### 5.1 At the largest pool (1024 tiles), trained longer")
+    assert "budget (250 iterations)" in text and "seeds [0, 1, 2]" in text
+    assert "a resolved gain, of at least +0.0223 mIoU." in text
+    assert summarise_comparison(result)[0]["n"] == 2  # the comparison's own seeds, unchanged

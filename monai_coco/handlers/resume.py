@@ -63,12 +63,30 @@ def _random_transforms(transform: Any, seen: set[int] | None = None) -> Iterator
             yield from _random_transforms(child, seen)
 
 
+def _dataset_transforms(obj: Any, seen: set[int]) -> Iterator[Randomizable]:
+    """Every MONAI random transform reachable from a data set, by the walk MONAI's ``DataLoader`` seeds them
+    with (``monai.data.utils.set_rnd``: lists, tuples and attributes), so that a ``ConcatDataset`` of
+    several data sets (annotated and unannotated tiles) or a ``Subset`` gives each of its transforms."""
+    if isinstance(obj, Transform):
+        yield from _random_transforms(obj, seen)
+        return
+    if id(obj) in seen or isinstance(obj, (torch.Tensor, np.ndarray, str, bytes)):
+        return
+    seen.add(id(obj))
+    if isinstance(obj, (list, tuple)):
+        children = obj
+    else:
+        children = vars(obj).values() if hasattr(obj, "__dict__") else ()
+    for child in children:
+        yield from _dataset_transforms(child, seen)
+
+
 class RandomStates:
     """The state of every random-number generator a training run draws from, as ``state_dict``.
 
     torch (CPU and each CUDA device), numpy's global generator, Python's ``random``, the ``RandomState``
-    (``R``) of each MONAI random transform of the training data loader's data set, inner ones included
-    (with ``num_workers=0``
+    (``R``) of each MONAI random transform of the training data loader's data set, inner ones and those of
+    the data sets it is made of included (with ``num_workers=0``
     they run in the main process; worker processes are seeded from torch's generator each epoch), and
     the data loader's and its sampler's own ``torch.Generator`` when they have one. MONAI's
     ``DistributedSampler`` needs none: it shuffles by ``seed + epoch``.
@@ -91,7 +109,11 @@ class RandomStates:
 
     def _transforms(self) -> list[Randomizable]:
         dataset = getattr(self.data_loader, "dataset", None)
-        return list(_random_transforms(getattr(dataset, "transform", None)))
+        return [] if dataset is None else list(_dataset_transforms(dataset, set()))
+
+    def has_generators(self) -> bool:
+        """Whether the data loader or its sampler draws from a ``torch.Generator`` of its own."""
+        return bool(self._generators())
 
     def state_dict(self) -> dict[str, Any]:
         version, internal, gauss = random.getstate()
@@ -341,22 +363,31 @@ class ResumableCheckpoint:
         self.logger.info(f"resuming from {self.path} at epoch {engine.state.epoch}")
         if saved_pass is not None:
             self._replay_pass(engine, saved_pass)
+        elif (length := _length(engine.state.dataloader)) is not None and engine.state.epoch_length < length:
+            self.logger.warning(
+                f"{self.path} was saved by older code, without where its pass over the data began "
+                f"(epoch_length {engine.state.epoch_length} is shorter than the data's {length} batches): "
+                "this run goes on with other batches than an uninterrupted one (not bit-identical)."
+            )
 
     def _replay_pass(self, engine: Engine, saved_pass: Mapping[str, Any]) -> None:
         """Inside a pass over the data (``0 <`` batches drawn ``<`` the data's length): make its iterator
         again from the random states saved when it was made, draw the batches it gave, restore the run's
-        states. At the end of a pass, Ignite's own next iterator is the uninterrupted run's."""
+        states. At the end of a pass too when the loader or its sampler shuffles with a ``torch.Generator``
+        of its own: the uninterrupted run's exhausted sampler draws from it once more (torch's
+        ``RandomSampler``) before the next pass's iterator is made. Otherwise, at the end of a pass, Ignite's
+        own next iterator is the uninterrupted run's."""
         data = engine.state.dataloader
         drawn = engine.state.iteration - int(saved_pass["iteration"])
-        length = len(data) if isinstance(data, Sized) else None
-        if length is None or not 0 < drawn < length:
-            return
+        length = _length(data)
         states = _random_states(engine)
+        if length is None or not (0 < drawn < length or (drawn == length and states.has_generators())):
+            return
         now = states.state_dict()
         states.load_state_dict(saved_pass["random_states"])
         sampler = getattr(data, "sampler", None)
-        if callable(getattr(sampler, "set_epoch", None)):  # a DistributedSampler shuffles by seed + epoch
-            sampler.set_epoch(int(saved_pass["epoch"]))
+        if "sampler_epoch" in saved_pass:  # a DistributedSampler shuffles by seed + its epoch
+            sampler.set_epoch(int(saved_pass["sampler_epoch"]))
         engine.set_data(data)  # Ignite's iterator, made as the pass's was
         for _ in range(drawn):
             next(engine._dataloader_iter)  # the batches the pass gave before the state was saved
@@ -382,8 +413,12 @@ class ResumableCheckpoint:
             self._mark_pass(engine)
 
     def _mark_pass(self, engine: Engine) -> None:
-        self._pass = {"iteration": engine.state.iteration, "epoch": engine.state.epoch,
-                      "random_states": _random_states(engine).state_dict()}  # fmt: skip
+        states = _random_states(engine).state_dict()
+        self._pass = {"iteration": engine.state.iteration, "random_states": states}
+        sampler = getattr(engine.state.dataloader, "sampler", None)
+        epoch = getattr(sampler, "epoch", None)
+        if callable(getattr(sampler, "set_epoch", None)) and isinstance(epoch, int):
+            self._pass["sampler_epoch"] = epoch
 
     def _continue_schedule(self, key: str, scheduler: Any, fresh: Mapping[str, Any]) -> None:
         """Give a restored scheduler (or each scheduler of a ``ChainedScheduler``) the settings it was built
@@ -429,6 +464,15 @@ class ResumableCheckpoint:
             objects[self.pass_key] = _Stored(self._pass)
         save_checkpoint(self.path, objects)
         self.logger.info(f"saved training state at epoch {engine.state.epoch} to {self.path}")
+
+
+def _length(data: Any) -> int | None:
+    """The number of batches of ``data``, or ``None`` (a ``DataLoader`` over an ``IterableDataset`` has
+    ``__len__`` but may raise ``TypeError``, as Ignite allows)."""
+    try:
+        return len(data) if isinstance(data, Sized) else None
+    except TypeError:
+        return None
 
 
 def _random_states(engine: Engine) -> RandomStates:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -161,9 +162,11 @@ def test_resume_keeps_the_new_max_epochs_and_refuses_a_checkpoint_beyond_it(tmp_
         shorter.run([0, 1], max_epochs=2)
 
 
-def shuffled_run(path: Path, epochs: int, epoch_length: int) -> list[list[float]]:
-    """A run on 6 batches shuffled by torch's global generator, each item scaled at random by a MONAI
-    transform (its own ``R``), the step drawing from torch too; returns what each iteration saw."""
+def shuffled_run(path: Path, epochs: int, epoch_length: int, generator: bool = False) -> list[list[float]]:
+    """A run on 6 batches shuffled by torch's global generator (or the loader's own ``generator``), from a
+    ``ConcatDataset`` of two MONAI data sets (the shape of the annotated tiles plus the unannotated pool),
+    each item scaled at random by its data set's transform (its own ``R``), the step drawing from torch too;
+    returns what each iteration saw."""
     from monai.data import DataLoader, Dataset
     from monai.transforms import RandScaleIntensityd
 
@@ -173,31 +176,52 @@ def shuffled_run(path: Path, epochs: int, epoch_length: int) -> list[list[float]
         seen.append(batch["x"].flatten().tolist() + torch.rand(1).tolist())
 
     torch.manual_seed(0)
-    items = [{"x": torch.full((1,), float(i + 1))} for i in range(12)]
-    transform = RandScaleIntensityd(keys="x", factors=0.5, prob=1.0).set_random_state(1)
-    loader = DataLoader(Dataset(items, transform), batch_size=2, shuffle=True, num_workers=0)
+    parts = [
+        Dataset([{"x": torch.full((1,), float(i + 1))} for i in range(first, first + 6)],
+                RandScaleIntensityd(keys="x", factors=factor, prob=1.0))
+        for first, factor in ((0, 0.5), (6, 0.9))
+    ]  # fmt: skip
+    own = torch.Generator().manual_seed(3) if generator else None
+    loader = DataLoader(torch.utils.data.ConcatDataset(parts), batch_size=2, shuffle=True, generator=own)
     engine = Engine(step)
     ResumableCheckpoint(path, {"model": torch.nn.Linear(2, 2)}, name="resume-test").attach(engine)
     engine.run(loader, max_epochs=epochs, epoch_length=epoch_length)
     return seen
 
 
-@pytest.mark.parametrize("epoch_length", [4, 3, 6])
+@pytest.mark.parametrize(
+    ("epoch_length", "generator", "replayed"),
+    [(4, False, 2), (3, False, None), (6, False, None), (4, True, 2), (3, True, 6), (6, True, 6)],
+)
 def test_a_resume_inside_the_data_s_pass_draws_the_batches_an_uninterrupted_run_draws(
-    tmp_path, caplog, epoch_length
+    tmp_path, caplog, epoch_length, generator, replayed
 ):
     """An epoch shorter than the data (``epoch_length`` 4 or 3 of 6 batches: the pool curve's fixed budget)
     continues Ignite's data iterator across epochs; a run stopped after epoch 2 and resumed must see the
-    batches (shuffle, random transform) and random draws of an uninterrupted run from epoch 3 on. With 4,
-    the stop falls inside the second pass (2 of its batches drawn again); with 3 and 6 at a pass's end."""
-    straight = shuffled_run(tmp_path / "straight.pt", 5, epoch_length)
-    first = shuffled_run(tmp_path / "stopped.pt", 2, epoch_length)
+    batches (shuffle, each data set's random transform) and random draws of an uninterrupted run from epoch 3
+    on. With 4, the stop falls inside the second pass (its 2 batches drawn again); with 3 and 6 at a pass's
+    end, where a loader's own generator has one more draw to replay (torch's exhausted ``RandomSampler``),
+    so the whole pass is drawn again."""
+    straight = shuffled_run(tmp_path / "straight.pt", 5, epoch_length, generator)
+    first = shuffled_run(tmp_path / "stopped.pt", 2, epoch_length, generator)
     with caplog.at_level("INFO", logger="resume-test"):
-        resumed = shuffled_run(tmp_path / "stopped.pt", 5, epoch_length)
+        resumed = shuffled_run(tmp_path / "stopped.pt", 5, epoch_length, generator)
     assert first + resumed == straight
     assert len(straight) == 5 * epoch_length and len({tuple(x) for x in straight}) == len(straight)
-    replayed = "drew again the 2 of 6 batches" in caplog.text
-    assert replayed == (epoch_length == 4)
+    drawn = re.search(r"drew again the (\d+) of 6 batches", caplog.text)
+    assert (int(drawn.group(1)) if drawn else None) == replayed
+
+
+def test_a_state_of_older_code_inside_a_pass_says_it_is_not_bit_identical(tmp_path, caplog):
+    """A training state without ``data_pass`` (saved before it existed) cannot replay its pass: a warning."""
+    path = tmp_path / "state.pt"
+    shuffled_run(path, 2, 4)
+    state = torch.load(path, weights_only=True)
+    del state["data_pass"]
+    torch.save(state, path)
+    with caplog.at_level("INFO", logger="resume-test"):
+        shuffled_run(path, 3, 4)
+    assert "saved by older code" in caplog.text and "not bit-identical" in caplog.text
 
 
 def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):

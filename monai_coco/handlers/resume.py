@@ -221,7 +221,9 @@ class ResumableCheckpoint:
     batches it had given (loading them, without training on them), then restores the saved states, so the
     run goes on with the very batches an uninterrupted one takes. This holds when no handler draws random
     numbers between the engine's ``EPOCH_STARTED`` or ``DATALOADER_STOP_ITERATION`` handlers of this one
-    (attached last, when the run starts) and the iterator's creation.
+    (attached last, when the run starts) and the iterator's creation, and for loaders whose workers start
+    with each iterator: not with ``persistent_workers=True`` (the workers' generators are not saved) nor
+    MONAI's ``ThreadDataLoader`` (its thread makes the next batch while the states are restored).
 
     The handler holds the state file's folder with a :class:`~monai_coco.folder_lock.FolderLock` (the
     first process only, in distributed training), so a second run on the same folder is refused, and

@@ -43,8 +43,9 @@ def test_each_training_stage_writes_its_checkpoint_and_resumable_state(trained_b
     load_checkpoint(models / "paraphraser.pt", {"model": paraphrasers})
     state = torch.load(models / "train_state_model.pt", weights_only=True)
     assert set(state) == {"model", "optimizer", "lr_scheduler", "adversarial", "best_model", "trainer",
-                          "random_states", "record"}  # fmt: skip
+                          "random_states", "record", "data_pass"}  # fmt: skip
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] == 2  # 1 epoch: 4 tiles, batch 2
+    assert state["data_pass"]["iteration"] == 0  # the one pass began with the run
     assert set(state["adversarial"]) == {"critic", "optimizer", "scaler", "lr_scheduler"}
     assert state["adversarial"]["lr_scheduler"]["last_epoch"] == 2  # the critic's poly: once per iteration
     # the student's schedule: poly over the run and the authors' step-downs, each stepped once per iteration

@@ -98,7 +98,8 @@ def test_distillation_stage_from_config_with_teacher_weights_critic_and_resume(t
     assert trainer.state.epoch == 2
     assert all(math.isfinite(trainer.state.output[k]) for k in ("ce", "coco", "adv", "critic"))
     saved = torch.load(tmp_path / "state.pt", weights_only=True)
-    assert set(saved) == {"model", "optimizer", "adversarial", "trainer", "random_states", "record"}
+    assert set(saved) == {"model", "optimizer", "adversarial", "trainer", "random_states", "record",
+                          "data_pass"}  # fmt: skip
     assert set(saved["adversarial"]) == {"critic", "optimizer", "scaler"}
 
 

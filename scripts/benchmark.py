@@ -6,6 +6,7 @@ Every training stage is the bundle's own (``bundle/configs``, with the size pres
     python scripts/benchmark.py                    # full CPU mode (benchmark_cpu.yaml, histology.yaml's data)
     python scripts/benchmark.py --sections accuracy  # the accuracy protocol's table alone (2 runs at a time)
     python scripts/benchmark.py --sections curve   # its pool-size curve alone (its own teacher)
+    python scripts/benchmark.py --sections compare # KD + CoCo against KD at the curve's largest pool
     python scripts/benchmark.py --gpu              # paper sizes (benchmark_gpu.yaml): 256², FANet 38 M
     python scripts/benchmark.py --smoke --out DIR  # a minute or two, tiny sizes: runs every section for real
     python scripts/benchmark.py --from-json bundle/docs/benchmarks/results.json  # the report only
@@ -15,8 +16,9 @@ Every training stage is the bundle's own (``bundle/configs``, with the size pres
 Writes ``OUT/benchmarks.md``, ``OUT/benchmarks/*.png`` and ``OUT/benchmarks/results.json`` (every raw
 number), each atomically; ``OUT`` defaults to ``bundle/docs`` (the committed report) for a full cpu or gpu
 run and to ``bundle/eval/benchmarks`` for ``--smoke`` or some ``--sections``. Sections: ``--sections loss
-networks training accuracy curve deployment`` (``accuracy``: the protocol's table of arms; ``curve``: its
-pool-size curve, sharing the table's teacher when both run; the last: whole-slide student inference in
+networks training accuracy curve compare deployment`` (``accuracy``: the protocol's table of arms; ``curve``:
+its pool-size curve; ``compare``: arms at the curve's largest pool on many paired seeds; the three share one
+teacher when they run together; the last: whole-slide student inference in
 each runtime against plain MONAI, see ``scripts/benchmarks/deployment.py``, and the cost of reading slides
 at the training scale exactly, ``scripts/benchmarks/slide_scale.py``, its own page
 ``benchmarks_slide_scale.md``).
@@ -45,7 +47,8 @@ from benchmarks.bundle import Recipe
 from monai_coco.atomic_files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("loss", "networks", "training", "accuracy", "curve", "deployment")
+SECTIONS = ("loss", "networks", "training", "accuracy", "curve", "compare", "deployment")
+PROTOCOL = {"accuracy": "table", "curve": "curve", "compare": "compare"}  # section: run_protocol's part
 MODE_NOTES = {
     "smoke": " Tiny sizes that only check that every part runs; the figures mean nothing.",
 }
@@ -191,7 +194,8 @@ def run_accuracy_section(
     recipe: Recipe, unlabelled_dir: str | None, jobs: int, parts: Sequence[str] = ("table",)
 ) -> dict:
     """The accuracy protocol's ``parts`` (``"table"``: the arms, section ``accuracy``; ``"curve"``: the
-    pool-size curve, section ``curve``) in one run, sharing the teacher; the raw numbers and summaries."""
+    pool-size curve, section ``curve``; ``"compare"``: section ``compare``) in one run, sharing the teacher;
+    the raw numbers and summaries."""
     from benchmarks.accuracy import run_protocol, summarise, summarise_comparison, summarise_curve
 
     log = lambda line: print("  " + line, flush=True)  # noqa: E731
@@ -287,13 +291,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.perf_counter()
     load = os.getloadavg()
     results: dict = {"machine": machine_info(args.threads)}
-    if {"accuracy", "curve"} & set(args.sections):
+    if PROTOCOL.keys() & set(args.sections):
         results["machine"]["accuracy: training runs at a time"] = str(jobs)
     print(f"benchmark ({mode_name}) -> {args.out}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         recipe = Recipe(mode_name, args.workdir or Path(scratch), args.dataset_dir)
         unlabelled = args.unlabelled_dir
-        if unlabelled is None and {"accuracy", "curve"} & set(args.sections):
+        if unlabelled is None and PROTOCOL.keys() & set(args.sections):
             unlabelled = recipe.unlabelled_dir()
         preset = recipe.settings
         for section in args.sections:
@@ -321,8 +325,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     trained=(recipe.workdir, results["deployment"]["student"]),
                 )  # fmt: skip
                 print(f"wrote {write_page(results['slide_scale'], args.out)}", flush=True)
-            elif "accuracy" not in results:  # accuracy and curve: one run, one teacher
-                parts = [p for s, p in (("accuracy", "table"), ("curve", "curve")) if s in args.sections]
+            elif "accuracy" not in results:  # the protocol's sections: one run, one teacher
+                parts = [part for name, part in PROTOCOL.items() if name in args.sections]
                 results["accuracy"] = run_accuracy_section(recipe, unlabelled, jobs, parts)
             print(f"[{section}] {time.perf_counter() - t:.0f} s", flush=True)
     results["machine"] |= {

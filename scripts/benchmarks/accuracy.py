@@ -25,12 +25,13 @@
    (:mod:`benchmarks.stats`).
 7. The pool-size curve (``parts`` holding ``"curve"``): ``benchmark#curve#arm`` with the first
    ``pool_sizes`` tiles of the unlabelled pool, on ``benchmark#curve#seeds``, at a fixed iteration budget,
-   against the student alone of the same seeds (:func:`summarise_curve`); with ``benchmark#curve#compare``,
-   the curve arm at the largest pool and each of ``compare#arms`` at that pool and budget, on
-   ``compare#seeds`` (more seeds than the curve's: the comparison needs the power), paired against the curve
-   arm (:func:`summarise_comparison`); with ``benchmark#curve#budgets`` (epochs), the curve arm at the
-   largest pool trained for those epochs of ``iterations_per_epoch``, on the curve's seeds, paired against
-   the curve's budget.
+   against the student alone of the same seeds (:func:`summarise_curve`); with ``benchmark#curve#budgets``
+   (epochs), the curve arm at the largest pool trained for those epochs of ``iterations_per_epoch``, on the
+   curve's seeds, paired against the curve's budget.
+8. The comparison (``parts`` holding ``"compare"``): the curve arm at the curve's largest pool and budget,
+   and each of ``benchmark#compare#arms`` at that pool and budget, on ``benchmark#compare#seeds`` (more seeds
+   than the curve's: the comparison needs the power), paired against the curve arm
+   (:func:`summarise_comparison`). Its own part, so that the curve's time stays the curve's.
 
 Runs are independent processes' work: with ``jobs > 1`` each training run (the teacher, the screening and
 every arm) goes to one of ``jobs`` fresh processes (``spawn``) of ``threads`` threads, so a run's numbers do
@@ -71,6 +72,7 @@ from monai_coco.checkpoints import preprocessing_record_path, save_checkpoint
 from monai_coco.networks.summary import count_parameters
 
 PAPER_FANET_TAPS = ("encoder.2", "decoder.0.up")  # the paper's pair (method.md §2), reported too
+PARTS = ("table", "curve", "compare")
 
 
 def gradient_norms(
@@ -278,12 +280,13 @@ def run_protocol(
     jobs: int = 1,
     parts: tuple[str, ...] = ("table",),
 ) -> dict[str, Any]:
-    """The protocol (module docstring) with ``jobs`` training runs at a time: its ``parts``, ``"table"``
-    (every arm on every seed) and/or ``"curve"`` (the pool-size curve), sharing one teacher; returns every
-    raw number (JSON-serialisable). ``unlabelled_dir``: the whole unlabelled pool (the table's is its first
-    ``benchmark#pool_size`` tiles)."""
-    if not parts or not set(parts) <= {"table", "curve"}:
-        raise ValueError(f"parts must be some of ('table', 'curve'), got {parts!r}.")
+    """The protocol (module docstring) with ``jobs`` training runs at a time: some of its ``parts``,
+    ``"table"`` (every arm on every seed), ``"curve"`` (the pool-size curve) and ``"compare"`` (arms at the
+    curve's largest pool on many seeds), sharing one teacher; returns every raw number (JSON-serialisable).
+    ``unlabelled_dir``: the whole unlabelled pool (the table's is its first ``benchmark#pool_size`` tiles).
+    Raises ValueError for other parts."""
+    if not parts or not set(parts) <= set(PARTS):
+        raise ValueError(f"parts must be some of {PARTS}, got {parts!r}.")
     executor = _executor(jobs)
     try:
         return _protocol(recipe, unlabelled_dir, log, executor, tuple(parts))
@@ -328,7 +331,7 @@ def _protocol(
     curve_settings = dict(settings["curve"])
     seeds = [int(s) for s in settings["seeds"]]
     curve_seeds = [int(s) for s in curve_settings["seeds"]] if "curve" in parts else []
-    comparison = dict(curve_settings.get("compare") or {}) if curve_seeds else {}
+    comparison = dict(settings["compare"] or {}) if "compare" in parts else {}
     compare_seeds = [int(s) for s in comparison.get("seeds", [])]
     sizes = _network_sizes(recipe)
     pending: dict[tuple[int, str], Future] = {}
@@ -402,51 +405,55 @@ def _protocol(
         known = protocol_arms("kd", lambdas, noop, table_pool, pool_overrides, control)
         rest = [a for a in known if a != STUDENT_ALONE]
         pending |= arm_runs(sorted(rest, key=lambda a: "unlabelled_dir" not in a.overrides), seeds)
-    if curve_seeds and unlabelled_dir:
+    if (curve_seeds or compare_seeds) and unlabelled_dir:
         named = [str(curve_settings["arm"]), *map(str, comparison.get("arms", []))]
-        if not lambdas and set(named) - {"kd", "kd_pool"}:
-            _, lambdas = measure_lambdas(recipe, student, curve_seeds[0], ratio, warmup)
+        if not lambdas and set(named) - {"kd", "kd_pool"}:  # measured on the curve's first seed, as with it
+            _, lambdas = measure_lambdas(recipe, student, int(curve_settings["seeds"][0]), ratio, warmup)
         by_name = {a.name: a for a in protocol_arms("kd", lambdas or _NO_LAMBDAS, noop, "-", control=control)}
+        largest = max(int(n) for n in curve_settings["pool_sizes"])
         folders = {
             int(n): pool_subset(unlabelled_dir, int(n), pools / f"pool_{int(n)}")
-            for n in curve_settings["pool_sizes"]
+            for n in (curve_settings["pool_sizes"] if curve_seeds else [largest])
         }
         budget = budget_overrides(int(curve_settings["epochs"]), int(curve_settings["iterations_per_epoch"]))
-        curve = curve_arms(by_name[str(curve_settings["arm"])], folders, budget)
-        pending |= arm_runs(curve, curve_seeds)
-        runs += [(s, a) for s in curve_seeds for a in curve]
-        result["curve"] = {
-            "arm": str(curve_settings["arm"]),
-            "seeds": curve_seeds,
-            "budget": budget,
-            "pools": {str(n): f for n, f in folders.items()},
-            "arms": [_arm_record(a) for a in curve],
-        }
-        largest = max(folders)
-        budgets = [int(n) for n in curve_settings.get("budgets") or []]
-        if budgets:
-            iterations = int(curve_settings["iterations_per_epoch"])
-            longer = budget_arms(by_name[named[0]], largest, folders[largest], budgets, iterations)
-            pending |= arm_runs(longer, curve_seeds)
-            runs += [(s, a) for s in curve_seeds for a in longer]
-            result["curve"]["budgets"] = {
-                "pool": largest,
+        curve = curve_arms(by_name[named[0]], folders, budget)  # its last: the largest pool's
+        if curve_seeds:
+            pending |= arm_runs(curve, curve_seeds)
+            runs += [(s, a) for s in curve_seeds for a in curve]
+            result["curve"] = {
+                "arm": named[0],
                 "seeds": curve_seeds,
-                "arms": [_arm_record(a) for a in [curve[-1], *longer]],
+                "budget": budget,
+                "pools": {str(n): f for n, f in folders.items()},
+                "arms": [_arm_record(a) for a in curve],
             }
-        if comparison:
+            budgets = [int(n) for n in curve_settings.get("budgets") or []]
+            if budgets:
+                iterations = int(curve_settings["iterations_per_epoch"])
+                longer = budget_arms(by_name[named[0]], largest, folders[largest], budgets, iterations)
+                pending |= arm_runs(longer, curve_seeds)
+                runs += [(s, a) for s in curve_seeds for a in longer]
+                result["curve"]["budgets"] = {
+                    "pool": largest,
+                    "seeds": curve_seeds,
+                    "arms": [_arm_record(a) for a in [curve[-1], *longer]],
+                }
+        if compare_seeds:
             others = [curve_arms(by_name[name], {largest: folders[largest]}, budget)[0] for name in named[1:]]
             for s in compare_seeds:  # seed by seed: a run stopped early has whole pairs to resume from
                 arms = ([] if s in curve_seeds else [curve[-1]]) + others
                 pending |= arm_runs(arms, [s])
                 runs += [(s, a) for a in arms]
-            result["curve"]["compare"] = {
+            result["compare"] = {
                 "pool": largest,
                 "seeds": compare_seeds,
+                "budget": budget,
                 "arms": [_arm_record(a) for a in [curve[-1], *others]],
             }
-    elif curve_seeds:
-        result["curve"] = {"skipped": unlabelled_note}
+    else:
+        skipped = {"skipped": unlabelled_note}
+        result |= {"curve": skipped} if curve_seeds else {}
+        result |= {"compare": skipped} if compare_seeds else {}
     if table:
         screening = [finished(f, f"screen {name}", "best_val_miou") for (_, name), f in screen_runs.items()]
         baseline = max(screening, key=lambda row: row["best_val_miou"])["arm"] if screening else baselines[0]
@@ -569,11 +576,11 @@ def summarise_comparison(
     """The comparison at the curve's largest pool, one row per arm, the curve arm (at the curve's budget)
     first, each as a row of :func:`summarise_curve` over the part's seeds; every other arm also has
     ``vs_reference``: the arm minus the curve arm, paired per seed, with its MDD. ``part``: ``"compare"``
-    (``benchmark#curve#compare``: other arms, on the comparison's seeds) or ``"budgets"``
+    (``benchmark#compare``: other arms, on the comparison's seeds) or ``"budgets"``
     (``benchmark#curve#budgets``: the curve's arm trained longer, on the curve's seeds). Empty when that
     part did not run."""
-    comparison = (result.get("curve") or {}).get(part)
-    if not comparison:
+    comparison = result.get("compare") if part == "compare" else (result.get("curve") or {}).get(part)
+    if not comparison or "arms" not in comparison:
         return []
     arms = comparison["arms"]
     rows = _pool_rows(result, arms, [comparison["pool"]] * len(arms), comparison["seeds"], confidence, power)

@@ -653,9 +653,11 @@ def _reading(d: Mapping, goal: float) -> str:
 
 def _comparison_section(acc: Mapping, rows: Sequence[Mapping], part: str = "compare") -> str:
     """The arms compared at the curve's largest pool, paired against the curve's arm at its budget: each
-    difference's interval and MDD against the protocol's goal. ``part``: ``"compare"`` (other arms, on the
-    comparison's seeds) or ``"budgets"`` (the curve's arm trained longer, on the curve's seeds)."""
-    settings, comparison = acc["settings"], acc["curve"][part]
+    difference's interval and MDD against the protocol's goal. ``part``: ``"compare"`` (section 6, other
+    arms, on the comparison's seeds) or ``"budgets"`` (5.1, the curve's arm trained longer, on the curve's
+    seeds)."""
+    settings = acc["settings"]
+    comparison = acc["compare"] if part == "compare" else acc["curve"][part]
     level, goal = f"{100 * float(settings['confidence']):.0f} %", float(settings["mdd_goal"])
     reference = rows[0]
     others = ", ".join(f"`{r['name']}`" for r in rows[1:])
@@ -666,9 +668,10 @@ def _comparison_section(acc: Mapping, rows: Sequence[Mapping], part: str = "comp
                  f"{acc['curve']['budget']['train#trainer#epoch_length']} iterations, the LR schedule over "
                  f"each budget), on the curve's seeds {comparison['seeds']}")  # fmt: skip
     else:
-        title = f"### 5.2 At the largest pool ({comparison['pool']} tiles), on {reference['n']} seeds"
-        intro = (f"The curve's arm at its largest pool and budget against {others} at the same pool and "
-                 f"budget, on seeds {comparison['seeds']}")  # fmt: skip
+        title = f"## 6. At the curve's largest pool ({comparison['pool']} tiles), on {reference['n']} seeds"
+        intro = (f"The curve's arm at its largest pool and budget ({comparison['budget']['iterations']} "
+                 f"iterations) against {others} at the same pool and budget, on seeds "
+                 f"{comparison['seeds']}")  # fmt: skip
     table = [
         (
             r["label"],
@@ -810,9 +813,13 @@ def write_report(results: Mapping, out_dir: Path) -> Path:
             if acc.get("curve"):
                 plot_curve(acc["curve"], out_dir / PLOT_DIR / "pool_curve.png")
             parts += ["", _curve_section(acc["result"], acc.get("curve", []))]
-            for part, key in (("budgets", "budgets"), ("compare", "comparison")):
-                if acc.get(key):
-                    parts += ["", _comparison_section(acc["result"], acc[key], part)]
+            if acc.get("budgets"):
+                parts += ["", _comparison_section(acc["result"], acc["budgets"], "budgets")]
+        skipped = acc["result"].get("compare", {}).get("skipped")
+        if skipped:
+            parts += ["", f"## 6. At the curve's largest pool\n\nNot run: {skipped}."]
+        elif acc.get("comparison"):
+            parts += ["", _comparison_section(acc["result"], acc["comparison"], "compare")]
     if "deployment" in results:
         parts += ["", _deployment_section(results["deployment"])]
     path = out_dir / "benchmarks.md"

@@ -210,7 +210,9 @@ def test_smoke_accuracy_runs_every_arm_on_every_seed(smoke_run):
     # the comparison at the largest pool: the curve's arm first, KD + CoCo paired against it on 3 seeds
     comparison = smoke_run[1]["accuracy"]["comparison"]
     assert [(r["name"], r["n"]) for r in comparison] == [("kd_pool_2", 3), ("kd_coco_pool_2", 3)]
-    assert comparison[1]["vs_reference"]["n"] == 3 and "### 5.2 At the largest pool (2 tiles), on 3" in report
+    assert comparison[1]["vs_reference"]["n"] == 3
+    assert "## 6. At the curve's largest pool (2 tiles), on 3" in report
+    assert result["compare"]["budget"] == result["curve"]["budget"]  # the curve's budget, in its own part
     # the largest pool trained longer (3 epochs of 1 iteration), on the curve's seeds
     budgets = smoke_run[1]["accuracy"]["budgets"]
     assert [(r["name"], r["n"]) for r in budgets] == [("kd_pool_2", 2), ("kd_pool_2_3it", 2)]
@@ -245,7 +247,7 @@ def _train_yaml_terms(distill: str, lambda_coco: float, standardize: bool = Fals
 def test_each_arm_ran_the_terms_of_its_distill_choice(smoke_run):
     result = smoke_run[1]["accuracy"]["result"]
     curve = result["curve"]
-    curve_arms = curve["arms"] + curve["compare"]["arms"] + curve["budgets"]["arms"]
+    curve_arms = curve["arms"] + result["compare"]["arms"] + curve["budgets"]["arms"]
     arms = {a["name"]: a for a in result["arms"] + curve_arms}
     for run in result["runs"] + result["screening"]:
         arm = arms.get(run["arm"]) or {
@@ -536,3 +538,17 @@ def test_a_stage_rerun_on_its_finished_folder_reports_the_same_best_epoch(tmp_pa
     again = training_record(run_stage(load_stage(files, overrides)))
     assert first["best_epoch"] in (1, 2) and 0 <= first["best_val_miou"] <= 1
     assert (again["best_epoch"], again["best_val_miou"]) == (first["best_epoch"], first["best_val_miou"])
+
+
+def test_the_compare_section_alone_runs_the_same_pairs_without_the_curve(smoke_run, tmp_path):
+    out, results = smoke_run
+    argv = ["--smoke", "--sections", "compare", "--out", str(tmp_path), "--workdir", str(out / "work"),
+            "--unlabelled-dir", str(out / "unlabelled")]  # fmt: skip
+    alone = benchmark.main(argv)["accuracy"]  # the smoke run's work folder: its finished runs resume
+    assert "curve" not in alone["result"] and alone["curve"] == [] and alone["budgets"] == []
+    assert alone["result"]["compare"] == results["accuracy"]["result"]["compare"]
+    pairs = [(r["name"], r["runs"]) for r in alone["comparison"]]
+    assert pairs == [(r["name"], r["runs"]) for r in results["accuracy"]["comparison"]]
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert "## 6. At the curve's largest pool (2 tiles), on 3 seeds" in report and "## 5." not in report
+

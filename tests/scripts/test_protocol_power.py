@@ -180,8 +180,8 @@ def test_comparison_at_the_largest_pool_by_hand():
         "teacher": {"miou": 0.62},
         "runs": runs,
         "settings": {"confidence": 0.95, "mdd_goal": 0.03},
-        "curve": {"compare": {"pool": 1024, "seeds": [0, 1, 2, 3, 4], "arms": arms}},  # seed 4 never ran
-    }
+        "compare": {"pool": 1024, "seeds": [0, 1, 2, 3, 4], "budget": budget_overrides(25, 10), "arms": arms},
+    }  # seed 4 never ran
     rows = summarise_comparison(result)
     assert [r["n"] for r in rows] == [4, 4] and "vs_reference" not in rows[0]
     assert rows[0]["gap_closed"] == pytest.approx(0.75) and rows[0]["vs_student"]["mdd"] == pytest.approx(0)
@@ -192,9 +192,11 @@ def test_comparison_at_the_largest_pool_by_hand():
     # MDD: (t(0.975, 3) + t(0.8, 3)) * sd / sqrt(4), t(0.8, 3) = 0.978472
     assert d["mdd"] == pytest.approx((3.182446 + 0.978472) * 0.0095743 / 2, abs=1e-6)
     text = _comparison_section(result, rows)
-    assert "on 4 seeds" in text and "| + KD, + pool (1024 tiles) | 0.5700 ± 0.0163 |" in text
+    assert text.startswith("## 6. At the curve's largest pool (1024 tiles), on 4 seeds")
+    assert "budget (250 iterations)" in text and "| + KD, + pool (1024 tiles) | 0.5700 ± 0.0163 |" in text
     assert "rules out a gain above +0.0027 mIoU" in text and "(within the goal of 0.03)" in text
     assert summarise_comparison({"curve": {"arm": "kd_pool"}, "runs": []}) == []
+    assert summarise_comparison({"compare": {"skipped": "no unlabelled pool"}, "runs": []}) == []
 
 
 def test_longer_budgets_at_the_largest_pool_by_hand():
@@ -208,8 +210,8 @@ def test_longer_budgets_at_the_largest_pool_by_hand():
         "runs": runs,
         "settings": {"confidence": 0.95, "mdd_goal": 0.03},
         "curve": {"budget": budget_overrides(25, 10),
-                  "budgets": {"pool": 1024, "seeds": [0, 1, 2], "arms": arms},
-                  "compare": {"pool": 1024, "seeds": [0, 1], "arms": arms[:1]}},
+                  "budgets": {"pool": 1024, "seeds": [0, 1, 2], "arms": arms}},
+        "compare": {"pool": 1024, "seeds": [0, 1], "arms": arms[:1]},
     }  # fmt: skip
     rows = summarise_comparison(result, part="budgets")
     assert [r["n"] for r in rows] == [3, 3]

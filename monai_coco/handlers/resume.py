@@ -333,9 +333,20 @@ class ResumableCheckpoint:
         schedulers = {k: v.state_dict() for k, v in self.save_dict.items() if _is_scheduler(v)}
         optimizers = {k: _hyperparameters(v) for k, v in self.save_dict.items() if _is_optimizer(v)}
         objects = self._objects(engine)
-        if self.random_key not in self._saved:  # a state from older code: no random states to restore
+        states, saved_states = objects[self.random_key], self._saved.get(self.random_key)
+        fresh = states.state_dict()["transforms"]
+        # older code (no data_pass) saved the transforms of loader.dataset.transform only: none of a
+        # ConcatDataset's (annotated tiles plus the unannotated pool)
+        partial = saved_pass is None and len((saved_states or {}).get("transforms", fresh)) != len(fresh)
+        if saved_states is None or partial:  # a state from older code: no (or not all) random states
             objects.pop(self.random_key)
         load_checkpoint(self.path, objects, map_location=self.map_location)
+        if partial:
+            states.load_state_dict({**saved_states, "transforms": fresh})
+            self.logger.warning(
+                f"{self.path} was saved by older code, without the random states of {len(fresh)} of the "
+                "data's random transforms: they go on from fresh states (not bit-identical)."
+            )
         self._saved = None  # free the memory; the objects hold the state now
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise ValueError(

@@ -224,6 +224,25 @@ def test_a_state_of_older_code_inside_a_pass_says_it_is_not_bit_identical(tmp_pa
     assert "saved by older code" in caplog.text and "not bit-identical" in caplog.text
 
 
+def test_a_state_of_older_code_without_the_pool_s_random_transforms_resumes_with_a_warning(tmp_path, caplog):
+    """Older code saved the random states of ``loader.dataset.transform`` only: none for a ``ConcatDataset``
+    (every run with an unannotated pool). Such a state resumes (a finished run has nothing left to draw),
+    says it is not bit-identical, and restores the generators it has: torch's, so the shuffle and the step's
+    draws are the uninterrupted run's while the transforms' draws are not."""
+    straight = shuffled_run(tmp_path / "straight.pt", 3, 6)
+    path = tmp_path / "state.pt"
+    shuffled_run(path, 2, 6)
+    state = torch.load(path, weights_only=True)
+    del state["data_pass"]
+    state["random_states"]["transforms"] = []
+    torch.save(state, path)
+    with caplog.at_level("INFO", logger="resume-test"):
+        resumed = shuffled_run(path, 3, 6)
+    assert "without the random states of 6 of the data's random transforms" in caplog.text  # 2 x 3 (inner)
+    assert [row[-1] for row in resumed] == [row[-1] for row in straight[12:]]
+    assert resumed != straight[12:]
+
+
 def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):
     net = torch.nn.Linear(2, 2)
     engine = Engine(lambda e, b: None)

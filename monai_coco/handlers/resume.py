@@ -107,7 +107,8 @@ class RandomStates:
                 found[name] = generator
         return found
 
-    def _transforms(self) -> list[Randomizable]:
+    def transforms(self) -> list[Randomizable]:
+        """The MONAI random transforms of the data loader's data set (and of those it is made of)."""
         dataset = getattr(self.data_loader, "dataset", None)
         return [] if dataset is None else list(_dataset_transforms(dataset, set()))
 
@@ -122,18 +123,20 @@ class RandomStates:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy": _numpy_state(np.random.get_state()),
             "python": {"version": version, "state": list(internal), "gauss": gauss},
-            "transforms": [_numpy_state(t.R.get_state()) for t in self._transforms()],
+            "transforms": [_numpy_state(t.R.get_state()) for t in self.transforms()],
             "generators": {name: g.get_state() for name, g in self._generators().items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore every generator; the random transforms must be the same in number as when saved.
+        """Restore every generator; the random transforms must be the same in number as when saved, or
+        none were saved (older code kept none for a ``ConcatDataset``): theirs are then left as they are.
 
         Raises:
-            ValueError: when the number of random transforms or generators differs.
+            ValueError: when the number of random transforms (some saved) or of generators differs.
         """
-        transforms, generators = self._transforms(), self._generators()
-        if len(state["transforms"]) != len(transforms) or set(state["generators"]) != set(generators):
+        transforms, generators = self.transforms(), self._generators()
+        counts = len(state["transforms"]) not in (0, len(transforms))
+        if counts or set(state["generators"]) != set(generators):
             raise ValueError(
                 f"the saved random states are of {len(state['transforms'])} random transforms, the data "
                 f"loader now has {len(transforms)}: the training transforms were changed."
@@ -333,20 +336,16 @@ class ResumableCheckpoint:
         schedulers = {k: v.state_dict() for k, v in self.save_dict.items() if _is_scheduler(v)}
         optimizers = {k: _hyperparameters(v) for k, v in self.save_dict.items() if _is_optimizer(v)}
         objects = self._objects(engine)
-        states, saved_states = objects[self.random_key], self._saved.get(self.random_key)
-        fresh = states.state_dict()["transforms"]
-        # older code (no data_pass) saved the transforms of loader.dataset.transform only: none of a
-        # ConcatDataset's (annotated tiles plus the unannotated pool)
-        partial = saved_pass is None and len((saved_states or {}).get("transforms", fresh)) != len(fresh)
-        if saved_states is None or partial:  # a state from older code: no (or not all) random states
+        saved_states = self._saved.get(self.random_key)
+        if saved_states is None:  # a state from older code: no random states to restore
             objects.pop(self.random_key)
-        load_checkpoint(self.path, objects, map_location=self.map_location)
-        if partial:
-            states.load_state_dict({**saved_states, "transforms": fresh})
+        elif not saved_states["transforms"] and (n := len(objects[self.random_key].transforms())):
             self.logger.warning(
-                f"{self.path} was saved by older code, without the random states of {len(fresh)} of the "
-                "data's random transforms: they go on from fresh states (not bit-identical)."
+                f"{self.path} holds the random states of none of the data's {n} random transforms (older "
+                "code kept none for a data set made of several, e.g. annotated tiles and an unannotated "
+                "pool): they go on from their fresh states (not bit-identical)."
             )
+        load_checkpoint(self.path, objects, map_location=self.map_location)
         self._saved = None  # free the memory; the objects hold the state now
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise ValueError(

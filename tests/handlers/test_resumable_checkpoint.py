@@ -224,23 +224,30 @@ def test_a_state_of_older_code_inside_a_pass_says_it_is_not_bit_identical(tmp_pa
     assert "saved by older code" in caplog.text and "not bit-identical" in caplog.text
 
 
-def test_a_state_of_older_code_without_the_pool_s_random_transforms_resumes_with_a_warning(tmp_path, caplog):
+@pytest.mark.parametrize("epoch_length", [6, 4])
+def test_a_state_of_older_code_without_the_pool_s_random_transforms_resumes_with_a_warning(
+    tmp_path, caplog, epoch_length
+):
     """Older code saved the random states of ``loader.dataset.transform`` only: none for a ``ConcatDataset``
-    (every run with an unannotated pool). Such a state resumes (a finished run has nothing left to draw),
-    says it is not bit-identical, and restores the generators it has: torch's, so the shuffle and the step's
-    draws are the uninterrupted run's while the transforms' draws are not."""
-    straight = shuffled_run(tmp_path / "straight.pt", 3, 6)
+    (every run with an unannotated pool), in the state and in its ``data_pass``. Such a state resumes (at a
+    pass's end, 6, and inside one, 4), says it is not bit-identical, and restores the generators it has:
+    torch's, so the shuffle and the step's draws are the uninterrupted run's while the transforms' are not."""
+    straight = shuffled_run(tmp_path / "straight.pt", 3, epoch_length)
     path = tmp_path / "state.pt"
-    shuffled_run(path, 2, 6)
+    shuffled_run(path, 2, epoch_length)
     state = torch.load(path, weights_only=True)
-    del state["data_pass"]
-    state["random_states"]["transforms"] = []
+    for states in (state["random_states"], state["data_pass"]["random_states"]):
+        states["transforms"] = []
     torch.save(state, path)
     with caplog.at_level("INFO", logger="resume-test"):
-        resumed = shuffled_run(path, 3, 6)
-    assert "without the random states of 6 of the data's random transforms" in caplog.text  # 2 x 3 (inner)
-    assert [row[-1] for row in resumed] == [row[-1] for row in straight[12:]]
-    assert resumed != straight[12:]
+        resumed = shuffled_run(path, 3, epoch_length)
+    assert "none of the data's 6 random transforms" in caplog.text  # 2 data sets x 3 (inner ones)
+    assert [row[-1] for row in resumed] == [row[-1] for row in straight[2 * epoch_length :]]
+    assert resumed != straight[2 * epoch_length :]
+    state["random_states"]["transforms"] = [state["random_states"]["generators"]] * 2  # some, but not 6
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="of 2 random transforms, the data loader now has 6"):
+        shuffled_run(path, 3, epoch_length)
 
 
 def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):

@@ -190,6 +190,17 @@ def run_training(preset: Mapping, recipe: Recipe) -> dict:
     return {"cost": cost, "setup": setup}
 
 
+def check_comparison(settings: Mapping) -> None:
+    """Raise ValueError (one line) unless ``settings["compare"]`` (the ``benchmark`` block) names arms and
+    seeds: section ``compare`` runs nothing else."""
+    comparison = settings.get("compare") or {}
+    if not (comparison.get("arms") and comparison.get("seeds")):
+        raise ValueError(
+            f"benchmark#compare is {comparison!r}; expected its arms and seeds, e.g. "
+            "{arms: [kd_coco_pool], seeds: [0, 1, 2]}"
+        )
+
+
 def run_accuracy_section(
     recipe: Recipe, unlabelled_dir: str | None, jobs: int, parts: Sequence[str] = ("table",)
 ) -> dict:
@@ -296,10 +307,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"benchmark ({mode_name}) -> {args.out}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         recipe = Recipe(mode_name, args.workdir or Path(scratch), args.dataset_dir)
+        preset = recipe.settings
+        if "compare" in args.sections:
+            try:
+                check_comparison(preset)
+            except ValueError as exc:
+                parser.error(f"--sections compare, benchmark_{mode_name}.yaml: {exc}")
         unlabelled = args.unlabelled_dir
         if unlabelled is None and PROTOCOL.keys() & set(args.sections):
             unlabelled = recipe.unlabelled_dir()
-        preset = recipe.settings
         for section in args.sections:
             print(f"[{section}]", flush=True)
             t = time.perf_counter()

@@ -552,3 +552,12 @@ def test_the_compare_section_alone_runs_the_same_pairs_without_the_curve(smoke_r
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## 6. At the curve's largest pool (2 tiles), on 3 seeds" in report and "## 5." not in report
 
+
+def test_a_comparison_without_arms_or_seeds_is_one_line(tmp_path):
+    """``--sections compare`` runs ``benchmark#compare`` only: without arms and seeds it would run nothing."""
+    benchmark.check_comparison({"compare": {"arms": ["kd_coco_pool"], "seeds": [0]}})
+    for comparison in ({}, None, {"arms": ["kd_coco_pool"]}, {"arms": [], "seeds": [0, 1]}):
+        with pytest.raises(ValueError, match=r"^benchmark#compare is .*; expected its arms and seeds"):
+            benchmark.check_comparison({"compare": comparison})
+    for mode in ("smoke", "cpu", "gpu"):  # every preset's, as written
+        benchmark.check_comparison(Recipe(mode, tmp_path / mode).settings)

@@ -191,14 +191,31 @@ def run_training(preset: Mapping, recipe: Recipe) -> dict:
 
 
 def check_comparison(settings: Mapping) -> None:
-    """Raise ValueError (one line) unless ``settings["compare"]`` (the ``benchmark`` block) names arms and
-    seeds: section ``compare`` runs nothing else."""
-    comparison = settings.get("compare") or {}
-    if not (comparison.get("arms") and comparison.get("seeds")):
+    """Raise ValueError (one line) unless ``settings["compare"]`` (the ``benchmark`` block) names a list of
+    protocol arms (:func:`benchmarks.bundle.protocol_arms`, not the curve's own arm, which each is paired
+    against) and a list of distinct whole-number seeds: section ``compare`` runs nothing else, and a seed
+    given twice would count one pair twice."""
+    from benchmarks.bundle import protocol_arms
+
+    comparison = settings.get("compare")
+    if not isinstance(comparison, Mapping) or not (comparison.get("arms") and comparison.get("seeds")):
         raise ValueError(
             f"benchmark#compare is {comparison!r}; expected its arms and seeds, e.g. "
             "{arms: [kd_coco_pool], seeds: [0, 1, 2]}"
         )
+    arms, seeds, reference = comparison["arms"], comparison["seeds"], settings["curve"]["arm"]
+    nan = float("nan")
+    known = [a.name for a in protocol_arms("kd", dict.fromkeys(("plain", "standardized", "paraphraser"), nan),
+                                           nan, "-")]  # fmt: skip
+    if not isinstance(arms, list) or any(a not in known or a == reference for a in arms):
+        others = ", ".join(a for a in known if a != reference)
+        raise ValueError(
+            f"benchmark#compare#arms is {arms!r}; expected a list of protocol arms other than the curve's "
+            f"({reference}), each paired against it: {others}"
+        )
+    distinct = isinstance(seeds, list) and len(set(map(str, seeds))) == len(seeds)
+    if not distinct or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"benchmark#compare#seeds is {seeds!r}; expected a list of distinct whole numbers")
 
 
 def run_accuracy_section(

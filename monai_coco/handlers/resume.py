@@ -135,11 +135,16 @@ class RandomStates:
             ValueError: when the number of random transforms (some saved) or of generators differs.
         """
         transforms, generators = self.transforms(), self._generators()
-        counts = len(state["transforms"]) not in (0, len(transforms))
-        if counts or set(state["generators"]) != set(generators):
+        if len(state["transforms"]) not in (0, len(transforms)):
             raise ValueError(
                 f"the saved random states are of {len(state['transforms'])} random transforms, the data "
                 f"loader now has {len(transforms)}: the training transforms were changed."
+            )
+        if set(state["generators"]) != set(generators):
+            raise ValueError(
+                f"the saved random states hold the own torch.Generator of {sorted(state['generators'])}, the "
+                f"data loader now has that of {sorted(generators)} ('loader', 'sampler'): its generator "
+                "setting was changed."
             )
         torch.set_rng_state(state["torch"])
         if state["cuda"] and torch.cuda.is_available():
@@ -339,6 +344,10 @@ class ResumableCheckpoint:
         saved_states = self._saved.get(self.random_key)
         if saved_states is None:  # a state from older code: no random states to restore
             objects.pop(self.random_key)
+            self.logger.warning(
+                f"{self.path} holds no random states (older code): the run goes on from this process's "
+                "generators (not bit-identical)."
+            )
         elif not saved_states["transforms"] and (n := len(objects[self.random_key].transforms())):
             self.logger.warning(
                 f"{self.path} holds the random states of none of the data's {n} random transforms (older "

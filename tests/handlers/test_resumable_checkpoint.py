@@ -248,6 +248,15 @@ def test_a_state_of_older_code_without_the_pool_s_random_transforms_resumes_with
     torch.save(state, path)
     with pytest.raises(ValueError, match="of 2 random transforms, the data loader now has 6"):
         shuffled_run(path, 3, epoch_length)
+    state["random_states"] |= {"transforms": [], "generators": {"loader": torch.Generator().get_state()}}
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"Generator of \['loader'\], the data loader now has that of \[\]"):
+        shuffled_run(path, 3, epoch_length)
+    del state["random_states"]
+    torch.save(state, path)
+    with caplog.at_level("INFO", logger="resume-test"):
+        shuffled_run(path, 3, epoch_length)
+    assert "holds no random states (older code)" in caplog.text
 
 
 def test_first_run_starts_from_scratch_and_bad_settings_are_refused(tmp_path):

@@ -554,10 +554,21 @@ def test_the_compare_section_alone_runs_the_same_pairs_without_the_curve(smoke_r
 
 
 def test_a_comparison_without_arms_or_seeds_is_one_line(tmp_path):
-    """``--sections compare`` runs ``benchmark#compare`` only: without arms and seeds it would run nothing."""
-    benchmark.check_comparison({"compare": {"arms": ["kd_coco_pool"], "seeds": [0]}})
-    for comparison in ({}, None, {"arms": ["kd_coco_pool"]}, {"arms": [], "seeds": [0, 1]}):
+    """``--sections compare`` runs ``benchmark#compare`` only: without arms and seeds it would run nothing;
+    an unknown arm or the curve's own, or a seed given twice (one pair counted twice), is refused too."""
+
+    def check(comparison):
+        benchmark.check_comparison({"compare": comparison, "curve": {"arm": "kd_pool"}})
+
+    check({"arms": ["kd_coco_pool"], "seeds": [0]})
+    for comparison in ({}, None, ["kd_coco_pool"], {"arms": ["kd_coco_pool"]}, {"arms": [], "seeds": [0, 1]}):
         with pytest.raises(ValueError, match=r"^benchmark#compare is .*; expected its arms and seeds"):
-            benchmark.check_comparison({"compare": comparison})
+            check(comparison)
+    for arms in (["no_such_arm"], "kd_coco_pool", ["kd_pool"]):  # kd_pool: the curve's arm, its reference
+        with pytest.raises(ValueError, match=r"^benchmark#compare#arms is .* \(kd_pool\), each .*: none, kd"):
+            check({"arms": arms, "seeds": [0]})
+    for seeds in (["x"], [0, 0, 1], [0.5], [True], "0"):
+        with pytest.raises(ValueError, match=r"^benchmark#compare#seeds is .*; expected a list of distinct"):
+            check({"arms": ["kd"], "seeds": seeds})
     for mode in ("smoke", "cpu", "gpu"):  # every preset's, as written
         benchmark.check_comparison(Recipe(mode, tmp_path / mode).settings)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -195,6 +196,7 @@ def check_comparison(settings: Mapping) -> None:
     protocol arms (:func:`benchmarks.bundle.protocol_arms`, not the curve's own arm, which each is paired
     against) and a list of distinct whole-number seeds: section ``compare`` runs nothing else, and a seed
     given twice would count one pair twice."""
+    from benchmarks.accuracy import NO_LAMBDAS
     from benchmarks.bundle import protocol_arms
 
     comparison = settings.get("compare")
@@ -204,9 +206,7 @@ def check_comparison(settings: Mapping) -> None:
             "{arms: [kd_coco_pool], seeds: [0, 1, 2]}"
         )
     arms, seeds, reference = comparison["arms"], comparison["seeds"], settings["curve"]["arm"]
-    nan = float("nan")
-    known = [a.name for a in protocol_arms("kd", dict.fromkeys(("plain", "standardized", "paraphraser"), nan),
-                                           nan, "-")]  # fmt: skip
+    known = [a.name for a in protocol_arms("kd", NO_LAMBDAS, math.nan, "-")]
     if not isinstance(arms, list) or any(a not in known or a == reference for a in arms):
         others = ", ".join(a for a in known if a != reference)
         raise ValueError(

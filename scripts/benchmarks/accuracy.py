@@ -73,6 +73,8 @@ from monai_coco.networks.summary import count_parameters
 
 PAPER_FANET_TAPS = ("encoder.2", "decoder.0.up")  # the paper's pair (method.md §2), reported too
 PARTS = ("table", "curve", "compare")
+# protocol_arms' lambdas where no CoCo arm runs (or only the arms' names are wanted)
+NO_LAMBDAS = {"plain": math.nan, "standardized": math.nan, "paraphraser": math.nan}
 
 
 def gradient_norms(
@@ -409,7 +411,7 @@ def _protocol(
         named = [str(curve_settings["arm"]), *map(str, comparison.get("arms", []))]
         if not lambdas and set(named) - {"kd", "kd_pool"}:  # measured on the curve's first seed, as with it
             _, lambdas = measure_lambdas(recipe, student, int(curve_settings["seeds"][0]), ratio, warmup)
-        by_name = {a.name: a for a in protocol_arms("kd", lambdas or _NO_LAMBDAS, noop, "-", control=control)}
+        by_name = {a.name: a for a in protocol_arms("kd", lambdas or NO_LAMBDAS, noop, "-", control=control)}
         largest = max(int(n) for n in curve_settings["pool_sizes"])
         folders = {
             int(n): pool_subset(unlabelled_dir, int(n), pools / f"pool_{int(n)}")
@@ -466,8 +468,6 @@ def _protocol(
     result["runs"] = done
     return result
 
-
-_NO_LAMBDAS = {"plain": math.nan, "standardized": math.nan, "paraphraser": math.nan}
 
 
 def _arm_record(arm: Arm) -> dict[str, Any]:
